@@ -1,0 +1,402 @@
+"""Load and validate configs/*.json into typed, frozen records (PROTOCOL.md section 9).
+
+Every problem raises ConfigError naming the file, the key and what to do. Unknown keys are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from codeswarm.errors import ConfigError
+
+WORKER_MODES = ("codex", "claude", "mock")
+APPROVAL_POLICIES = ("never", "on-failure", "on-request", "untrusted")
+SANDBOX_MODES = ("danger-full-access", "workspace-write", "read-only")
+_INT_SETTINGS = frozenset(
+    {"max_terminated_swarms", "job_gone_confirmations", "event_log_max_events", "event_log_segment_events"}
+)
+_TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    inject_timeout_seconds: float = 60
+    terminated_ttl_seconds: float = 900
+    max_terminated_swarms: int = 100
+    poll_interval_seconds: float = 0.5
+    status_poll_interval_seconds: float = 15
+    job_gone_confirmations: int = 3
+    job_gone_window_seconds: float = 30
+    worker_heartbeat_timeout_seconds: float = 60
+    worker_start_timeout_seconds: float = 300
+    approval_timeout_seconds: float = 3600
+    graceful_terminate_timeout_seconds: float = 300
+    local_graceful_terminate_timeout_seconds: float = 20
+    download_archive_root: str | None = None
+    event_log_max_events: int = 200_000
+    event_log_segment_events: int = 50_000
+    idempotency_ttl_seconds: float = 86_400
+    include_raw: bool = False
+    state_dir: str | None = None
+    tcp_enabled: bool = False
+    tcp_host: str = "127.0.0.1"
+    tcp_port: int = 8765
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    workspace_root: Path
+    default_sandbox_mode: str = "workspace-write"
+
+
+@dataclass(frozen=True)
+class SlurmProfile:
+    name: str
+    workspace_root: Path
+    cluster_subdir: str
+    partition: str
+    time_limit: str
+    login_host: str = ""
+    account: str | None = None
+    qos: str | None = None
+    ssh_retry_attempts: int = 4
+    ssh_retry_delay_seconds: float = 1.5
+    sbatch_extra: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Preset:
+    id: str
+    label: str
+    backend: str
+    cluster_profile: str | None
+    defaults: dict[str, Any]
+    launch_fields: list[dict[str, Any]]
+    launch_panels: list[Any]
+    launch_soft_timeout_seconds: float | None
+    launch_hard_timeout_seconds: float | None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        """The preset as `providers_list` shows it."""
+        return {
+            "id": self.id,
+            "label": self.label,
+            "backend": self.backend,
+            "cluster_profile": self.cluster_profile,
+            "defaults": self.defaults,
+            "launch_fields": self.launch_fields,
+            "launch_panels": self.launch_panels,
+            "launch_soft_timeout_seconds": self.launch_soft_timeout_seconds,
+            "launch_hard_timeout_seconds": self.launch_hard_timeout_seconds,
+            "disabled": False,
+            "disabled_reason": None,
+        }
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    router: RouterSettings
+    local: LocalCluster | None
+    slurm_profiles: dict[str, SlurmProfile]
+    presets: list[Preset]
+
+    def preset(self, preset_id: str | None) -> Preset | None:
+        if preset_id is None:
+            return self.presets[0] if self.presets else None
+        return next((p for p in self.presets if p.id == preset_id), None)
+
+    def slurm_profile(self, name: str | None) -> SlurmProfile:
+        if name and name in self.slurm_profiles:
+            return self.slurm_profiles[name]
+        if "default" in self.slurm_profiles:
+            return self.slurm_profiles["default"]
+        return next(iter(self.slurm_profiles.values()))
+
+
+DEFAULT_LOCAL_CONFIG: dict[str, Any] = {
+    "cluster": {"local": {"workspace_root": "runs", "default_sandbox_mode": "workspace-write"}},
+    "router": {"inject_timeout_seconds": 60, "terminated_ttl_seconds": 900, "poll_interval_seconds": 0.5},
+    "launch_providers": [
+        {
+            "id": "local-mock",
+            "label": "Local (mock agent)",
+            "backend": "local",
+            "defaults": {"worker_mode": "mock", "approval_policy": "never", "mock_delay_ms": 50},
+            "launch_soft_timeout_seconds": 30,
+            "launch_hard_timeout_seconds": 120,
+        }
+    ],
+}
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Load a config file; None means the embedded default (local provider, mock runtime)."""
+    if path is None:
+        return parse_config(DEFAULT_LOCAL_CONFIG, None, base_dir=Path.cwd())
+    p = Path(path).expanduser()
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found (pass --config with an existing file)") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"{p}: not valid JSON: {exc}") from None
+    return parse_config(obj, p, base_dir=Path.cwd())
+
+
+def parse_config(obj: Any, path: Path | None, *, base_dir: Path) -> Config:
+    where = str(path) if path else "<embedded default config>"
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{where}: the top level must be a JSON object")
+    cluster = _obj(obj, "cluster", where, required=True)
+    router = _router_settings(_obj(obj, "router", where), where)
+    local = _local_cluster(cluster, where, base_dir)
+    profiles = _slurm_profiles(cluster, where)
+    if local is None and not profiles:
+        raise ConfigError(f"{where}: cluster: configure 'local' or 'slurm' (see configs/local.json)")
+    presets = _presets(obj, where, local, profiles)
+    return Config(path=path, router=router, local=local, slurm_profiles=profiles, presets=presets)
+
+
+def _obj(parent: dict[str, Any], key: str, where: str, *, required: bool = False) -> dict[str, Any]:
+    value = parent.get(key)
+    if value is None:
+        if required:
+            raise ConfigError(f"{where}: missing required key '{key}'")
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: '{key}' must be an object")
+    return value
+
+
+def _number(d: dict[str, Any], key: str, default: Any, where: str, *, integer: bool = False) -> Any:
+    value = d.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{where}: '{key}' must be {kind}, got {value!r}")
+    if value < 0:
+        raise ConfigError(f"{where}: '{key}' must not be negative")
+    return value
+
+
+def _router_settings(r: dict[str, Any], where: str) -> RouterSettings:
+    defaults = RouterSettings()
+    kwargs: dict[str, Any] = {}
+    w = f"{where}: router"
+    for name in RouterSettings.__dataclass_fields__:
+        if name.startswith("tcp_") or name in ("download_archive_root", "state_dir", "include_raw"):
+            continue
+        default = getattr(defaults, name)
+        kwargs[name] = _number(r, name, default, w, integer=name in _INT_SETTINGS)
+    if kwargs["poll_interval_seconds"] <= 0:
+        raise ConfigError(f"{w}: 'poll_interval_seconds' must be > 0")
+    for name in ("download_archive_root", "state_dir"):
+        value = r.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{w}: '{name}' must be a string path")
+        kwargs[name] = value
+    include_raw = r.get("include_raw", False)
+    if not isinstance(include_raw, bool):
+        raise ConfigError(f"{w}: 'include_raw' must be true or false")
+    kwargs["include_raw"] = include_raw
+    tcp = r.get("tcp") or {}
+    if not isinstance(tcp, dict):
+        raise ConfigError(f"{w}: 'tcp' must be an object")
+    kwargs["tcp_enabled"] = bool(tcp.get("enabled", False))
+    kwargs["tcp_host"] = str(tcp.get("host", "127.0.0.1"))
+    kwargs["tcp_port"] = int(_number(tcp, "port", 8765, f"{w}.tcp", integer=True))
+    return RouterSettings(**kwargs)
+
+
+def _local_cluster(cluster: dict[str, Any], where: str, base_dir: Path) -> LocalCluster | None:
+    if "local" not in cluster and cluster.get("backend") != "local":
+        return None
+    section = cluster.get("local") if "local" in cluster else cluster
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: cluster.local must be an object")
+    root = section.get("workspace_root", "runs")
+    if not isinstance(root, str) or not root:
+        raise ConfigError(f"{where}: cluster.local.workspace_root must be a non-empty string")
+    sandbox = section.get("default_sandbox_mode", "workspace-write")
+    if sandbox not in SANDBOX_MODES:
+        raise ConfigError(f"{where}: cluster.local.default_sandbox_mode must be one of {', '.join(SANDBOX_MODES)}")
+    root_path = Path(root).expanduser()
+    if not root_path.is_absolute():
+        root_path = base_dir / root_path
+    return LocalCluster(workspace_root=root_path, default_sandbox_mode=sandbox)
+
+
+def _slurm_profiles(cluster: dict[str, Any], where: str) -> dict[str, SlurmProfile]:
+    if "slurm" in cluster:
+        section = cluster["slurm"]
+        if not isinstance(section, dict):
+            raise ConfigError(f"{where}: cluster.slurm must be an object")
+    elif cluster.get("backend") == "slurm":  # legacy flat form: one profile named default
+        section = {"profiles": {"default": {k: v for k, v in cluster.items() if k != "backend"}}}
+    else:
+        return {}
+    shared = {k: v for k, v in section.items() if k != "profiles"}
+    raw_profiles = section.get("profiles")
+    if raw_profiles is None:
+        raw_profiles = {"default": {}}
+    if not isinstance(raw_profiles, dict) or not raw_profiles:
+        raise ConfigError(f"{where}: cluster.slurm.profiles must be a non-empty object")
+    out: dict[str, SlurmProfile] = {}
+    for name, prof in raw_profiles.items():
+        if not isinstance(prof, dict):
+            raise ConfigError(f"{where}: cluster.slurm.profiles.{name} must be an object")
+        merged = {**shared, **prof}
+        w = f"{where}: cluster.slurm.profiles.{name}"
+        for key in ("workspace_root", "cluster_subdir", "partition", "time_limit"):
+            if not isinstance(merged.get(key), str) or not merged.get(key):
+                raise ConfigError(f"{w}: missing required key '{key}'")
+        if not Path(merged["workspace_root"]).is_absolute():
+            raise ConfigError(f"{w}: workspace_root must be an absolute path on the shared filesystem")
+        if not _TIME_LIMIT.match(merged["time_limit"]):
+            raise ConfigError(f"{w}: time_limit must look like HH:MM:SS")
+        extra = merged.get("sbatch_extra", [])
+        if not isinstance(extra, list) or not all(isinstance(x, str) for x in extra):
+            raise ConfigError(f"{w}: sbatch_extra must be a list of strings")
+        env = merged.get("env", {})
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise ConfigError(f"{w}: env must be an object of strings")
+        out[name] = SlurmProfile(
+            name=name,
+            workspace_root=Path(merged["workspace_root"]),
+            cluster_subdir=merged["cluster_subdir"],
+            partition=merged["partition"],
+            time_limit=merged["time_limit"],
+            login_host=str(merged.get("login_host") or ""),
+            account=merged.get("account") or None,
+            qos=merged.get("qos") or None,
+            ssh_retry_attempts=int(_number(merged, "ssh_retry_attempts", 4, w, integer=True)),
+            ssh_retry_delay_seconds=float(_number(merged, "ssh_retry_delay_seconds", 1.5, w)),
+            sbatch_extra=tuple(extra),
+            env=dict(env),
+        )
+    return out
+
+
+def validate_params(params: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check the known provider_params keys; raise ValueError(key, problem) on a bad one."""
+    checks = {
+        "worker_mode": WORKER_MODES,
+        "approval_policy": APPROVAL_POLICIES,
+        "sandbox_mode": SANDBOX_MODES,
+    }
+    for key, allowed in checks.items():
+        if key in params and params[key] is not None and params[key] not in allowed:
+            raise ValueError(key, f"must be one of {', '.join(allowed)}")
+    for key in ("native_auto_approve", "fresh_thread_per_injection"):
+        if key in params and not isinstance(params[key], bool):
+            raise ValueError(key, "must be true or false")
+    if "mock_delay_ms" in params:
+        v = params["mock_delay_ms"]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError("mock_delay_ms", "must be a non-negative integer")
+    if "time_limit" in params and (not isinstance(params["time_limit"], str) or not _TIME_LIMIT.match(params["time_limit"])):
+        raise ValueError("time_limit", "must look like HH:MM:SS")
+    for key in ("partition", "account", "qos", "model", "claude_model", "claude_cli_path", "codex_path"):
+        if key in params and params[key] is not None and not isinstance(params[key], str):
+            raise ValueError(key, "must be a string")
+    return params
+
+
+def _presets(
+    obj: dict[str, Any], where: str, local: LocalCluster | None, profiles: dict[str, SlurmProfile]
+) -> list[Preset]:
+    raw = obj.get("launch_providers")
+    if raw is None:
+        raw = []
+        if local is not None:
+            raw.append({"id": "local", "backend": "local", "defaults": {"worker_mode": "mock"}})
+        if profiles:
+            raw.append({"id": "slurm", "backend": "slurm"})
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{where}: launch_providers must be a non-empty array")
+    seen: set[str] = set()
+    out: list[Preset] = []
+    for i, p in enumerate(raw):
+        w = f"{where}: launch_providers[{i}]"
+        if not isinstance(p, dict):
+            raise ConfigError(f"{w} must be an object")
+        pid = p.get("id")
+        if not isinstance(pid, str) or not pid:
+            raise ConfigError(f"{w}: 'id' must be a non-empty string")
+        if pid in seen:
+            raise ConfigError(f"{w}: duplicate id '{pid}'")
+        seen.add(pid)
+        backend = p.get("backend")
+        if backend not in ("local", "slurm"):
+            raise ConfigError(f"{w}: 'backend' must be 'local' or 'slurm'")
+        if backend == "local" and local is None:
+            raise ConfigError(f"{w}: backend 'local' but cluster.local is not configured")
+        if backend == "slurm" and not profiles:
+            raise ConfigError(f"{w}: backend 'slurm' but cluster.slurm is not configured")
+        profile = p.get("cluster_profile", p.get("cluster_config"))
+        if profile is not None and backend == "slurm" and profile not in profiles:
+            raise ConfigError(f"{w}: cluster_profile '{profile}' is not in cluster.slurm.profiles")
+        defaults = p.get("defaults", {})
+        if not isinstance(defaults, dict):
+            raise ConfigError(f"{w}: 'defaults' must be an object")
+        try:
+            validate_params(defaults, w)
+        except ValueError as exc:
+            raise ConfigError(f"{w}: defaults.{exc.args[0]} {exc.args[1]}") from None
+        fields = p.get("launch_fields")
+        if fields is None:
+            fields = _builtin_fields(backend)
+        if not isinstance(fields, list):
+            raise ConfigError(f"{w}: 'launch_fields' must be an array")
+        env = p.get("env", {})
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise ConfigError(f"{w}: 'env' must be an object of strings")
+        out.append(
+            Preset(
+                id=pid,
+                label=str(p.get("label") or pid),
+                backend=backend,
+                cluster_profile=profile,
+                defaults=dict(defaults),
+                launch_fields=fields,
+                launch_panels=list(p.get("launch_panels") or []),
+                launch_soft_timeout_seconds=_number(p, "launch_soft_timeout_seconds", None, w),
+                launch_hard_timeout_seconds=_number(p, "launch_hard_timeout_seconds", None, w),
+                env=dict(env),
+            )
+        )
+    return out
+
+
+def _builtin_fields(backend: str) -> list[dict[str, Any]]:
+    fields: list[dict[str, Any]] = [
+        {
+            "key": "worker_mode",
+            "label": "Agent runtime",
+            "type": "select",
+            "default": None,
+            "required": False,
+            "options": [{"label": m, "value": m} for m in WORKER_MODES],
+        }
+    ]
+    if backend == "slurm":
+        fields += [
+            {"key": "partition", "label": "Partition", "type": "text", "default": None, "required": False},
+            {"key": "time_limit", "label": "Time limit", "type": "text", "default": None,
+             "required": False, "placeholder": "HH:MM:SS"},
+        ]
+    return fields

@@ -1,0 +1,327 @@
+"""The `codeswarm.router.v1` wire contract: envelopes, names, payload validation.
+
+Pure: no sockets, files or clocks. Timestamps are passed in. Shared by the router, the CLI
+client and the web bridge, so it must import nothing heavier than orjson.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+PROTOCOL = "codeswarm.router.v1"
+MAX_LINE_BYTES = 1 << 20
+EXTENSIONS = ["seq", "subscribe", "idempotency_key", "node_selector", "swarm_state"]
+
+COMMANDS = frozenset(
+    {
+        "swarm_launch",
+        "inject",
+        "enqueue_inject",
+        "approve_execution",
+        "swarm_terminate",
+        "providers_list",
+        "swarm_list",
+        "swarm_status",
+        "queue_list",
+        "subscribe",
+        "unsubscribe",
+        "ping",
+    }
+)
+
+# Answers to one connection only; never logged (PROTOCOL.md 3.3).
+DIRECTED_EVENTS = frozenset(
+    {
+        "providers_list",
+        "swarm_list",
+        "queue_list",
+        "subscribed",
+        "unsubscribed",
+        "pong",
+        "command_deduplicated",
+    }
+)
+
+# Broadcast events that change lifecycle state: fsync'd before anyone sees them.
+LIFECYCLE_EVENTS = frozenset(
+    {
+        "swarm_launched",
+        "swarm_status",
+        "swarm_terminated",
+        "swarm_removed",
+        "inject_ack",
+        "inject_delivered",
+        "inject_failed",
+        "turn_complete",
+        "node_status",
+        "exec_approval_required",
+        "exec_approval_resolved",
+        "command_rejected",
+        "inter_swarm_enqueued",
+        "inter_swarm_dispatched",
+        "inter_swarm_dropped",
+        "workspace_archive_ready",
+        "workspace_archive_failed",
+    }
+)
+
+SWARM_STATES = ("pending", "running", "terminating", "terminated")
+LEGACY_STATUS = {"pending": "running", "running": "running", "terminating": "terminating", "terminated": "terminated"}
+
+# Fields shortened first when an outgoing line would exceed MAX_LINE_BYTES.
+_TRUNCATABLE = ("stdout", "stderr", "content", "raw", "prompt", "message", "aggregated_output")
+
+
+class Rejection(Exception):
+    """A command the router refuses; becomes a `command_rejected` event."""
+
+    def __init__(
+        self,
+        code: str,
+        reason: str,
+        *,
+        request_id: str | None = None,
+        command: str | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.request_id = request_id
+        self.command = command
+        self.extra = extra
+
+    def data(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "request_id": self.request_id,
+            "reason": self.reason,
+            "code": self.code,
+            "command": self.command,
+        }
+        out.update(self.extra)
+        return out
+
+
+@dataclass(frozen=True)
+class Command:
+    command: str
+    request_id: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def iso_timestamp(epoch: float) -> str:
+    return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).isoformat()
+
+
+def make_event(
+    event: str, data: dict[str, Any], *, seq: int, timestamp: str, directed: bool = False
+) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "protocol": PROTOCOL,
+        "type": "event",
+        "timestamp": timestamp,
+        "event": event,
+        "seq": seq,
+        "data": data,
+    }
+    if directed:
+        env["directed"] = True
+    return env
+
+
+def make_command(command: str, payload: dict[str, Any], request_id: str) -> dict[str, Any]:
+    return {
+        "protocol": PROTOCOL,
+        "type": "command",
+        "command": command,
+        "request_id": request_id,
+        "payload": payload,
+    }
+
+
+def encode_line(envelope: dict[str, Any]) -> bytes:
+    """Serialize one envelope as a JSON line, shortening long strings to stay under the limit."""
+    line = orjson.dumps(envelope)
+    if len(line) < MAX_LINE_BYTES:
+        return line + b"\n"
+    data = dict(envelope.get("data") or {})
+    budget = MAX_LINE_BYTES // 2
+    for key in _TRUNCATABLE:
+        value = data.get(key)
+        if isinstance(value, str) and len(value) > budget // 4:
+            data[key] = value[: budget // 4]
+            data["truncated"] = True
+    if "raw" in data and len(orjson.dumps(data["raw"])) > budget // 4:
+        data["raw"] = None
+        data["truncated"] = True
+    shortened = dict(envelope, data=data)
+    line = orjson.dumps(shortened)
+    if len(line) >= MAX_LINE_BYTES:  # pathological: many large fields; keep the envelope only
+        shortened["data"] = {k: v for k, v in data.items() if not isinstance(v, (str, list, dict))}
+        shortened["data"]["truncated"] = True
+        line = orjson.dumps(shortened)
+    return line + b"\n"
+
+
+def _is_request_id(value: Any) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= 128
+
+
+def parse_command_line(line: bytes) -> Command:
+    """Parse one received line into a Command, or raise Rejection with the right code."""
+    if len(line) > MAX_LINE_BYTES:
+        raise Rejection("line_too_long", "line exceeds 1 MiB limit")
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise Rejection("invalid_json", "line is not a JSON object") from None
+    if not isinstance(obj, dict):
+        raise Rejection("invalid_json", "line is not a JSON object")
+    return parse_command(obj)
+
+
+def parse_command(obj: dict[str, Any]) -> Command:
+    request_id = obj.get("request_id")
+    rid = request_id if _is_request_id(request_id) else None
+    protocol = obj.get("protocol")
+    if protocol is None:
+        raise Rejection("invalid_envelope", "missing or invalid envelope field: protocol", request_id=rid)
+    if protocol != PROTOCOL:
+        raise Rejection("unsupported_protocol", f"unsupported protocol: {protocol}", request_id=rid)
+    if obj.get("type", "command") != "command":
+        raise Rejection("invalid_envelope", "missing or invalid envelope field: type", request_id=rid)
+    command = obj.get("command")
+    if not isinstance(command, str) or not command:
+        raise Rejection("invalid_envelope", "missing or invalid envelope field: command", request_id=rid)
+    if rid is None:
+        raise Rejection(
+            "invalid_envelope", "missing or invalid envelope field: request_id", command=command
+        )
+    payload = obj.get("payload")
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise Rejection(
+            "invalid_envelope", "missing or invalid envelope field: payload", request_id=rid, command=command
+        )
+    if command not in COMMANDS:
+        raise Rejection("unknown_command", f"unknown command: {command}", request_id=rid, command=command)
+    key = payload.get("idempotency_key")
+    if key is not None and not _is_request_id(key):
+        raise Rejection(
+            "invalid_payload", "idempotency_key: must be a string of 1-128 characters",
+            request_id=rid, command=command,
+        )
+    return Command(command=command, request_id=rid, payload=payload)
+
+
+# ---------------------------------------------------------------- payload checks
+
+
+def _bad(cmd: Command, field_name: str, problem: str) -> Rejection:
+    return Rejection(
+        "invalid_payload", f"{field_name}: {problem}", request_id=cmd.request_id, command=cmd.command
+    )
+
+
+def require_str(cmd: Command, name: str, *, optional: bool = False, allow_empty: bool = False) -> str | None:
+    value = cmd.payload.get(name)
+    if value is None:
+        if optional:
+            return None
+        raise _bad(cmd, name, "required")
+    if not isinstance(value, str):
+        raise _bad(cmd, name, "must be a string")
+    if not value and not allow_empty:
+        raise _bad(cmd, name, "must not be empty")
+    return value
+
+
+def require_int(cmd: Command, name: str, *, default: int | None = None, minimum: int = 0) -> int:
+    value = cmd.payload.get(name, default)
+    if value is None:
+        raise _bad(cmd, name, "required")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(cmd, name, "must be an integer")
+    if value < minimum:
+        raise _bad(cmd, name, f"must be >= {minimum}")
+    return value
+
+
+def require_bool(cmd: Command, name: str, *, default: bool | None = None) -> bool:
+    value = cmd.payload.get(name, default)
+    if not isinstance(value, bool):
+        raise _bad(cmd, name, "must be a boolean" if name in cmd.payload else "required")
+    return value
+
+
+def require_obj(cmd: Command, name: str) -> dict[str, Any]:
+    value = cmd.payload.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad(cmd, name, "must be an object")
+    return value
+
+
+def parse_node_selector(value: Any, node_count: int) -> list[int]:
+    """Resolve `all`, an int, a list of ints or a selector string ("0,2-4") to sorted node ids.
+
+    Raises ValueError("invalid_payload", msg) for malformed selectors and
+    ValueError("invalid_nodes", msg) for indices out of range.
+    """
+    if value is None or value == "all":
+        return list(range(node_count))
+    if isinstance(value, bool):
+        raise ValueError("invalid_payload", "nodes: must be 'all', an integer, a list or a selector string")
+    if isinstance(value, int):
+        ids = [value]
+    elif isinstance(value, list):
+        if not value:
+            raise ValueError("invalid_payload", "nodes: empty list")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ValueError("invalid_payload", "nodes: list items must be integers")
+        ids = list(value)
+    elif isinstance(value, str):
+        ids = _parse_selector_string(value)
+    else:
+        raise ValueError("invalid_payload", "nodes: must be 'all', an integer, a list or a selector string")
+    for i in ids:
+        if not 0 <= i < node_count:
+            raise ValueError("invalid_nodes", f"node index out of range: {i}")
+    return sorted(set(ids))
+
+
+def _parse_selector_string(text: str) -> list[int]:
+    compact = "".join(text.split())
+    if compact.startswith("[") and compact.endswith("]"):
+        compact = compact[1:-1]
+    if compact == "all":
+        raise ValueError("invalid_payload", "nodes: 'all' cannot be combined")
+    if not compact:
+        raise ValueError("invalid_payload", "nodes: empty selector")
+    ids: list[int] = []
+    for item in compact.split(","):
+        lo, sep, hi = item.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise ValueError("invalid_payload", f"nodes: bad selector item {item!r}")
+        a = int(lo)
+        b = int(hi) if sep else a
+        if a > b:
+            raise ValueError("invalid_payload", f"nodes: bad range {item!r} (start > end)")
+        if b - a > 100_000:
+            raise ValueError("invalid_nodes", f"node index out of range: {b}")
+        ids.extend(range(a, b + 1))
+    return ids
+
+
+def resolve_nodes(cmd: Command, value: Any, node_count: int) -> list[int]:
+    try:
+        return parse_node_selector(value, node_count)
+    except ValueError as exc:
+        code, message = exc.args
+        raise Rejection(code, message, request_id=cmd.request_id, command=cmd.command) from None

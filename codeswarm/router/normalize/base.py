@@ -1,0 +1,40 @@
+"""The normalizer interface: one raw runtime message in, zero or more v1 events out.
+
+Pure and per node: a normalizer instance keeps the little state its dialect needs (pending
+assistant text, a model name). It returns (event_name, data) pairs WITHOUT the common runtime
+fields (swarm_id, job_id, node_id, injection_id); the router adds those. Turn bookkeeping
+(exactly one turn_started / turn_complete per injection, approval ids) belongs to the router core.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+NormalizedEvent = tuple[str, dict[str, Any]]
+
+
+class Normalizer(Protocol):
+    runtime: str
+
+    def feed(self, payload: Any) -> list[NormalizedEvent]:
+        """Translate one raw message (the outbox line's `payload`). Never raises on bad input."""
+        ...
+
+
+def usage_event(source: str, total: dict[str, Any] | None, last: dict[str, Any] | None,
+                context_window: Any = None, model_name: str | None = None) -> NormalizedEvent:
+    """Build a `usage` event from snake_case counter dicts (either may be None)."""
+    keys = ("total_tokens", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens")
+    data: dict[str, Any] = {}
+    for k in keys:
+        data[k] = _int_or_none((total or {}).get(k))
+        data["last_" + k] = _int_or_none((last or {}).get(k))
+    data["model_context_window"] = _int_or_none(context_window)
+    data["usage_source"] = source
+    if model_name:
+        data["model_name"] = model_name
+    return ("usage", data)
+
+
+def _int_or_none(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
