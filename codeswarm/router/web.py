@@ -1,0 +1,358 @@
+"""The web control plane: static files and a WebSocket bridge to the router, on one port.
+
+Every request needs the access token (query `token=` or the cookie set on the first visit). The
+WebSocket at `/ws` also needs an Origin equal to the served origin. Each browser socket gets its
+own connection to the router's Unix socket and envelopes are relayed unchanged, one per text frame
+(PROTOCOL.md 2.2); the bridge never makes up events. When the router goes away the browser socket
+is closed (1012) and the page reconnects and resumes from its last seq.
+
+HTTP is parsed here by hand (GET/HEAD of a few static files, `Connection: close`); for `/ws` the
+already-read bytes are replayed into trio-websocket, which does the handshake with wsproto.
+"""
+
+from __future__ import annotations
+
+import secrets
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+import trio_websocket
+
+from codeswarm.protocol import MAX_LINE_BYTES
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "web_static"
+MAX_HEAD_BYTES = 16 * 1024
+HEAD_TIMEOUT_SECONDS = 10.0
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".json": "application/json",
+    ".txt": "text/plain; charset=utf-8",
+}
+_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+            413: "Payload Too Large", 426: "Upgrade Required"}
+# WebSocket close codes (RFC 6455 / IANA registry).
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_SERVICE_RESTART = 1012
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    target: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-cased names; repeated headers joined with ", "
+    head_bytes: bytes  # everything read so far, replayed into the WebSocket handshake
+
+    def cookie(self, name: str) -> str | None:
+        for part in self.headers.get("cookie", "").split(";"):
+            key, sep, value = part.strip().partition("=")
+            if sep and key == name:
+                return value
+        return None
+
+
+class BadRequest(Exception):
+    pass
+
+
+def parse_head(data: bytes) -> HttpRequest:
+    """Parse a request head (request line + headers, up to the blank line). Raises BadRequest."""
+    head, sep, _ = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise BadRequest("incomplete head")
+    try:
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, version = lines[0].split(" ")
+    except ValueError:
+        raise BadRequest("bad request line") from None
+    if not version.startswith("HTTP/1."):
+        raise BadRequest("unsupported HTTP version")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise BadRequest("bad header line")
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
+    parts = urllib.parse.urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/"):
+        raise BadRequest("only origin-form targets are served")
+    return HttpRequest(
+        method=method,
+        target=target,
+        path=parts.path,
+        query=urllib.parse.parse_qs(parts.query),
+        headers=headers,
+        head_bytes=data,
+    )
+
+
+def resolve_static(static_dir: Path, url_path: str) -> Path | None:
+    """Map a URL path to a file inside static_dir, or None (-> 404). No `..`, no hidden files."""
+    decoded = urllib.parse.unquote(url_path)
+    if decoded in ("", "/"):
+        decoded = "/index.html"
+    if "\x00" in decoded or "\\" in decoded:
+        return None
+    segments = decoded.lstrip("/").split("/")
+    if any(seg in ("", ".", "..") or seg.startswith(".") for seg in segments):
+        return None
+    root = static_dir.resolve()
+    candidate = root.joinpath(*segments)
+    try:
+        real = candidate.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if not real.is_relative_to(root) or not real.is_file():
+        return None
+    if real.suffix not in CONTENT_TYPES:
+        return None
+    return real
+
+
+class _ReplayStream(trio.abc.Stream):
+    """A stream that first returns bytes already read, then reads from the wrapped stream."""
+
+    def __init__(self, prefix: bytes, inner: trio.abc.Stream) -> None:
+        self._prefix = prefix
+        self._inner = inner
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            n = len(self._prefix) if max_bytes is None else max_bytes
+            chunk, self._prefix = self._prefix[:n], self._prefix[n:]
+            return chunk
+        return await self._inner.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@dataclass
+class WebServer:
+    """Serves the page and bridges /ws to the router socket. `port` is known once listening."""
+
+    router_socket: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    static_dir: Path = STATIC_DIR
+    bridges: int = 0  # open browser<->router bridges, for tests and the status line
+
+    @property
+    def origin(self) -> str:
+        return f"http://{_url_host(self.host)}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.origin}/?token={self.token}"
+
+    @property
+    def cookie_name(self) -> str:
+        # Cookies ignore the port, so two `codeswarm web` on one host must not share a name.
+        return f"codeswarm_token_{self.port}"
+
+    def allowed_origins(self) -> set[str]:
+        origins = {self.origin}
+        if self.host in ("127.0.0.1", "localhost", "::1"):
+            origins |= {f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}",
+                        f"http://[::1]:{self.port}"}
+        return origins
+
+    async def serve(self, *, task_status: trio.TaskStatus[WebServer] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            task_status.started(self)
+            await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _token_ok(self, req: HttpRequest) -> bool:
+        given = (req.query.get("token") or [None])[0] or req.cookie(self.cookie_name)
+        return given is not None and secrets.compare_digest(given.encode(), self.token.encode())
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        try:
+            req = await self._read_head(stream)
+            if req is None:
+                return
+            if req.path == "/ws":
+                await self._websocket(stream, req)
+            else:
+                await self._static(stream, req)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _read_head(self, stream: trio.SocketStream) -> HttpRequest | None:
+        buf = bytearray()
+        with trio.move_on_after(HEAD_TIMEOUT_SECONDS):
+            while (end := buf.find(b"\r\n\r\n")) < 0 and len(buf) <= MAX_HEAD_BYTES:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    return None
+                buf += chunk
+            if end < 0 or end > MAX_HEAD_BYTES:
+                await self._respond(stream, 413, b"request head too large\n")
+                return None
+            try:
+                return parse_head(bytes(buf))
+            except BadRequest as exc:
+                await self._respond(stream, 400, f"{exc}\n".encode())
+                return None
+        return None
+
+    async def _respond(
+        self, stream: trio.abc.Stream, status: int, body: bytes, *,
+        content_type: str = "text/plain; charset=utf-8", extra: list[tuple[str, str]] | None = None,
+        head_only: bool = False,
+    ) -> None:
+        headers = [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+            ("X-Frame-Options", "DENY"),
+            ("Content-Security-Policy",
+             f"default-src 'self'; connect-src 'self' ws://{_url_host(self.host)}:{self.port}; "
+             "img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+             "base-uri 'none'; frame-ancestors 'none'; form-action 'none'"),
+        ]
+        headers += extra or []
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}"] + [f"{k}: {v}" for k, v in headers]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        await stream.send_all(head if head_only else head + body)
+
+    async def _static(self, stream: trio.abc.Stream, req: HttpRequest) -> None:
+        if not self._token_ok(req):
+            await self._respond(stream, 403, b"403 forbidden: open the URL printed by `codeswarm web`\n")
+            return
+        if req.method not in ("GET", "HEAD"):
+            await self._respond(stream, 405, b"method not allowed\n", extra=[("Allow", "GET, HEAD")])
+            return
+        path = resolve_static(self.static_dir, req.path)
+        if path is None:
+            await self._respond(stream, 404, b"404 not found\n")
+            return
+        body = await trio.Path(path).read_bytes()
+        extra = []
+        if req.query.get("token"):
+            extra.append(("Set-Cookie", f"{self.cookie_name}={self.token}; Path=/; HttpOnly; SameSite=Strict"))
+        await self._respond(stream, 200, body, content_type=CONTENT_TYPES[path.suffix], extra=extra,
+                            head_only=req.method == "HEAD")
+
+    # ------------------------------------------------------------------ WebSocket bridge
+
+    async def _websocket(self, stream: trio.abc.Stream, req: HttpRequest) -> None:
+        if not self._token_ok(req):
+            await self._respond(stream, 403, b"403 forbidden: missing or wrong token\n")
+            return
+        if req.headers.get("origin") not in self.allowed_origins():
+            await self._respond(stream, 403, b"403 forbidden: foreign origin\n")
+            return
+        if "websocket" not in req.headers.get("upgrade", "").lower():
+            await self._respond(stream, 426, b"websocket upgrade required\n", extra=[("Upgrade", "websocket")])
+            return
+        async with trio.open_nursery() as nursery:
+            wrapped = _ReplayStream(req.head_bytes, stream)
+            request = await trio_websocket.wrap_server_stream(
+                nursery, wrapped, max_message_size=MAX_LINE_BYTES + 1024
+            )
+            ws = await request.accept()
+            try:
+                await self._bridge(ws)
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def _bridge(self, ws: trio_websocket.WebSocketConnection) -> None:
+        try:
+            router = await trio.open_unix_socket(str(self.router_socket))
+        except OSError:
+            await ws.aclose(CLOSE_TRY_AGAIN_LATER, "router unavailable")
+            return
+        self.bridges += 1
+        try:
+            async with router, trio.open_nursery() as nursery:
+                nursery.start_soon(_browser_to_router, ws, router, nursery.cancel_scope)
+                nursery.start_soon(_router_to_browser, router, ws, nursery.cancel_scope)
+        finally:
+            self.bridges -= 1
+            with trio.move_on_after(2):
+                await ws.aclose()
+
+
+async def _browser_to_router(
+    ws: trio_websocket.WebSocketConnection, router: trio.abc.Stream, scope: trio.CancelScope
+) -> None:
+    try:
+        while True:
+            message = await ws.get_message()
+            if isinstance(message, bytes):
+                await ws.aclose(CLOSE_UNSUPPORTED_DATA, "binary frames are not supported")
+                break
+            await router.send_all(_one_line(message))
+    except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        scope.cancel()
+
+
+async def _router_to_browser(
+    router: trio.abc.Stream, ws: trio_websocket.WebSocketConnection, scope: trio.CancelScope
+) -> None:
+    buf = bytearray()
+    try:
+        while True:
+            chunk = await router.receive_some(65536)
+            if not chunk:
+                await ws.aclose(CLOSE_SERVICE_RESTART, "router connection closed")
+                break
+            buf += chunk
+            while (nl := buf.find(b"\n")) >= 0:
+                line = bytes(buf[:nl]).rstrip(b"\r")
+                del buf[: nl + 1]
+                if line:
+                    await ws.send_message(line.decode("utf-8", errors="replace"))
+    except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        scope.cancel()
+
+
+def _one_line(message: str) -> bytes:
+    """One text frame -> exactly one JSON line. Re-encode only when the frame has line breaks."""
+    data = message.encode("utf-8")
+    if b"\n" not in data and b"\r" not in data:
+        return data + b"\n"
+    try:
+        obj: Any = orjson.loads(data)
+        return orjson.dumps(obj) + b"\n"
+    except orjson.JSONDecodeError:
+        # Not JSON: keep it one line so the router answers invalid_json once.
+        return data.replace(b"\r", b" ").replace(b"\n", b" ") + b"\n"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
