@@ -246,8 +246,10 @@ class CodexRuntime(Runtime):
 
     async def _ensure_running(self) -> bool:
         """Restart a dead app-server (resuming the thread from its rollout); False if that fails."""
-        if self._proc is not None and self.returncode is None and self._reader is not None:
+        if self._proc is not None and self._reader is not None and self._proc.poll() is None:
             return True
+        if self._proc is not None and self._reader is not None:
+            await self._reap()  # died between turns: start over (the thread resumes from its rollout)
         try:
             await self._spawn()
             await self._open_thread(resume=True)
@@ -257,14 +259,18 @@ class CodexRuntime(Runtime):
             return False
 
     async def _turn(self, content: str) -> None:
-        rid = await self._request("turn/start", {
-            "threadId": self.thread_id, "cwd": str(self.ctx.workspace),
-            "input": [{"type": "text", "text": content, "text_elements": []}]})
         self.turn_id = None
+        try:
+            rid = await self._request("turn/start", {
+                "threadId": self.thread_id, "cwd": str(self.ctx.workspace),
+                "input": [{"type": "text", "text": content, "text_elements": []}]})
+        except CodexError:
+            await self._on_exit()
+            return
         while True:
             msg = await self._next()
             if msg is None:
-                self._on_exit()
+                await self._on_exit()
                 return
             if msg.get("id") == rid and "method" not in msg:
                 if "error" in msg:
@@ -278,13 +284,9 @@ class CodexRuntime(Runtime):
                 if self.turn_id is None or done_id == self.turn_id:
                     return
 
-    def _on_exit(self) -> None:
+    async def _on_exit(self) -> None:
         """stdout closed under a running turn: report it (unless we are stopping) and end the turn."""
-        proc = self._proc
-        self.returncode = proc.poll() if proc is not None else -1
-        if self.returncode is None:
-            self.returncode = -1
-        self._reader = None
+        await self._reap()
         if self._stopping:
             self.emit({"method": "turn/completed", "params": {
                 "threadId": self.thread_id, "turn": {"id": self.turn_id, "status": "interrupted", "error": None}}})
@@ -292,6 +294,23 @@ class CodexRuntime(Runtime):
         tail = _tail(self._log_path())
         message = f"codex app-server exited (code {self.returncode})" + (f": {tail}" if tail else "")
         self._emit_failure(self.turn_id, message, "runtimeExited")
+
+    async def _reap(self) -> None:
+        """After stdout EOF: collect the exit code, killing the group if it lingers without stdout."""
+        self._reader = None
+        proc = self._proc
+        if proc is None:
+            self.returncode = -1
+            return
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(3):
+                self.returncode = await proc.wait()
+                return
+            _killpg(proc, signal.SIGKILL)
+            with trio.move_on_after(3):
+                self.returncode = await proc.wait()
+                return
+        self.returncode = -1
 
     def _emit_failure(self, turn_id: str | None, message: str, info: str) -> None:
         """Synthesize the app-server's own failure shape so the normalizer needs no special case."""
@@ -383,7 +402,7 @@ class CodexRuntime(Runtime):
         while True:
             msg = await self._next()
             if msg is None:
-                self._on_closed()
+                await self._reap()
                 raise CodexError(f"codex app-server exited during {method} (code {self.returncode}): "
                                  f"{_tail(self._log_path())}")
             if msg.get("id") == rid and "method" not in msg:
@@ -391,12 +410,6 @@ class CodexRuntime(Runtime):
                     raise CodexError(f"{method} failed: {(msg.get('error') or {}).get('message')}")
                 result = msg.get("result")
                 return result if isinstance(result, dict) else {}
-
-    def _on_closed(self) -> None:
-        self._reader = None
-        self.returncode = (self._proc.poll() if self._proc else None)
-        if self.returncode is None:
-            self.returncode = -1
 
     async def _send(self, msg: dict[str, Any]) -> None:
         proc = self._proc
