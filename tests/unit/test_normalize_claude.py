@@ -98,6 +98,23 @@ def test_tool_turn_recorded() -> None:
     assert (usage["input_tokens"], usage["output_tokens"]) == (203, 24)
 
 
+def test_api_error_turn_recorded() -> None:
+    events = run(load("api_error_turn.jsonl"))
+    assert names(events) == ["turn_started", "agent_error", "usage", "task_complete", "turn_complete"]
+    assert of(events, "agent_error") == [{"message": "API Error: 400 fake failure", "error_code": 400,
+                                          "fatal": False}]
+    assert of(events, "turn_complete") == [{"turn_id": None, "status": "failed"}]
+
+
+def test_write_turn_recorded() -> None:
+    events = run(load("write_turn.jsonl"))
+    changes = of(events, "file_change")
+    assert [c["status"] for c in changes] == ["in_progress", "completed"]
+    assert changes[1]["changes"] == [{"path": "/tmp/ccx/run/work/notes.txt", "kind": "add", "diff": None}]
+    assert changes[0]["call_id"] == changes[1]["call_id"] == "toolu_fake_1"
+    assert of(events, "assistant")[-1]["final_answer"] is True
+
+
 def test_session_totals_sum_over_turns() -> None:
     norm = ClaudeNormalizer()
     first = run([{"type": "codeswarm_turn_start"}, *load("text_turn.jsonl")], norm)

@@ -118,6 +118,8 @@ class ClaudeNormalizer:
             out.append(("reasoning_delta", {"content": delta["thinking"]}))
 
     def _on_assistant(self, line: dict[str, Any], out: list[NormalizedEvent]) -> None:
+        if line.get("error"):
+            return  # a synthetic message repeating an API error; the `result` reports it as agent_error
         # Sub-agent (Task tool) output is never the node's final answer.
         sub_agent = line.get("parent_tool_use_id") is not None
         for block in _blocks(line):

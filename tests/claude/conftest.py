@@ -1,0 +1,70 @@
+"""Fixtures for the real Claude Code CLI against the fake Messages API on loopback.
+
+The binary comes from $CLAUDE_BIN or the project-local install of scripts/install-claude.sh;
+without it these tests are skipped (the unit tests of the normalizer still run).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+PINNED_VERSION = "2.1.197"
+sys.path.insert(0, str(HERE))
+
+from fake_anthropic import FakeAnthropic  # noqa: E402
+
+
+def find_claude_bin() -> str | None:
+    env = os.environ.get("CLAUDE_BIN")
+    if env:
+        return env if os.access(env, os.X_OK) else None
+    root = Path(os.environ.get("CODESWARM_TOOLS_DIR") or REPO / ".tools")
+    cand = root / f"claude-code-{PINNED_VERSION}" / "node_modules" / "@anthropic-ai" / "claude-code" / "bin" / "claude.exe"
+    return str(cand) if os.access(cand, os.X_OK) else None
+
+
+@pytest.fixture(scope="session")
+def claude_bin() -> str:
+    path = find_claude_bin()
+    if path is None:
+        pytest.skip("Claude Code CLI not installed: run scripts/install-claude.sh (or set CLAUDE_BIN)")
+    return path
+
+
+@pytest.fixture
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+def offline_env(base: Path, fake: FakeAnthropic) -> dict[str, str]:
+    """Env for a claude process: private HOME/config, the fake API, loopback only, no telemetry."""
+    home, config = base / "home", base / "claude-config"
+    home.mkdir(parents=True, exist_ok=True)
+    config.mkdir(parents=True, exist_ok=True)
+    return {
+        "HOME": str(home),
+        "CLAUDE_CONFIG_DIR": str(config),
+        "ANTHROPIC_BASE_URL": fake.base_url,
+        "ANTHROPIC_API_KEY": "sk-ant-fake",
+        "ANTHROPIC_AUTH_TOKEN": "",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "HTTP_PROXY": "",
+        "HTTPS_PROXY": "",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+    }
+
+
+@pytest.fixture
+def claude_env(tmp_path: Path, fake_anthropic: FakeAnthropic) -> dict[str, str]:
+    return offline_env(tmp_path, fake_anthropic)

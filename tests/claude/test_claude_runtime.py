@@ -1,0 +1,242 @@
+"""ClaudeRuntime with the real Claude Code CLI against the fake Messages API (loopback only).
+
+Each test drives the runtime directly, as the worker does, and feeds its raw lines through the
+router's ClaudeNormalizer, so the assertions are on the v1 events clients would see.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from codeswarm.router.normalize.claude import ClaudeNormalizer
+from codeswarm.worker.runtimes.base import WorkerContext
+from codeswarm.worker.runtimes.claude import ClaudeRuntime, build_argv
+from fake_anthropic import CACHE_READ, OUTPUT_TOKENS, FakeAnthropic, user_texts
+
+TURN_TIMEOUT = 60
+
+
+class Harness:
+    """A runtime plus what it emitted; `wait_for(type)` returns once such a line was emitted."""
+
+    def __init__(self, tmp_path: Path, claude_bin: str, env: dict[str, str], **params: Any) -> None:
+        self.workspace = tmp_path / "node_00"
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        ctx = WorkerContext(job_id="job-1", node_id=0, swarm_root=tmp_path, workspace=self.workspace,
+                            params={"claude_cli_path": claude_bin, "approval_policy": "never", **params},
+                            env=env)
+        self.lines: list[dict[str, Any]] = []
+        self._waiters: dict[str, trio.Event] = {}
+        self.runtime = ClaudeRuntime(ctx, self._emit)
+        self.normalizer = ClaudeNormalizer()
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def _emit(self, payload: dict[str, Any]) -> None:
+        self.lines.append(payload)
+        self.events.extend(self.normalizer.feed(payload))
+        waiter = self._waiters.pop(str(payload.get("type")), None)
+        if waiter is not None:
+            waiter.set()
+
+    async def wait_for(self, line_type: str) -> dict[str, Any]:
+        if not any(line.get("type") == line_type for line in self.lines):
+            event = self._waiters.setdefault(line_type, trio.Event())
+            await event.wait()
+        return next(line for line in reversed(self.lines) if line.get("type") == line_type)
+
+    async def turn(self, content: str, injection_id: str = "inj-1") -> list[tuple[str, dict[str, Any]]]:
+        start = len(self.events)
+        with trio.fail_after(TURN_TIMEOUT):
+            await self.runtime.run_turn(injection_id, content)
+        return self.events[start:]
+
+
+def of(events: list[tuple[str, dict[str, Any]]], name: str) -> list[dict[str, Any]]:
+    return [d for e, d in events if e == name]
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, claude_bin: str, claude_env: dict[str, str]):
+    h = Harness(tmp_path, claude_bin, claude_env)
+    await h.runtime.start()
+    yield h
+    await h.runtime.stop()
+
+
+def test_argv_maps_settings(tmp_path: Path) -> None:
+    ctx = WorkerContext(job_id="j", node_id=0, swarm_root=tmp_path, workspace=tmp_path,
+                        params={"claude_model": "claude-sonnet-4-5", "sandbox_mode": "read-only"})
+    argv = build_argv("/bin/claude", ctx, session_id="s-1", settings_path="/x/settings.json", system_prompt="be nice")
+    assert argv[:6] == ["/bin/claude", "-p", "--output-format", "stream-json", "--verbose",
+                        "--include-partial-messages"]
+    joined = " ".join(argv)
+    for part in ("--model claude-sonnet-4-5", "--permission-mode bypassPermissions", "--resume s-1",
+                 "--settings /x/settings.json", "--disallowedTools Edit,Write,NotebookEdit",
+                 "--append-system-prompt be nice"):
+        assert part in joined
+
+
+@pytest.mark.trio
+async def test_missing_binary_is_a_clear_error(tmp_path: Path) -> None:
+    ctx = WorkerContext(job_id="j", node_id=0, swarm_root=tmp_path, workspace=tmp_path,
+                        params={"claude_cli_path": str(tmp_path / "nope")})
+    with pytest.raises(RuntimeError, match="claude_cli_path"):
+        await ClaudeRuntime(ctx, lambda p: None).start()
+
+
+@pytest.mark.trio
+async def test_text_turn(harness: Harness, fake_anthropic: FakeAnthropic) -> None:
+    events = await harness.turn("Say hi")
+    seq = [name for name, _ in events]
+    assert seq[0] == "turn_started" and seq.count("turn_started") == 1
+    assert seq[-1] == "turn_complete" and of(events, "turn_complete")[0]["status"] == "completed"
+    answer = "Hello from the fake Claude. You said: Say hi"
+    assert "".join(d["content"] for d in of(events, "assistant_delta")) == answer
+    assert of(events, "assistant")[-1] == {"content": answer, "final_answer": True}
+    (usage,) = of(events, "usage")
+    assert usage["last_input_tokens"] == 101 + CACHE_READ and usage["last_cached_input_tokens"] == CACHE_READ
+    assert usage["last_output_tokens"] == OUTPUT_TOKENS
+    assert harness.runtime.session_id and harness.lines[0] == {"type": "codeswarm_turn_start", "injection_id": "inj-1"}
+    # Only the fake was called: the probe and the model request, nothing else.
+    assert set(fake_anthropic.paths) <= {"HEAD /", "POST /v1/messages?beta=true"}
+
+
+@pytest.mark.trio
+async def test_tool_turn_runs_bash(harness: Harness) -> None:
+    events = await harness.turn("RUN: echo hi-from-claude > made_by_claude.txt; echo done")
+    (started,) = of(events, "command_started")
+    (done,) = of(events, "command_completed")
+    assert started["command"] == "echo hi-from-claude > made_by_claude.txt; echo done"
+    assert started["cwd"] == str(harness.workspace)
+    assert done["call_id"] == started["call_id"] and done["stdout"] == "done" and done["status"] == "completed"
+    assert (harness.workspace / "made_by_claude.txt").read_text() == "hi-from-claude\n"
+    assert of(events, "assistant")[-1] == {"content": "Tool said: done", "final_answer": True}
+    assert of(events, "turn_complete")[0]["status"] == "completed"
+
+
+@pytest.mark.trio
+async def test_second_injection_resumes_the_session(harness: Harness, fake_anthropic: FakeAnthropic) -> None:
+    first = await harness.turn("first prompt", "inj-1")
+    session = harness.runtime.session_id
+    second = await harness.turn("second prompt", "inj-2")
+    assert harness.runtime.session_id == session
+    # The model saw the whole conversation on the second call.
+    assert user_texts(fake_anthropic.requests[-1]) == ["first prompt", "second prompt"]
+    assert of(second, "assistant")[-1]["content"].endswith("You said: second prompt")
+    (u1,), (u2,) = of(first, "usage"), of(second, "usage")
+    assert u2["input_tokens"] == u1["input_tokens"] + u2["last_input_tokens"]
+    assert u2["output_tokens"] == 2 * OUTPUT_TOKENS
+    assert [n for n, _ in second].count("turn_started") == 1
+
+
+@pytest.mark.trio
+async def test_api_error_fails_the_turn(harness: Harness) -> None:
+    events = await harness.turn("FAIL_HTTP: 400")
+    (err,) = of(events, "agent_error")
+    assert err["error_code"] == 400 and "400" in err["message"]
+    assert of(events, "turn_complete") == [{"turn_id": None, "status": "failed"}]
+    assert of(events, "assistant") == []
+
+
+@pytest.mark.trio
+async def test_stop_interrupts_a_running_command(harness: Harness) -> None:
+    marker = "7.31415"  # a unique sleep duration to find the process by
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(harness.turn, f"RUN: sleep {marker}; echo never")
+        await harness.wait_for("assistant")
+        with trio.fail_after(10):
+            while not _processes_with(marker):
+                await trio.sleep(0.05)
+        await harness.runtime.stop()
+    assert harness.lines[-1]["type"] == "codeswarm_turn_end" and harness.lines[-1]["status"] == "interrupted"
+    assert of(harness.events, "turn_complete")[-1]["status"] == "interrupted"
+    assert not _processes_with(marker)
+
+
+def _processes_with(text: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if f"sleep {text}" in cmdline:
+            found.append(int(pid))
+    return found
+
+
+# ---------------------------------------------------------------- approvals (PreToolUse hook)
+
+
+@pytest.fixture
+async def gated(tmp_path: Path, claude_bin: str, claude_env: dict[str, str]):
+    h = Harness(tmp_path, claude_bin, claude_env, approval_policy="on-request")
+    await h.runtime.start()
+    yield h
+    await h.runtime.stop()
+
+
+async def _answer(h: Harness, prompt: str, decision: str) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    """Run a turn, answer its first approval with `decision`, return (the approval event, all events)."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.turn, prompt)
+        with trio.fail_after(TURN_TIMEOUT):
+            request = await h.wait_for("permission_request")
+        (approval,) = of(h.events, "exec_approval_required")
+        await h.runtime.control({"kind": "approval_decision", "call_id": request["tool_use_id"],
+                                 "approved": decision.startswith("accept"), "decision": decision})
+    return approval, h.events
+
+
+@pytest.mark.trio
+async def test_accepted_command_runs(gated: Harness) -> None:
+    approval, events = await _answer(gated, "RUN: echo approved > ok.txt; echo done", "accept")
+    assert approval["kind"] == "command" and approval["command"] == "echo approved > ok.txt; echo done"
+    assert approval["available_decisions"] == ["accept", "cancel"]
+    (started,) = of(events, "command_started")
+    assert approval["call_id"] == started["call_id"]
+    assert of(events, "command_completed")[0]["stdout"] == "done"
+    assert (gated.workspace / "ok.txt").read_text() == "approved\n"
+    assert of(events, "turn_complete")[-1]["status"] == "completed"
+
+
+@pytest.mark.trio
+async def test_declined_command_does_not_run(gated: Harness) -> None:
+    _, events = await _answer(gated, "RUN: echo nope > no.txt", "decline")
+    (done,) = of(events, "command_completed")
+    assert done["status"] == "failed" and "declined" in done["stdout"]
+    assert not (gated.workspace / "no.txt").exists()
+    # The model saw the refusal and finished the turn normally.
+    assert of(events, "turn_complete")[-1]["status"] == "completed"
+
+
+@pytest.mark.trio
+async def test_cancel_stops_the_turn(gated: Harness) -> None:
+    _, events = await _answer(gated, "RUN: echo nope > no.txt", "cancel")
+    assert not (gated.workspace / "no.txt").exists()
+    assert of(events, "turn_complete")[-1]["status"] == "interrupted"
+    assert gated.lines[-1]["type"] == "codeswarm_turn_end"
+
+
+@pytest.mark.trio
+async def test_file_write_asks_as_a_tool(gated: Harness) -> None:
+    target = gated.workspace / "notes.txt"
+    approval, events = await _answer(gated, f"WRITE: {target} hello", "accept")
+    assert approval["kind"] == "tool" and approval["command"]["tool_name"] == "Write"
+    assert target.read_text() == "hello\n"
+    changes = of(events, "file_change")
+    assert [c["status"] for c in changes] == ["in_progress", "completed"]
+    assert changes[-1]["changes"][0] == {"path": str(target), "kind": "add", "diff": None}
+
+
+@pytest.mark.trio
+async def test_unknown_call_id_is_rejected(gated: Harness) -> None:
+    with pytest.raises(ValueError, match="no pending approval"):
+        await gated.runtime.control({"kind": "approval_decision", "call_id": "toolu_nope", "decision": "accept"})
