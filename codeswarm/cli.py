@@ -1,0 +1,61 @@
+"""The `codeswarm` command group. Each command lives in codeswarm/commands/<name>.py and is
+imported only when it runs, so `codeswarm list` stays fast.
+
+Exit codes: 0 ok; 1 router unavailable or unexpected error; 2 usage or config error;
+3 rejected by the router; 4 timeout; 5 partial failure (some target nodes failed).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from codeswarm import __version__
+
+COMMANDS = {
+    "launch": "Launch a swarm of N nodes.",
+    "inject": "Send a prompt to all or some nodes of a swarm.",
+    "enqueue": "Queue a prompt for a swarm (idle node, all, or some nodes).",
+    "queue": "Show queued prompts.",
+    "list": "List swarms.",
+    "status": "Show one swarm and its nodes.",
+    "terminate": "Terminate a swarm.",
+    "events": "Print events (NDJSON with --json), optionally following.",
+    "approve": "Answer a pending approval of a node.",
+    "providers": "List launch providers (presets) of the router's config.",
+    "router": "Run, start, stop or inspect the router daemon.",
+    "worker": "Run one node's worker (started by the router's provider).",
+    "web": "Serve the web control plane.",
+    "doctor": "Check runtimes, Slurm commands and directories.",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        try:
+            module = importlib.import_module(f"codeswarm.commands.{name}")
+        except ImportError:
+            return None
+        return module.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_) for name, help_ in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, help=__doc__)
+@click.version_option(__version__, prog_name="codeswarm")
+def main() -> None:
+    pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""A small synchronous client of the router socket, for the CLI and scripts.
+
+It must not import trio: `codeswarm list` is judged by its start-up time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from codeswarm.errors import RouterUnavailable
+from codeswarm.paths import ensure_state_dir, self_command, self_env, socket_path, state_dir
+from codeswarm.protocol import make_command
+
+AUTOSTART_TIMEOUT = 20.0
+
+
+class Client:
+    def __init__(self, path: Path, *, timeout: float | None = None) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.connect(str(path))
+        except OSError as exc:
+            self.sock.close()
+            raise RouterUnavailable(f"no router answers on {path}: {exc.strerror or exc}") from None
+        self.sock.settimeout(timeout)
+        self._buf = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def send(self, command: str, payload: dict[str, Any] | None = None, request_id: str | None = None) -> str:
+        rid = request_id or str(uuid.uuid4())
+        self.sock.sendall(orjson.dumps(make_command(command, payload or {}, rid)) + b"\n")
+        return rid
+
+    def events(self, deadline: float | None = None) -> Iterator[dict[str, Any]]:
+        """Yield envelopes as they arrive; raise TimeoutError past the deadline (monotonic)."""
+        while True:
+            nl = self._buf.find(b"\n")
+            while nl >= 0:
+                line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
+                if line.strip():
+                    try:
+                        yield orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        pass
+                nl = self._buf.find(b"\n")
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("timed out waiting for the router")
+                self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(1 << 20)
+            except socket.timeout:
+                raise TimeoutError("timed out waiting for the router") from None
+            if not data:
+                raise RouterUnavailable("the router closed the connection")
+            self._buf += data
+
+    def request(self, command: str, payload: dict[str, Any] | None = None, timeout: float = 30.0) -> dict[str, Any]:
+        """Send a command and return the first event carrying its request_id."""
+        rid = self.send(command, payload)
+        deadline = time.monotonic() + timeout
+        for env in self.events(deadline):
+            if (env.get("data") or {}).get("request_id") == rid:
+                return env
+        raise RouterUnavailable("the router closed the connection")  # pragma: no cover
+
+
+def router_running(sdir: Path) -> bool:
+    try:
+        with Client(socket_path(sdir), timeout=5) as c:
+            c.request("ping", timeout=5)
+        return True
+    except (RouterUnavailable, TimeoutError, OSError):
+        return False
+
+
+def start_router(config_path: str | None, sdir: Path, *, tcp_port: int | None = None) -> subprocess.Popen[bytes]:
+    """Start `codeswarm router run` detached (own session), logging to <state_dir>/router.log."""
+    ensure_state_dir(sdir)
+    argv = [*self_command(), "router", "run", "--state-dir", str(sdir)]
+    if config_path:
+        argv += ["--config", str(Path(config_path).absolute())]
+    if tcp_port is not None:
+        argv += ["--tcp", "--tcp-port", str(tcp_port)]
+    with open(sdir / "router.log", "ab") as log:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, env={**os.environ, **self_env()}, close_fds=True)
+
+
+def ensure_router(config_path: str | None, sdir: Path | None = None, *, autostart: bool = True) -> Path:
+    """Return the socket path of a running router, starting one if needed."""
+    sdir = sdir or state_dir()
+    if router_running(sdir):
+        return socket_path(sdir)
+    if not autostart:
+        raise RouterUnavailable(f"no router is running on {sdir} (start one with `codeswarm router start`)")
+    proc = start_router(config_path, sdir)
+    deadline = time.monotonic() + AUTOSTART_TIMEOUT
+    while time.monotonic() < deadline:
+        if router_running(sdir):
+            return socket_path(sdir)
+        if proc.poll() is not None and not router_running(sdir):
+            # it may have lost the lock race to another router that is now starting
+            tail = _tail(sdir / "router.log")
+            if "another router" not in tail:
+                raise RouterUnavailable(f"the router failed to start: {tail.strip()[-500:]}")
+        time.sleep(0.05)
+    raise RouterUnavailable(f"the router did not answer within {AUTOSTART_TIMEOUT:g} s (see {sdir / 'router.log'})")
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_bytes()[-2000:].decode(errors="replace")
+    except OSError:
+        return ""

@@ -1,0 +1,94 @@
+"""Options, connection and error handling shared by the client commands."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import orjson
+
+from codeswarm.errors import ConfigError, RouterUnavailable
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED, EXIT_TIMEOUT, EXIT_PARTIAL = 0, 1, 2, 3, 4, 5
+
+
+class Rejected(click.ClickException):
+    exit_code = EXIT_REJECTED
+
+
+class TimedOut(click.ClickException):
+    exit_code = EXIT_TIMEOUT
+
+
+class Unavailable(click.ClickException):
+    exit_code = EXIT_ERROR
+
+
+class BadConfig(click.ClickException):
+    exit_code = EXIT_USAGE
+
+
+def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--state-dir", type=click.Path(file_okay=False), envvar="CODESWARM_HOME",
+                     help="Router state directory (default: the platform's user state dir).")(f)
+    f = click.option("--no-autostart", is_flag=True, help="Fail instead of starting a router when none runs.")(f)
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="CODESWARM_CONFIG",
+                        help="Config file (default: $CODESWARM_CONFIG, else the embedded local default).")(f)
+
+
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output for jq.")(f)
+
+
+def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn Codeswarm errors into messages and the documented exit codes."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except ConfigError as exc:
+            raise BadConfig(str(exc)) from None
+        except RouterUnavailable as exc:
+            raise Unavailable(str(exc)) from None
+        except TimeoutError as exc:
+            raise TimedOut(str(exc) or "timed out") from None
+        except BrokenPipeError:
+            sys.exit(EXIT_OK)
+
+    return wrapper
+
+
+def connect(config_path: str | None, state_dir: str | None, no_autostart: bool, timeout: float | None = None) -> Any:
+    """Validate the config, make sure a router runs, and return a connected Client."""
+    from codeswarm.client import Client, ensure_router
+    from codeswarm.config import load_config
+    from codeswarm.paths import state_dir as resolve_state_dir
+
+    load_config(config_path)  # a broken config is a usage error here, not a router failure
+    sdir = resolve_state_dir(state_dir)
+    sock = ensure_router(config_path, sdir, autostart=not no_autostart)
+    return Client(Path(sock), timeout=timeout)
+
+
+def rejected_message(env: dict[str, Any]) -> str:
+    data = env.get("data") or {}
+    code = data.get("code")
+    return f"rejected: {data.get('reason')}" + (f" ({code})" if code else "")
+
+
+def expect(env: dict[str, Any], *names: str) -> dict[str, Any]:
+    """Return the event's data if it is one of `names`; raise Rejected for command_rejected."""
+    if env.get("event") == "command_rejected":
+        raise Rejected(rejected_message(env))
+    if env.get("event") not in names:
+        raise click.ClickException(f"unexpected answer from the router: {env.get('event')}")
+    return env.get("data") or {}
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,94 @@
+"""`codeswarm inject`: send a prompt to nodes; with --wait, until every target finished its turn."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from codeswarm.commands.common import (
+    EXIT_PARTIAL,
+    Rejected,
+    config_option,
+    connect,
+    expect,
+    handle_errors,
+    json_option,
+    print_json,
+    rejected_message,
+)
+
+
+@click.command(help="Send a prompt to all or some nodes of a swarm.")
+@click.argument("swarm_id")
+@click.option("--prompt", required=True, help="Prompt text.")
+@click.option("--nodes", "selector", default="all", show_default=True, help='Nodes: all, 3, "0,2-4" or [0,2].')
+@click.option("--wait", is_flag=True, help="Wait until every target node finished its turn.")
+@click.option("--timeout", type=float, default=None, help="Seconds to wait (exit 4 when exceeded).")
+@config_option
+@json_option
+@handle_errors
+def command(swarm_id: str, prompt: str, selector: str, wait: bool, timeout: float | None,
+            config_path: str | None, state_dir: str | None, no_autostart: bool, as_json: bool) -> None:
+    nodes: Any = selector
+    if selector.strip().isdigit():
+        nodes = int(selector)
+    if not prompt:
+        raise click.BadParameter("must not be empty", param_hint="--prompt")
+    deadline = time.monotonic() + (timeout if timeout is not None else (3600 * 24 if wait else 60))
+    with connect(config_path, state_dir, no_autostart) as client:
+        # Subscribe to the swarm first so that no turn event of ours can slip by.
+        expect(client.request("subscribe", {"swarm_id": swarm_id}), "subscribed")
+        status = expect(client.request("swarm_status", {"swarm_id": swarm_id}), "swarm_status")
+        from codeswarm.protocol import parse_node_selector
+
+        try:
+            targets = parse_node_selector(nodes, int(status["node_count"]))
+        except ValueError as exc:
+            raise Rejected(f"rejected: {exc.args[1]} ({exc.args[0]})") from None
+        rid = client.send("inject", {"swarm_id": swarm_id, "nodes": nodes, "content": prompt})
+        result = _follow(client, rid, set(targets), wait, deadline)
+    failed = [n for n in result.values() if n["outcome"] not in ("delivered", "completed")]
+    if as_json:
+        print_json({"swarm_id": swarm_id, "request_id": rid, "nodes": sorted(result.values(), key=lambda n: n["node_id"])})
+    else:
+        for n in sorted(result.values(), key=lambda n: n["node_id"]):
+            extra = f" ({n['reason']})" if n.get("reason") else ""
+            click.echo(f"node {n['node_id']}: {n['outcome']}{extra}  {n['injection_id']}")
+    if failed:
+        sys.exit(EXIT_PARTIAL)
+
+
+def _follow(client: Any, rid: str, targets: set[int], wait: bool, deadline: float) -> dict[str, dict[str, Any]]:
+    by_id: dict[str, dict[str, Any]] = {}
+    done: set[str] = set()
+    for env in client.events(deadline):
+        name, data = env.get("event"), env.get("data") or {}
+        if name == "command_rejected" and data.get("request_id") == rid:
+            raise Rejected(rejected_message(env))
+        iid = data.get("injection_id")
+        if name == "inject_ack" and data.get("request_id") == rid:
+            by_id[iid] = {"node_id": data["node_id"], "injection_id": iid, "outcome": "acked"}
+        rec = by_id.get(iid) if isinstance(iid, str) else None
+        if rec is None:
+            continue
+        if name == "inject_delivered":
+            rec["outcome"] = "delivered"
+            if not wait:
+                done.add(iid)
+        elif name == "inject_failed":
+            rec.update(outcome="failed", reason=data.get("reason"), error=data.get("error"))
+            done.add(iid)
+        elif name == "agent_error":
+            rec["error"] = data.get("message")
+        elif name == "turn_complete":
+            status = data.get("status") or "completed"
+            rec["outcome"] = "completed" if status == "completed" and not data.get("aborted") else "failed"
+            if rec["outcome"] == "failed":
+                rec["reason"] = "aborted" if data.get("aborted") else status
+            done.add(iid)
+        if len(by_id) == len(targets) and done >= set(by_id):
+            return by_id
+    return by_id

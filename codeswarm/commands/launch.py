@@ -1,0 +1,72 @@
+"""`codeswarm launch`: submit a swarm and print its id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from codeswarm.commands.common import config_option, connect, expect, handle_errors, json_option, print_json
+
+
+def _params(items: tuple[str, ...]) -> dict[str, Any]:
+    import orjson
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--param")
+        try:
+            parsed = orjson.loads(value)
+            out[key] = parsed if isinstance(parsed, (int, float, bool)) or parsed is None else value
+        except orjson.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _skills(directory: str) -> list[dict[str, str]]:
+    root = Path(directory)
+    files = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            try:
+                files.append({"path": p.relative_to(root).as_posix(), "content": p.read_text()})
+            except UnicodeDecodeError:
+                raise click.BadParameter(f"{p}: skills files must be text", param_hint="--skills") from None
+    return files
+
+
+@click.command(help="Launch a swarm of N nodes; prints the swarm id.")
+@click.option("--nodes", type=click.IntRange(1, 4096), default=1, show_default=True, help="Node count.")
+@click.option("--prompt", default="", help="System prompt, injected into every node as its first turn.")
+@click.option("--provider", default=None, help="Launch preset id (default: the config's first).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="provider_params override (repeatable).")
+@click.option("--agents-md", type=click.Path(exists=True, dir_okay=False), help="AGENTS.md for every node.")
+@click.option("--skills", type=click.Path(exists=True, file_okay=False), help="Directory of skills files.")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for the launch.")
+@config_option
+@json_option
+@handle_errors
+def command(nodes: int, prompt: str, provider: str | None, params: tuple[str, ...], agents_md: str | None,
+            skills: str | None, timeout: float, config_path: str | None, state_dir: str | None,
+            no_autostart: bool, as_json: bool) -> None:
+    payload: dict[str, Any] = {"nodes": nodes, "system_prompt": prompt}
+    if provider:
+        payload["provider"] = provider
+    if params:
+        payload["provider_params"] = _params(params)
+    md = Path(agents_md).read_text() if agents_md else None
+    if skills:
+        payload["agents_bundle"] = {"mode": "directory", "agents_md_content": md or "",
+                                    "skills_files": _skills(skills)}
+    elif md is not None:
+        payload["agents_md_content"] = md
+    with connect(config_path, state_dir, no_autostart) as client:
+        data = expect(client.request("swarm_launch", payload, timeout=timeout), "swarm_launched")
+    if as_json:
+        print_json({"swarm_id": data["swarm_id"], "job_id": data["job_id"], "node_count": data["node_count"],
+                    "status": "running", "state": data.get("state", "pending"), "provider_id": data.get("provider_id")})
+    else:
+        click.echo(data["swarm_id"])

@@ -1,0 +1,97 @@
+"""`codeswarm router [run|start|stop|status]`: the control-plane daemon."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+
+import click
+
+from codeswarm.commands.common import BadConfig, handle_errors
+
+
+@click.command(help="run: in the foreground (default); start: in the background; stop; status.")
+@click.argument("action", type=click.Choice(["run", "start", "stop", "status"]), default="run")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="CODESWARM_CONFIG",
+              help="Config file (default: the embedded local default).")
+@click.option("--state-dir", type=click.Path(file_okay=False), envvar="CODESWARM_HOME", help="State directory.")
+@click.option("--tcp", is_flag=True, help="Also listen on 127.0.0.1:8765 for upstream clients (no auth).")
+@click.option("--tcp-port", type=click.IntRange(1, 65535), default=None, help="TCP port (implies --tcp).")
+@handle_errors
+def command(action: str, config_path: str | None, state_dir: str | None, tcp: bool, tcp_port: int | None) -> None:
+    from codeswarm.config import load_config
+    from codeswarm.paths import lock_path, state_dir as resolve
+
+    config = load_config(config_path)
+    sdir = resolve(state_dir or config.router.state_dir)
+    port = tcp_port or (config.router.tcp_port if (tcp or config.router.tcp_enabled) else None)
+    if action == "run":
+        _run(config, sdir, port)
+    elif action == "start":
+        from codeswarm.client import ensure_router, router_running, start_router
+
+        if router_running(sdir):
+            click.echo(f"router already running on {sdir}")
+            return
+        if port is not None:
+            start_router(config_path, sdir, tcp_port=port)
+        ensure_router(config_path, sdir)
+        click.echo(f"router started on {sdir}")
+    elif action == "status":
+        from codeswarm.client import router_running
+
+        if router_running(sdir):
+            click.echo(f"running (state dir {sdir})")
+        else:
+            click.echo(f"not running (state dir {sdir})")
+            sys.exit(1)
+    else:
+        from codeswarm.client import router_running
+
+        if not router_running(sdir):
+            click.echo("no router is running")
+            return
+        _stop(lock_path(sdir))
+
+
+def _run(config: object, sdir: object, port: int | None) -> None:
+    import trio
+
+    from codeswarm.router.server import RouterLocked, serve
+
+    logging.basicConfig(level=os.environ.get("CODESWARM_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if port is not None:
+        logging.getLogger("codeswarm.router").warning(
+            "TCP listener on 127.0.0.1:%d has no authentication: every local user can steer swarms", port)
+    try:
+        trio.run(serve, config, sdir, port)  # type: ignore[arg-type]
+    except RouterLocked as exc:
+        raise BadConfig(str(exc)) from None
+
+
+def _stop(pid_file: object) -> None:
+    from pathlib import Path
+
+    try:
+        pid = int(Path(str(pid_file)).read_text().strip())
+    except (OSError, ValueError):
+        click.echo("no router is running")
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        click.echo("no router is running")
+        return
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            click.echo(f"router {pid} stopped")
+            return
+        time.sleep(0.05)
+    raise click.ClickException(f"router {pid} did not stop within 15 s")

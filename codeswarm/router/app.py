@@ -1,0 +1,323 @@
+"""The Router: owns the core, the log, the committer and the fan-out to connections.
+
+Event flow: core decides -> emit() assigns seq, applies, queues -> committer writes the log,
+fsyncs lifecycle batches, snapshots -> fan-out to connections (PROTOCOL.md 3.3).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+
+from codeswarm.config import Config
+from codeswarm.protocol import LIFECYCLE_EVENTS, PROTOCOL
+from codeswarm.router.connection import Connection
+from codeswarm.router.core import InboxLine, RouterCore
+from codeswarm.router.ingest import OutboxIngest
+from codeswarm.router.providers.base import ClusterProvider
+from codeswarm.router.store import EventLog, SnapshotStore
+
+log = logging.getLogger("codeswarm.router")
+
+FSYNC_INTERVAL = 0.05
+SNAPSHOT_INTERVAL = 2.0
+RING_EVENTS = 50_000
+
+
+@dataclass(slots=True)
+class LoggedEvent:
+    seq: int
+    name: str
+    request_id: str | None
+    swarm_keys: tuple[str, ...]
+    wire: bytes
+
+
+def _swarm_keys(data: dict[str, Any]) -> tuple[str, ...]:
+    keys = []
+    for k in ("swarm_id", "target_swarm_id", "source_swarm_id"):
+        v = data.get(k)
+        if isinstance(v, str):
+            keys.append(v)
+    return tuple(keys)
+
+
+def _iso(now: float) -> str:
+    # Hand-rolled ISO-8601 (UTC) for the hot path: datetime.isoformat costs ~2 us per event.
+    t = time.gmtime(now)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00" % (
+        t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, int((now % 1) * 1_000_000)
+    )
+
+
+class Router:
+    def __init__(self, config: Config, state_dir: Path, providers: dict[str, ClusterProvider]) -> None:
+        self.config = config
+        self.settings = config.router
+        self.state_dir = state_dir
+        self.providers = providers
+        self.log = EventLog(
+            state_dir / "events",
+            max_events=self.settings.event_log_max_events,
+            segment_events=self.settings.event_log_segment_events,
+        )
+        self.snapshots = SnapshotStore(state_dir)
+        self.core = RouterCore(self._emit, self.settings)
+        self.connections: set[Connection] = set()
+        self.ingest = OutboxIngest(self)
+        self.ring: list[LoggedEvent] = []
+        self._pending: list[LoggedEvent] = []
+        self._pending_lines: list[bytes] = []
+        self._pending_durable = False
+        self._dirty: set[str] = set()
+        self._removed: set[str] = set()
+        self._wake = trio.Event()
+        self._committed = trio.Event()
+        self.committed_seq = self.log.head_seq
+        self._unsynced = False
+        self._last_snapshot = 0.0
+        self._snapshot_due = False
+        self._snap_lock = trio.Lock()
+        self.swarm_changed: dict[str, trio.Event] = {}
+        self.extra_state: dict[str, Any] = {}
+        self.recovery_notes: list[str] = []
+        self.nursery: trio.Nursery | None = None
+        self._now = time.time
+
+    # ------------------------------------------------------------------ emit / apply
+
+    def now(self) -> float:
+        return self._now()
+
+    def _emit(self, name: str, data: dict[str, Any]) -> None:
+        seq = self.log.next_seq()
+        now = self._now()
+        env = {"protocol": PROTOCOL, "type": "event", "timestamp": _iso(now), "event": name, "seq": seq, "data": data}
+        line = orjson.dumps(env) + b"\n"
+        if "_record" in data:
+            wire_data = {k: v for k, v in data.items() if k != "_record"}
+            wire = orjson.dumps({**env, "data": wire_data}) + b"\n"
+        else:
+            wire = line
+        if len(wire) > (1 << 20):
+            from codeswarm.protocol import encode_line
+
+            wire = encode_line({**env, "data": {k: v for k, v in data.items() if k != "_record"}})
+            line = wire if "_record" not in data else line
+        self.core.apply(name, data, seq, now)
+        rid = data.get("request_id")
+        ev = LoggedEvent(seq, name, rid if isinstance(rid, str) else None, _swarm_keys(data), wire)
+        self._pending.append(ev)
+        self._pending_lines.append(line)
+        if name in LIFECYCLE_EVENTS:
+            self._pending_durable = True
+        sid = data.get("swarm_id") or data.get("target_swarm_id")
+        if isinstance(sid, str):
+            if name == "swarm_removed":
+                self._removed.add(sid)
+                self._dirty.discard(sid)
+            else:
+                self._dirty.add(sid)
+            changed = self.swarm_changed.pop(sid, None)
+            if changed is not None:
+                changed.set()
+        self._wake.set()
+
+    def emit(self, name: str, data: dict[str, Any]) -> None:
+        self.core.emit(name, data)
+
+    async def wait_swarm_change(self, swarm_id: str) -> None:
+        ev = self.swarm_changed.get(swarm_id)
+        if ev is None:
+            ev = self.swarm_changed[swarm_id] = trio.Event()
+        await ev.wait()
+
+    async def commit(self) -> None:
+        """Return once every event emitted so far is written (and fsync'd if lifecycle) and sent."""
+        target = self.log.head_seq
+        while self.committed_seq < target:
+            await self._committed.wait()
+
+    # ------------------------------------------------------------------ committer
+
+    async def committer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            if not self._pending:
+                continue
+            batch, lines = self._pending, self._pending_lines
+            durable = self._pending_durable
+            self._pending, self._pending_lines, self._pending_durable = [], [], False
+            self.log.append(lines, batch[0].seq)
+            snaps = self._collect_snapshots(force=durable)
+            if durable:
+                await trio.to_thread.run_sync(self.log.fsync)
+                self._unsynced = False
+            else:
+                self._unsynced = True
+            if snaps is not None:
+                await self._write_snapshots(snaps)
+            self._fanout(batch)
+            self.committed_seq = batch[-1].seq
+            self._committed.set()
+            self._committed = trio.Event()
+
+    def _collect_snapshots(self, *, force: bool) -> tuple[dict[str, bytes | None], int, dict[str, Any]] | None:
+        """Serialize changed swarms now. Called only when every emitted event is in the log
+        (no await since the append), so a snapshot never runs ahead of the log."""
+        now = time.monotonic()
+        if not (self._dirty or self._removed):
+            return None
+        if not force and not self._snapshot_due and now - self._last_snapshot < SNAPSHOT_INTERVAL:
+            return None
+        self._last_snapshot = now
+        self._snapshot_due = False
+        out: dict[str, bytes | None] = {}
+        for sid in self._dirty:
+            swarm = self.core.swarms.get(sid)
+            if swarm is not None:
+                out[sid] = orjson.dumps(swarm.to_json())
+        for sid in self._removed:
+            out[sid] = None
+        self._dirty.clear()
+        self._removed.clear()
+        return out, self.log.head_seq, dict(self.extra_state)
+
+    def mark_dirty(self, swarm_id: str) -> None:
+        """For changes that are not events (outbox positions, heartbeats): saved at the next snapshot."""
+        self._dirty.add(swarm_id)
+
+    async def periodic_sync(self) -> None:
+        """Group commit for deltas (fsync at most FSYNC_INTERVAL apart) and periodic snapshots."""
+        while True:
+            await trio.sleep(FSYNC_INTERVAL)
+            if self._unsynced:
+                self._unsynced = False
+                await trio.to_thread.run_sync(self.log.fsync)
+            if (self._dirty or self._removed) and time.monotonic() - self._last_snapshot >= SNAPSHOT_INTERVAL:
+                if self._pending:  # the committer will snapshot right after writing them
+                    self._snapshot_due = True
+                    self._wake.set()
+                else:
+                    snaps = self._collect_snapshots(force=True)
+                    if snaps is not None:
+                        await self._write_snapshots(snaps)
+
+    async def _write_snapshots(self, snaps: tuple[dict[str, bytes | None], int, dict[str, Any]]) -> None:
+        # trio.Lock is FIFO: snapshots reach the disk in the order they were taken.
+        async with self._snap_lock:
+            await trio.to_thread.run_sync(self.snapshots.write, *snaps)
+
+    def _fanout(self, batch: list[LoggedEvent]) -> None:
+        self.ring.extend(batch)
+        if len(self.ring) > RING_EVENTS * 2:
+            del self.ring[: len(self.ring) - RING_EVENTS]
+        if not self.connections:
+            return
+        joined = b"".join(ev.wire for ev in batch)
+        for conn in list(self.connections):
+            conn.deliver(batch, joined)
+
+    # ------------------------------------------------------------------ replay for subscribe
+
+    async def replay(self, since: int, until: int, swarm_filter: str | None) -> list[bytes]:
+        """Logged events with since < seq <= until matching the filter, oldest first."""
+        if self.ring and self.ring[0].seq <= since + 1:
+            return [ev.wire for ev in self.ring if since < ev.seq <= until
+                    and (swarm_filter is None or swarm_filter in ev.swarm_keys)]
+        return await trio.to_thread.run_sync(self._replay_from_disk, since, until, swarm_filter)
+
+    def _replay_from_disk(self, since: int, until: int, swarm_filter: str | None) -> list[bytes]:
+        out = []
+        for _seq, raw in self.log.read_since(since, until):
+            obj = orjson.loads(raw)
+            data = obj.get("data") or {}
+            if swarm_filter is not None and swarm_filter not in _swarm_keys(data):
+                continue
+            if "_record" in data:
+                data.pop("_record")
+                raw = orjson.dumps(obj) + b"\n"
+            out.append(raw)
+        return out
+
+    # ------------------------------------------------------------------ recovery
+
+    def recover(self) -> None:
+        """Load snapshots, replay the log after them, and resume outbox positions."""
+        from codeswarm.router.model import Swarm
+
+        records, problems, applied, extra = self.snapshots.load()
+        self.extra_state = extra
+        loaded: dict[str, int] = {}
+        for rec in records:
+            try:
+                swarm = Swarm.from_json(rec)
+            except (TypeError, KeyError, ValueError) as exc:
+                problems.append(f"{rec.get('swarm_id')}: {exc}")
+                continue
+            self.core.swarms[swarm.swarm_id] = swarm
+            loaded[swarm.swarm_id] = swarm.seq
+        if self.log.truncated_bytes:
+            self.recovery_notes.append(f"event log: cut a torn last line ({self.log.truncated_bytes} bytes)")
+        self.recovery_notes.extend(f"snapshot ignored: {p}" for p in problems)
+        start = 0 if problems else applied
+        replayed = 0
+        for seq, raw in self.log.read_since(start):
+            try:
+                obj = orjson.loads(raw)
+                name, data = obj["event"], obj["data"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue
+            sid = data.get("swarm_id") or data.get("target_swarm_id")
+            if sid in loaded and seq <= loaded[sid]:
+                continue
+            if sid not in loaded and name != "swarm_launched" and sid not in self.core.swarms:
+                continue
+            self.core.apply(name, data, seq, _parse_ts(obj.get("timestamp")))
+            replayed += 1
+        self.committed_seq = self.log.head_seq
+        for sid in self.core.swarms:
+            self._dirty.add(sid)
+        log.info("recovered %d swarms, replayed %d events", len(self.core.swarms), replayed)
+
+    # ------------------------------------------------------------------ inbox side effects
+
+    def append_inbox(self, actions: list[InboxLine]) -> list[tuple[InboxLine, str]]:
+        """Append inbox lines; returns the ones that failed with the error text."""
+        from codeswarm.mailbox import append_line, inbox_path
+        from codeswarm.router.providers.base import JobHandle
+
+        failed = []
+        for act in actions:
+            swarm = self.core.swarms.get(act.swarm_id)
+            if swarm is None:
+                continue
+            job = JobHandle.from_json(swarm.job)
+            try:
+                append_line(inbox_path(job.swarm_root, job.job_id, act.node_id), act.line)
+            except OSError as exc:
+                failed.append((act, str(exc)))
+        return failed
+
+    async def send_to_inboxes(self, actions: list[InboxLine]) -> list[tuple[InboxLine, str]]:
+        """Append inbox lines off the event loop, then poll those nodes' outboxes fast."""
+        failed = await trio.to_thread.run_sync(self.append_inbox, actions)
+        for act in actions:
+            self.ingest.expect_activity(act.swarm_id, act.node_id)
+        return failed
+
+
+def _parse_ts(ts: Any) -> float:
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(str(ts)).timestamp()
+    except ValueError:
+        return time.time()

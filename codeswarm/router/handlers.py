@@ -1,0 +1,377 @@
+"""Command handlers: validate with protocol.py, decide with the core, carry out side effects."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from codeswarm.config import validate_params
+from codeswarm.errors import ProviderError
+from codeswarm.protocol import (
+    EXTENSIONS,
+    Command,
+    Rejection,
+    require_bool,
+    require_int,
+    require_obj,
+    require_str,
+    resolve_nodes,
+)
+from codeswarm.router import approvals
+from codeswarm.router.core import new_id
+from codeswarm.router.model import Swarm
+from codeswarm.router.providers.base import JobHandle, LaunchSpec
+
+if TYPE_CHECKING:
+    from codeswarm.router.app import Router
+    from codeswarm.router.connection import Connection
+
+log = logging.getLogger("codeswarm.router.handlers")
+
+MAX_NODES = 4096
+TERMINATE_EXIT_WAIT = 10.0
+
+
+class Handlers:
+    def __init__(self, router: "Router") -> None:
+        self.r = router
+        self.terminating: dict[str, trio.Event] = {}  # swarm_id -> "escalate to force" event
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def handle(self, conn: "Connection", cmd: Command) -> None:
+        conn.add_request_id(cmd.request_id)
+        try:
+            fn = getattr(self, "cmd_" + cmd.command)
+            await fn(conn, cmd)
+        except Rejection as rej:
+            rej.request_id = rej.request_id or cmd.request_id
+            rej.command = rej.command or cmd.command
+            self.r.emit("command_rejected", rej.data())
+        except Exception as exc:  # the router never dies from a client
+            log.exception("command %s failed", cmd.command)
+            self.r.emit(
+                "command_rejected",
+                Rejection("internal_error", f"unexpected router error: {exc!r}", request_id=cmd.request_id,
+                          command=cmd.command).data(),
+            )
+
+    def _swarm(self, cmd: Command, key: str = "swarm_id") -> Swarm:
+        sid = require_str(cmd, key)
+        swarm = self.r.core.swarms.get(sid or "")
+        if swarm is None:
+            raise Rejection("unknown_swarm", f"unknown {key}", request_id=cmd.request_id, command=cmd.command)
+        return swarm
+
+    # ------------------------------------------------------------------ queries
+
+    async def cmd_ping(self, conn: "Connection", cmd: Command) -> None:
+        conn.send_directed("pong", {"request_id": cmd.request_id, "head_seq": self.r.committed_seq,
+                                    "oldest_seq": self.r.log.oldest_seq, "log_id": self.r.log.log_id,
+                                    "extensions": [e for e in EXTENSIONS if e != "idempotency_key"]}, self.r.now())
+
+    async def cmd_providers_list(self, conn: "Connection", cmd: Command) -> None:
+        conn.send_directed("providers_list", {"request_id": cmd.request_id,
+                                              "providers": [p.public() for p in self.r.config.presets]}, self.r.now())
+
+    async def cmd_swarm_list(self, conn: "Connection", cmd: Command) -> None:
+        swarms = {sid: self.r.core.list_record(s) for sid, s in self.r.core.swarms.items()}
+        conn.send_directed("swarm_list", {"request_id": cmd.request_id, "swarms": swarms}, self.r.now())
+
+    async def cmd_swarm_status(self, conn: "Connection", cmd: Command) -> None:
+        swarm = self._swarm(cmd)
+        conn.send_directed("swarm_status", self.r.core.status_data(swarm, cmd.request_id, with_nodes=True),
+                           self.r.now())
+
+    async def cmd_queue_list(self, conn: "Connection", cmd: Command) -> None:
+        items = self.r.extra_state.get("queue", [])
+        conn.send_directed("queue_list", {"request_id": cmd.request_id, "items": items}, self.r.now())
+
+    async def cmd_subscribe(self, conn: "Connection", cmd: Command) -> None:
+        since = cmd.payload.get("since")
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
+            raise Rejection("invalid_payload", "since: must be an integer >= 0", request_id=cmd.request_id,
+                            command=cmd.command)
+        swarm_filter = require_str(cmd, "swarm_id", optional=True)
+        log_id = require_str(cmd, "log_id", optional=True)
+        reset = log_id is not None and log_id != self.r.log.log_id
+        if reset and since is not None:
+            since = 0
+        truncated = since is not None and since < self.r.log.oldest_seq - 1
+        head = self.r.committed_seq
+        conn.replaying = True
+        try:
+            if since is not None:
+                for chunk in await self.r.replay(max(since, 0), head, swarm_filter):
+                    conn.send_raw(chunk)
+            conn.mode = "filtered" if swarm_filter else "live"
+            conn.swarm_filter = swarm_filter
+            conn.cursor = head
+            conn.send_directed("subscribed", {"request_id": cmd.request_id, "since": since, "head_seq": head,
+                                              "oldest_seq": self.r.log.oldest_seq, "log_id": self.r.log.log_id,
+                                              "swarm_id": swarm_filter, "truncated": truncated, "reset": reset},
+                               self.r.now())
+        finally:
+            conn.replaying = False
+            held, conn.held = conn.held, []
+            later = [ev for ev in held if ev.seq > head]
+            if later:
+                conn.deliver(later, None)
+
+    async def cmd_unsubscribe(self, conn: "Connection", cmd: Command) -> None:
+        conn.mode = "none"
+        conn.send_directed("unsubscribed", {"request_id": cmd.request_id}, self.r.now())
+
+    # ------------------------------------------------------------------ launch
+
+    async def cmd_swarm_launch(self, conn: "Connection", cmd: Command) -> None:
+        nodes = require_int(cmd, "nodes", default=1, minimum=1)
+        if nodes > MAX_NODES:
+            raise Rejection("invalid_payload", f"nodes: at most {MAX_NODES}", request_id=cmd.request_id,
+                            command=cmd.command)
+        system_prompt = require_str(cmd, "system_prompt", optional=True, allow_empty=True) or ""
+        preset_id = require_str(cmd, "provider", optional=True)
+        preset = self.r.config.preset(preset_id)
+        if preset is None:
+            raise Rejection("unknown_provider", f"unknown provider: {preset_id}", request_id=cmd.request_id,
+                            command=cmd.command)
+        provider = self.r.providers.get(preset.backend)
+        if provider is None:
+            raise Rejection("provider_unavailable", f"backend {preset.backend} is not available",
+                            request_id=cmd.request_id, command=cmd.command)
+        overrides = require_obj(cmd, "provider_params")
+        if any(isinstance(v, (dict, list)) for v in overrides.values()):
+            raise Rejection("invalid_provider_params", "provider_params: values must be scalars",
+                            request_id=cmd.request_id, command=cmd.command)
+        params = {**preset.defaults, **{k: v for k, v in overrides.items() if v is not None}}
+        try:
+            validate_params(params, "provider_params")
+        except ValueError as exc:
+            raise Rejection("invalid_provider_params", f"{exc.args[0]}: {exc.args[1]}",
+                            request_id=cmd.request_id, command=cmd.command) from None
+        files = persona_files(cmd)
+        params.setdefault("worker_mode", "codex")
+        if preset.launch_hard_timeout_seconds:
+            params["_launch_hard_timeout_seconds"] = preset.launch_hard_timeout_seconds
+        swarm_id = new_id()
+        spec = LaunchSpec(
+            swarm_id=swarm_id,
+            node_count=nodes,
+            params=params,
+            worker_env=worker_env(params, preset.env),
+            profile=preset.cluster_profile,
+        )
+        try:
+            job = await provider.submit(spec)
+        except ProviderError as exc:
+            raise Rejection("launch_failed", str(exc), request_id=cmd.request_id, command=cmd.command) from None
+        await trio.to_thread.run_sync(write_swarm_files, job, swarm_id, nodes, preset.id, params, files)
+        actions = self.r.core.launch(
+            request_id=cmd.request_id, swarm_id=swarm_id, job=job.to_json(), node_count=nodes,
+            provider=preset.backend, provider_id=preset.id, params=params, system_prompt=system_prompt,
+            now=self.r.now(),
+        )
+        self.r.ingest.sync()
+        await self._deliver(actions)
+
+    async def _deliver(self, actions: list[Any]) -> None:
+        """Make the acks durable, then append the prompts to the inboxes."""
+        if not actions:
+            return
+        await self.r.commit()
+        for act, error in await self.r.send_to_inboxes(actions):
+            swarm = self.r.core.swarms.get(act.swarm_id)
+            inj = swarm.injections.get(act.line.get("injection_id", "")) if swarm else None
+            if swarm is not None and inj is not None and inj.state == "acked":
+                self.r.core._fail(swarm, inj, "node_not_running", f"cannot write the inbox: {error}")
+
+    # ------------------------------------------------------------------ inject
+
+    async def cmd_inject(self, conn: "Connection", cmd: Command) -> None:
+        swarm = self._swarm(cmd)
+        content = require_str(cmd, "content")
+        assert content is not None
+        node_ids = resolve_nodes(cmd, cmd.payload.get("nodes", "all"), swarm.node_count)
+        if not swarm.active:
+            raise Rejection("swarm_not_active", "swarm is terminating or terminated", request_id=cmd.request_id,
+                            command=cmd.command)
+        actions = self.r.core.inject(swarm, node_ids, content, cmd.request_id, self.r.now())
+        await self._deliver(actions)
+
+    async def cmd_enqueue_inject(self, conn: "Connection", cmd: Command) -> None:
+        from codeswarm.router.queue import enqueue
+
+        await enqueue(self, conn, cmd)
+
+    # ------------------------------------------------------------------ approvals
+
+    async def cmd_approve_execution(self, conn: "Connection", cmd: Command) -> None:
+        now = self.r.now()
+        found = approvals.answer(self.r.core, self.r.core.swarms, cmd, now)
+        if found is None:
+            return
+        swarm, a, decision, approved = found
+        line = approvals.control_line(a, decision, approved, new_id(), now)
+        from codeswarm.router.core import InboxLine
+
+        failed = await self.r.send_to_inboxes([InboxLine(swarm.swarm_id, a.node_id, line)])
+        if failed:
+            raise Rejection("provider_unavailable", f"cannot reach the node: {failed[0][1]}",
+                            request_id=cmd.request_id, command=cmd.command)
+        approvals.client_resolved(self.r.core, swarm, a, decision, approved, cmd.request_id, now)
+
+    # ------------------------------------------------------------------ terminate
+
+    async def cmd_swarm_terminate(self, conn: "Connection", cmd: Command) -> None:
+        swarm = self._swarm(cmd)
+        params = require_obj(cmd, "terminate_params")
+        force = params.get("force", False)
+        archive = params.get("download_workspaces_on_shutdown", False)
+        if not isinstance(force, bool) or not isinstance(archive, bool):
+            raise Rejection("invalid_payload", "terminate_params: force and download_workspaces_on_shutdown "
+                            "must be booleans", request_id=cmd.request_id, command=cmd.command)
+        if swarm.state == "terminated":
+            self.r.emit("swarm_terminated", {"request_id": cmd.request_id, "swarm_id": swarm.swarm_id,
+                                             "job_id": swarm.job_id, "reason": swarm.termination_reason,
+                                             "already_terminated": True})
+            return
+        if swarm.state == "terminating":
+            self.r.core.set_state(swarm, "terminating", cmd.request_id)
+            escalate = self.terminating.get(swarm.swarm_id)
+            if escalate is not None:
+                escalate.set()
+            return
+        assert self.r.nursery is not None
+        self.r.nursery.start_soon(self.terminate, swarm, cmd.request_id, force, archive, "requested")
+        await trio.sleep(0)
+
+    async def terminate(self, swarm: Swarm, request_id: str | None, force: bool, archive: bool, reason: str) -> None:
+        """The procedure of PROTOCOL.md 4.5, as a router-level task (a client may disconnect)."""
+        r, core = self.r, self.r.core
+        if not swarm.active:
+            return
+        escalate = self.terminating[swarm.swarm_id] = trio.Event()
+        try:
+            was_pending = swarm.state == "pending"
+            core.set_state(swarm, "terminating", request_id)
+            await r.commit()
+            graceful = r.settings.local_graceful_terminate_timeout_seconds if swarm.provider == "local" \
+                else r.settings.graceful_terminate_timeout_seconds
+            if not force and not was_pending:
+                with trio.move_on_after(graceful):
+                    async with trio.open_nursery() as waiters:
+                        async def stop_on_escalate() -> None:
+                            await escalate.wait()
+                            waiters.cancel_scope.cancel()
+
+                        waiters.start_soon(stop_on_escalate)
+                        while swarm.open_injections():
+                            await r.wait_swarm_change(swarm.swarm_id)
+                        waiters.cancel_scope.cancel()
+            from codeswarm.router.core import InboxLine
+
+            shutdown = [InboxLine(swarm.swarm_id, n.node_id, {"type": "shutdown", "ts": r.now(), "reason": "terminate"})
+                        for n in swarm.nodes if n.worker != "exited"]
+            await r.send_to_inboxes(shutdown)
+            for inj in list(swarm.injections.values()):
+                if inj.state == "acked":
+                    core._fail(swarm, inj, "swarm_terminated", "the swarm is being terminated")
+            approvals.resolve_all(core, swarm, "terminated", r.now())
+            with trio.move_on_after(0 if was_pending else TERMINATE_EXIT_WAIT):
+                while any(n.worker in ("running", "stale") for n in swarm.nodes):
+                    await r.wait_swarm_change(swarm.swarm_id)
+            provider = r.providers.get(swarm.provider)
+            job = JobHandle.from_json(swarm.job)
+            try:
+                if provider is None:
+                    raise ProviderError(f"backend {swarm.provider} is not configured", transient=False)
+                await provider.cancel(job)
+            except ProviderError as exc:
+                r.emit("command_rejected", Rejection("termination_failed", str(exc), request_id=request_id,
+                                                     command="swarm_terminate", swarm_id=swarm.swarm_id).data())
+                core.set_state(swarm, swarm.prev_state or "running", None)
+                return
+            r.ingest.drain_swarm(swarm.swarm_id)
+            if archive:
+                from codeswarm.router.archive import archive_workspaces
+
+                await archive_workspaces(r, swarm, request_id)
+            core.terminated(swarm, reason, request_id, r.now())
+            r.ingest.sync()
+        finally:
+            self.terminating.pop(swarm.swarm_id, None)
+
+
+def persona_files(cmd: Command) -> dict[str, str]:
+    """AGENTS.md and skills files to write into every node workspace (PROTOCOL.md 4.1)."""
+    files: dict[str, str] = {}
+    bundle = cmd.payload.get("agents_bundle")
+    if bundle is not None:
+        if not isinstance(bundle, dict):
+            raise Rejection("invalid_payload", "agents_bundle: must be an object", request_id=cmd.request_id,
+                            command=cmd.command)
+        md = bundle.get("agents_md_content")
+        if md is not None and not isinstance(md, str):
+            raise Rejection("invalid_payload", "agents_bundle.agents_md_content: must be a string",
+                            request_id=cmd.request_id, command=cmd.command)
+        if md:
+            files["AGENTS.md"] = md
+        if bundle.get("mode") == "directory":
+            skills = bundle.get("skills_files") or []
+            if not isinstance(skills, list):
+                raise Rejection("invalid_payload", "agents_bundle.skills_files: must be a list",
+                                request_id=cmd.request_id, command=cmd.command)
+            for i, f in enumerate(skills):
+                path = f.get("path") if isinstance(f, dict) else None
+                content = f.get("content") if isinstance(f, dict) else None
+                if not isinstance(path, str) or not isinstance(content, str) or not path:
+                    raise Rejection("invalid_payload", f"agents_bundle.skills_files[{i}]: needs path and content",
+                                    request_id=cmd.request_id, command=cmd.command)
+                parts = path.replace("\\", "/").split("/")
+                if path.startswith("/") or ".." in parts:
+                    raise Rejection("invalid_payload", f"agents_bundle.skills_files[{i}].path: must be relative "
+                                    "without '..'", request_id=cmd.request_id, command=cmd.command)
+                files[".agents/skills/" + "/".join(p for p in parts if p not in ("", "."))] = content
+    else:
+        md = cmd.payload.get("agents_md_content")
+        if md is not None and not isinstance(md, str):
+            raise Rejection("invalid_payload", "agents_md_content: must be a string", request_id=cmd.request_id,
+                            command=cmd.command)
+        if md:
+            files["AGENTS.md"] = md
+    return files
+
+
+def worker_env(params: dict[str, Any], preset_env: dict[str, str]) -> dict[str, str]:
+    import orjson
+
+    env = dict(preset_env)
+    env["CODESWARM_WORKER_MODE"] = str(params.get("worker_mode") or "codex")
+    env["CODESWARM_APPROVAL_POLICY"] = str(params.get("approval_policy") or "never")
+    if params.get("sandbox_mode"):
+        env["CODESWARM_SANDBOX_MODE"] = str(params["sandbox_mode"])
+    env["CODESWARM_PARAMS"] = orjson.dumps({k: v for k, v in params.items() if not k.startswith("_")}).decode()
+    return env
+
+
+def write_swarm_files(job: JobHandle, swarm_id: str, nodes: int, preset_id: str, params: dict[str, Any],
+                      files: dict[str, str]) -> None:
+    import orjson
+
+    from codeswarm.mailbox import prepare_swarm_root, workspace_path
+    from codeswarm.router.store import atomic_write
+
+    prepare_swarm_root(job.swarm_root, nodes)
+    atomic_write(job.swarm_root / "swarm.json", orjson.dumps({
+        "swarm_id": swarm_id, "job_id": job.job_id, "node_count": nodes, "preset": preset_id,
+        "params": {k: v for k, v in params.items() if not k.startswith("_")},
+    }))
+    for i in range(nodes):
+        ws = workspace_path(job.swarm_root, i)
+        for rel, content in files.items():
+            target = ws / rel
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            target.write_text(content)
+            target.chmod(0o600)

@@ -1,0 +1,203 @@
+"""Outbox followers: adaptive polling of every node's outbox, exactly-once by outbox seq.
+
+One task serves every node through a heap of due times: a node that produced lines is polled
+again soon; a quiet node backs off (to poll_interval while it has an open turn, 4x that when
+idle). Polling, not inotify, because writes from other NFS/Lustre clients raise no events.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from codeswarm.mailbox import outbox_path, read_complete_lines
+from codeswarm.router.providers.base import JobHandle
+
+if TYPE_CHECKING:
+    from codeswarm.router.app import Router
+    from codeswarm.router.model import Swarm
+
+log = logging.getLogger("codeswarm.router.ingest")
+
+FAST_INTERVAL = 0.005
+GROWTH = 1.5
+
+
+@dataclass
+class NodeWatch:
+    swarm_id: str
+    node_id: int
+    path: str
+    interval: float = FAST_INTERVAL
+    version: int = 0
+    normalizers: dict[str, Any] = field(default_factory=dict)
+
+
+def make_normalizer(runtime: str) -> Any:
+    try:
+        if runtime == "claude":
+            from codeswarm.router.normalize.claude import ClaudeNormalizer
+
+            return ClaudeNormalizer()
+        from codeswarm.router.normalize.codex import CodexNormalizer
+
+        return CodexNormalizer()
+    except ImportError:  # a normalizer module missing from this build: drop raw lines
+        return None
+
+
+class OutboxIngest:
+    def __init__(self, router: "Router") -> None:
+        self.router = router
+        self.watches: dict[tuple[str, int], NodeWatch] = {}
+        self._heap: list[tuple[float, int, str, int]] = []
+        self._wake = trio.Event()
+        self.lines_read = 0
+        self.stat_calls = 0
+
+    # ------------------------------------------------------------------ registry
+
+    def sync(self) -> None:
+        """Watch every node of every swarm that is not terminated; forget the others."""
+        wanted = set()
+        for swarm in self.router.core.swarms.values():
+            if swarm.state == "terminated":
+                continue
+            job = JobHandle.from_json(swarm.job)
+            for node in swarm.nodes:
+                key = (swarm.swarm_id, node.node_id)
+                wanted.add(key)
+                if key not in self.watches:
+                    w = NodeWatch(swarm.swarm_id, node.node_id, str(outbox_path(job.swarm_root, job.job_id, node.node_id)))
+                    self.watches[key] = w
+                    self._schedule(w, 0.0)
+        for key in list(self.watches):
+            if key not in wanted:
+                del self.watches[key]
+        self._wake.set()
+
+    def _schedule(self, w: NodeWatch, delay: float) -> None:
+        w.version += 1
+        heapq.heappush(self._heap, (trio.current_time() + delay, w.version, w.swarm_id, w.node_id))
+
+    def expect_activity(self, swarm_id: str, node_id: int) -> None:
+        """A prompt was just sent: poll this node fast again."""
+        w = self.watches.get((swarm_id, node_id))
+        if w is not None:
+            w.interval = FAST_INTERVAL
+            self._schedule(w, FAST_INTERVAL)
+            self._wake.set()
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(self) -> None:
+        while True:
+            now = trio.current_time()
+            due: list[NodeWatch] = []
+            while self._heap and self._heap[0][0] <= now:
+                _, version, sid, nid = heapq.heappop(self._heap)
+                w = self.watches.get((sid, nid))
+                if w is not None and w.version == version:
+                    due.append(w)
+            for w in due:
+                got = self.poll_node(w)
+                self._reschedule(w, got)
+            if due:
+                await trio.sleep(0)  # let the committer and connections run between rounds
+                continue
+            self._wake = trio.Event()
+            delay = (self._heap[0][0] - trio.current_time()) if self._heap else 3600
+            with trio.move_on_after(max(0.0, delay)):
+                await self._wake.wait()
+
+    def _reschedule(self, w: NodeWatch, got_lines: bool) -> None:
+        swarm = self.router.core.swarms.get(w.swarm_id)
+        if swarm is None or (w.swarm_id, w.node_id) not in self.watches:
+            return
+        settings = self.router.settings
+        if got_lines:
+            w.interval = FAST_INTERVAL
+        else:
+            cap = settings.poll_interval_seconds
+            if not swarm.node_busy(w.node_id):
+                cap *= 4
+            w.interval = min(cap, w.interval * GROWTH)
+        self._schedule(w, w.interval)
+
+    def drain_swarm(self, swarm_id: str) -> None:
+        """Read every outbox of the swarm to its end now (before it is declared terminated)."""
+        for key, w in list(self.watches.items()):
+            if key[0] == swarm_id:
+                while self.poll_node(w):
+                    pass
+
+    def poll_node(self, w: NodeWatch) -> bool:
+        swarm = self.router.core.swarms.get(w.swarm_id)
+        if swarm is None:
+            return False
+        node = swarm.nodes[w.node_id]
+        self.stat_calls += 1
+        try:
+            size = os.stat(w.path).st_size
+        except OSError:
+            return False
+        if size < node.outbox_offset:  # never expected: re-read, seq filters what was seen
+            node.outbox_offset = 0
+        if size == node.outbox_offset:
+            return False
+        batch = read_complete_lines(w.path, node.outbox_offset)  # type: ignore[arg-type]
+        if batch.offset == node.outbox_offset:
+            return False
+        for problem in batch.bad:
+            self._bad_line(swarm, w.node_id, problem)
+        now = self.router.now()
+        for line in batch.lines:
+            self.process_line(swarm, w, line, now)
+        node.outbox_offset = batch.offset
+        self.router.mark_dirty(swarm.swarm_id)
+        self.lines_read += len(batch.lines)
+        return True
+
+    def process_line(self, swarm: "Swarm", w: NodeWatch, line: dict[str, Any], now: float) -> None:
+        node = swarm.nodes[w.node_id]
+        seq = line.get("seq")
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            self._bad_line(swarm, w.node_id, "outbox line without an integer seq")
+            return
+        if seq <= node.outbox_seq:
+            return  # already turned into events before a restart
+        node.outbox_seq = seq
+        node.last_line_at = now
+        kind = line.get("type")
+        core = self.router.core
+        try:
+            if kind == "lifecycle":
+                core.on_lifecycle(swarm, w.node_id, line, now)
+            elif kind == "runtime":
+                runtime = str(line.get("runtime") or swarm.agent_runtime)
+                norm = w.normalizers.get(runtime)
+                if norm is None:
+                    norm = w.normalizers[runtime] = make_normalizer(runtime)
+                if norm is None:
+                    return
+                events = norm.feed(line.get("payload"))
+                if events:
+                    iid = line.get("injection_id")
+                    core.on_runtime_events(swarm, w.node_id, iid if isinstance(iid, str) else None, events, seq, now)
+            else:
+                self._bad_line(swarm, w.node_id, f"unknown outbox line type {kind!r}")
+        except Exception as exc:  # a bad line must never stop the ingest of every other node
+            log.exception("outbox line failed: swarm %s node %s seq %s", swarm.swarm_id, w.node_id, seq)
+            self._bad_line(swarm, w.node_id, f"could not process outbox line {seq}: {exc!r}")
+
+    def _bad_line(self, swarm: "Swarm", node_id: int, problem: str) -> None:
+        self.router.emit(
+            "agent_error",
+            {**self.router.core.runtime_fields(swarm, node_id, None), "message": f"outbox: {problem}",
+             "error_code": "outbox_invalid_line", "fatal": False},
+        )

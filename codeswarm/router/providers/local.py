@@ -1,0 +1,137 @@
+"""The local provider (the embedded default): one detached worker process per node.
+
+Workers run in their own session (process group) so that a router restart does not kill
+them; the router finds them again by pid and start time (pids are reused).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from codeswarm.config import Config
+from codeswarm.errors import ProviderError
+from codeswarm.mailbox import prepare_swarm_root, workspace_path
+from codeswarm.paths import self_command, self_env
+from codeswarm.router.providers.base import ClusterProvider, JobHandle, JobObservation, JobState, LaunchSpec
+
+STOP_GRACE_SECONDS = 5.0
+
+
+def process_start_time(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat: identifies a process beyond its (reusable) pid."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = data[data.rfind(")") + 2 :].split()
+    state = fields[0] if fields else "?"
+    if state == "Z":  # a zombie has exited
+        return None
+    return fields[19] if len(fields) > 19 else None
+
+
+class LocalProvider(ClusterProvider):
+    backend = "local"
+    poll_interval = 1.0
+
+    def __init__(self, config: Config) -> None:
+        assert config.local is not None
+        self.root = config.local.workspace_root
+        self.default_sandbox = config.local.default_sandbox_mode
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    async def submit(self, spec: LaunchSpec) -> JobHandle:
+        job_id = f"local-{secrets.token_hex(6)}"
+        swarm_root = self.root / job_id
+        try:
+            return await trio.to_thread.run_sync(self._spawn_all, spec, job_id, swarm_root)
+        except OSError as exc:
+            raise ProviderError(f"cannot start local workers in {swarm_root}: {exc}", transient=False) from None
+
+    def _spawn_all(self, spec: LaunchSpec, job_id: str, swarm_root: Path) -> JobHandle:
+        prepare_swarm_root(swarm_root, spec.node_count)
+        procs: list[dict[str, Any]] = []
+        env_base = {**os.environ, **self_env(), **spec.worker_env}
+        env_base.setdefault("CODESWARM_SANDBOX_MODE", self.default_sandbox)
+        try:
+            for node_id in range(spec.node_count):
+                env = {**env_base, "CODESWARM_JOB_ID": job_id, "CODESWARM_NODE_ID": str(node_id),
+                       "CODESWARM_SWARM_ROOT": str(swarm_root)}
+                log_file = open(swarm_root / f"worker_{node_id:02d}.log", "ab")
+                try:
+                    proc = subprocess.Popen(
+                        [*self_command(), "worker"],
+                        cwd=workspace_path(swarm_root, node_id),
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # survives the router; its own process group
+                        close_fds=True,
+                    )
+                finally:
+                    log_file.close()
+                self._children[proc.pid] = proc
+                procs.append({"pid": proc.pid, "start": process_start_time(proc.pid)})
+        except OSError:
+            for p in procs:
+                _signal_group(p["pid"], signal.SIGKILL)
+            raise
+        return JobHandle(job_id=job_id, swarm_root=swarm_root, backend="local", extra={"procs": procs})
+
+    def _alive(self, proc: dict[str, Any]) -> bool:
+        pid = proc["pid"]
+        child = self._children.get(pid)
+        if child is not None:
+            if child.poll() is not None:  # reaps our own zombie
+                self._children.pop(pid, None)
+                return False
+            return True
+        start = process_start_time(pid)
+        return start is not None and (proc.get("start") is None or start == proc["start"])
+
+    async def poll(self, jobs: list[JobHandle]) -> dict[str, JobObservation]:
+        out = {}
+        for job in jobs:
+            procs = job.extra.get("procs", [])
+            alive = sum(1 for p in procs if self._alive(p))
+            if alive:
+                out[job.job_id] = JobObservation(JobState.RUNNING, "RUNNING")
+            else:
+                out[job.job_id] = JobObservation(JobState.ENDED, "COMPLETED", reason="workers_exited")
+        return out
+
+    async def cancel(self, job: JobHandle) -> None:
+        procs = [p for p in job.extra.get("procs", []) if self._alive(p)]
+        for p in procs:
+            _signal_group(p["pid"], signal.SIGTERM)
+        with trio.move_on_after(STOP_GRACE_SECONDS):
+            while any(self._alive(p) for p in procs):
+                await trio.sleep(0.05)
+        for p in procs:
+            if self._alive(p):
+                _signal_group(p["pid"], signal.SIGKILL)
+        with trio.move_on_after(2.0):
+            while any(self._alive(p) for p in procs):
+                await trio.sleep(0.02)
+        still = [p["pid"] for p in procs if self._alive(p)]
+        if still:
+            raise ProviderError(f"workers still alive after SIGKILL: {still}", transient=True)
+
+    async def adopt(self, job: JobHandle) -> None:
+        """Nothing to reattach: liveness comes from pid + start time, output from the outboxes."""
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)  # start_new_session: the worker leads its own group
+    except (ProcessLookupError, PermissionError):
+        pass
+

@@ -1,0 +1,255 @@
+"""The router daemon: lock, recovery, listeners and the long-running tasks, all owned here."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import signal
+import socket as stdsocket
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from codeswarm.config import Config
+from codeswarm.errors import CodeswarmError, ProviderError
+from codeswarm.paths import ensure_state_dir, lock_path, socket_path
+from codeswarm.protocol import Rejection, parse_command_line
+from codeswarm.router.app import Router
+from codeswarm.router.connection import Connection, LineReader
+from codeswarm.router.handlers import Handlers
+from codeswarm.router.providers.base import ClusterProvider, JobHandle
+
+log = logging.getLogger("codeswarm.router")
+
+TICK_SECONDS = 1.0
+
+
+class RouterLocked(CodeswarmError):
+    pass
+
+
+def take_lock(state_dir: Path) -> int:
+    """One router per state dir: an exclusive fcntl lock on router.pid, holding our pid."""
+    fd = os.open(lock_path(state_dir), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            try:
+                pid = lock_path(state_dir).read_text().strip()
+            except OSError:
+                pid = "?"
+            raise RouterLocked(f"another router (pid {pid}) already runs on {state_dir}") from None
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def make_providers(config: Config) -> dict[str, ClusterProvider]:
+    providers: dict[str, ClusterProvider] = {}
+    if config.local is not None:
+        from codeswarm.router.providers.local import LocalProvider
+
+        providers["local"] = LocalProvider(config)
+    if config.slurm_profiles:
+        try:
+            from codeswarm.router.providers.slurm import SlurmProvider
+
+            providers["slurm"] = SlurmProvider(config)
+        except ImportError as exc:  # pragma: no cover - a partial build
+            log.error("slurm provider unavailable: %s", exc)
+    return providers
+
+
+class RouterServer:
+    def __init__(self, config: Config, state_dir: Path, *, tcp_port: int | None = None) -> None:
+        self.config = config
+        self.state_dir = ensure_state_dir(state_dir)
+        self.tcp_port = tcp_port
+        self.router = Router(config, self.state_dir, make_providers(config))
+        self.handlers = Handlers(self.router)
+        self.ready = trio.Event()
+
+    # ------------------------------------------------------------------ main
+
+    async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        r = self.router
+        await trio.to_thread.run_sync(r.recover)
+        sock_path = socket_path(self.state_dir)
+        listeners = [await self._unix_listener(sock_path)]
+        if self.tcp_port is not None:
+            listeners += await trio.open_tcp_listeners(self.tcp_port, host="127.0.0.1")
+        async with trio.open_nursery() as nursery:
+            r.nursery = nursery
+            nursery.start_soon(r.committer)
+            nursery.start_soon(r.periodic_sync)
+            r.ingest.sync()
+            nursery.start_soon(r.ingest.run)
+            for sid in list(r.core.swarms):
+                sw = r.core.swarms[sid]
+                if sw.state != "terminated" and sw.provider in r.providers:
+                    await r.providers[sw.provider].adopt(JobHandle.from_json(sw.job))
+                if sw.state == "terminating":  # interrupted by a crash: finish it
+                    nursery.start_soon(self.handlers.terminate, sw, None, True, False, "requested")
+                    sw.state = sw.prev_state or "running"
+            for note in r.recovery_notes:
+                r.emit("router_warning", {"message": note})
+            nursery.start_soon(self._ticker)
+            for backend, provider in r.providers.items():
+                nursery.start_soon(self._poller, backend, provider)
+            for listener in listeners:
+                nursery.start_soon(trio.serve_listeners, self._serve_conn, [listener])
+            self.ready.set()
+            task_status.started()
+            log.info("router ready on %s", sock_path)
+
+    async def _unix_listener(self, path: Path) -> trio.SocketListener:
+        if path.exists():
+            path.unlink()  # the lock proves no router is behind a leftover socket
+        sock = trio.socket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            await sock.bind(str(path))
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        sock.listen(128)
+        return trio.SocketListener(sock)
+
+    # ------------------------------------------------------------------ connections
+
+    async def _serve_conn(self, stream: trio.abc.Stream) -> None:
+        conn = Connection(stream, "client")
+        r = self.router
+        conn.cursor = r.committed_seq
+        r.connections.add(conn)
+        reader = LineReader()
+        try:
+            async with trio.open_nursery() as nursery:
+                async def send_then_stop() -> None:
+                    try:
+                        await conn.sender()
+                    finally:
+                        nursery.cancel_scope.cancel()
+
+                nursery.start_soon(send_then_stop)
+                while not conn.closed:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        break
+                    for item in reader.feed(data):
+                        if isinstance(item, Rejection):
+                            conn.send_directed("command_rejected", item.data(), r.now())
+                            continue
+                        try:
+                            cmd = parse_command_line(item)
+                        except Rejection as rej:
+                            if rej.request_id is not None and rej.code != "invalid_json":
+                                conn.add_request_id(rej.request_id)
+                                r.emit("command_rejected", rej.data())
+                            else:
+                                conn.send_directed("command_rejected", rej.data(), r.now())
+                            continue
+                        await self.handlers.handle(conn, cmd)
+                conn.close("client closed")
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            conn.closed = True
+            r.connections.discard(conn)
+            with trio.CancelScope(shield=True):
+                try:
+                    await trio.aclose_forcefully(stream)
+                except Exception:
+                    pass
+
+    # ------------------------------------------------------------------ background loops
+
+    async def _ticker(self) -> None:
+        r = self.router
+        while True:
+            await trio.sleep(TICK_SECONDS)
+            try:
+                to_cancel, actions = r.core.tick(r.now())
+                if actions:
+                    await r.commit()
+                    await r.send_to_inboxes(actions)
+                for sid in to_cancel:
+                    sw = r.core.swarms.get(sid)
+                    if sw is not None and sw.active and sid not in self.handlers.terminating:
+                        assert r.nursery is not None
+                        r.nursery.start_soon(self.handlers.terminate, sw, None, True, False, "launch_timeout")
+                if any(sw.state == "terminated" for sw in r.core.swarms.values()):
+                    r.ingest.sync()
+            except Exception:
+                log.exception("tick failed")
+
+    async def _poller(self, backend: str, provider: ClusterProvider) -> None:
+        """One batched scheduler query per interval for every active swarm of this backend."""
+        r = self.router
+        interval = getattr(provider, "poll_interval", None) or r.settings.status_poll_interval_seconds
+        failures = 0
+        while True:
+            await trio.sleep(interval)
+            swarms = [sw for sw in r.core.swarms.values() if sw.provider == backend and sw.active]
+            if not swarms:
+                continue
+            jobs = [JobHandle.from_json(sw.job) for sw in swarms]
+            try:
+                observations = await provider.poll(jobs)
+            except ProviderError as exc:
+                failures += 1
+                for sw in swarms:
+                    sw.poll_error = str(exc)
+                if failures == 1 or failures % 10 == 0:
+                    r.emit("provider_warning", {"backend": backend, "message": str(exc), "failures": failures,
+                                                "swarm_ids": [sw.swarm_id for sw in swarms]})
+                continue
+            except Exception as exc:
+                log.exception("poll of %s failed", backend)
+                failures += 1
+                continue
+            if failures:
+                r.emit("provider_warning", {"backend": backend, "message": "scheduler reachable again",
+                                            "failures": 0, "recovered": True})
+            failures = 0
+            now = r.now()
+            for sw in swarms:
+                obs = observations.get(sw.job_id)
+                if obs is None or sw.swarm_id in self.handlers.terminating or not sw.active:
+                    continue
+                from codeswarm.router.providers.base import JobState
+
+                if obs.state in (JobState.ENDED, JobState.NOT_FOUND):
+                    r.ingest.drain_swarm(sw.swarm_id)  # worker output comes before swarm_terminated
+                r.core.on_observation(sw, obs, now)
+            r.ingest.sync()
+
+
+async def serve(config: Config, state_dir: Path, tcp_port: int | None = None) -> None:
+    """Run the router until SIGTERM/SIGINT."""
+    fd = take_lock(ensure_state_dir(state_dir))
+    server = RouterServer(config, state_dir, tcp_port=tcp_port)
+    try:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server.run)
+
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(stop_on_signal)
+    finally:
+        server.router.log.close()
+        try:
+            socket_path(state_dir).unlink()
+        except FileNotFoundError:
+            pass
+        os.close(fd)

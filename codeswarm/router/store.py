@@ -1,0 +1,249 @@
+"""Durable state: the segmented append-only event log and the per-swarm snapshot files.
+
+Blocking file I/O; the server calls the slow parts (fsync, snapshot writes, replay reads)
+through trio.to_thread. Log lines are the wire envelopes (plus the private `_record` of
+swarm_launched, which the server strips before sending).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SEQ_RESERVATION = 10_000
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write tmp, fsync, rename, fsync dir: the file is either old or new after a crash."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class EventLog:
+    """Segments `events/<first_seq>.jsonl`; seq starts at 1 and is never reused."""
+
+    def __init__(self, directory: Path, *, max_events: int, segment_events: int) -> None:
+        self.dir = directory
+        self.max_events = max_events
+        self.segment_events = max(1, min(segment_events, max_events))
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.log_id = self._load_log_id()
+        self.segments: list[int] = sorted(int(p.stem) for p in self.dir.glob("*.jsonl") if p.stem.isdigit())
+        self.head_seq = 0
+        self.truncated_bytes = 0  # a partial last line found (and cut) at open
+        self._fd: int | None = None
+        self._seg_count = 0
+        self._open_tail()
+        self._reserved = self._load_reservation()
+        if self._reserved > self.head_seq:  # unclean stop: numbers up to the reservation may have been sent
+            self.head_seq = self._reserved
+        self.oldest_seq = self._first_seq_on_disk() or self.head_seq + 1
+
+    # ------------------------------------------------------------ open / recover
+
+    def _load_log_id(self) -> str:
+        p = self.dir / "log_id"
+        try:
+            text = p.read_text().strip()
+            if text:
+                return text
+        except FileNotFoundError:
+            pass
+        log_id = secrets.token_hex(8)
+        atomic_write(p, log_id.encode())
+        return log_id
+
+    def _load_reservation(self) -> int:
+        try:
+            return int((self.dir / "seq.reserved").read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _write_reservation(self, value: int) -> None:
+        atomic_write(self.dir / "seq.reserved", str(value).encode())
+        self._reserved = value
+
+    def _seg_path(self, first: int) -> Path:
+        return self.dir / f"{first:012d}.jsonl"
+
+    def _open_tail(self) -> None:
+        if not self.segments:
+            return
+        path = self._seg_path(self.segments[-1])
+        data = path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # a torn last line from a crash: cut it, the event was never sent
+            self.truncated_bytes = len(data) - end
+            with open(path, "r+b") as f:
+                f.truncate(end)
+            data = data[:end]
+        lines = data.splitlines()
+        self._seg_count = len(lines)
+        for raw in reversed(lines):
+            try:
+                self.head_seq = int(orjson.loads(raw)["seq"])
+                break
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+        else:
+            self.head_seq = self.segments[-1] - 1
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+
+    def _first_seq_on_disk(self) -> int | None:
+        for first in self.segments:
+            try:
+                with open(self._seg_path(first), "rb") as f:
+                    line = f.readline()
+                if line:
+                    return int(orjson.loads(line)["seq"])
+            except (OSError, orjson.JSONDecodeError, KeyError, ValueError):
+                continue
+        return None
+
+    # ------------------------------------------------------------ writing
+
+    def next_seq(self) -> int:
+        self.head_seq += 1
+        if self.head_seq > self._reserved:
+            self._write_reservation(self.head_seq + SEQ_RESERVATION)
+        return self.head_seq
+
+    def append(self, lines: list[bytes], first_seq: int) -> None:
+        """Append log lines (each ending in LF) with as few write calls as segments need."""
+        i = 0
+        while i < len(lines):
+            if self._fd is None or self._seg_count >= self.segment_events:
+                self._rotate(first_seq + i)
+            room = self.segment_events - self._seg_count
+            chunk = lines[i : i + room]
+            buf = b"".join(chunk)
+            assert self._fd is not None
+            view = memoryview(buf)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+            self._seg_count += len(chunk)
+            i += len(chunk)
+
+    def _rotate(self, first_seq: int) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+        self._fd = os.open(self._seg_path(first_seq), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.segments.append(first_seq)
+        self._seg_count = 0
+        fsync_dir(self.dir)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Drop whole old segments while the rest still holds max_events."""
+        while len(self.segments) > 1 and self.head_seq - self.segments[1] + 1 >= self.max_events:
+            first = self.segments.pop(0)
+            try:
+                self._seg_path(first).unlink()
+            except FileNotFoundError:
+                pass
+            self.oldest_seq = self.segments[0]
+
+    def fsync(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+        self._write_reservation(self.head_seq)  # clean stop: no gap next time
+
+    # ------------------------------------------------------------ reading
+
+    def read_since(self, since: int, until: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """Yield (seq, line) for since < seq <= until, oldest first, skipping damaged lines."""
+        segs = list(self.segments)
+        start = 0
+        for i, first in enumerate(segs):
+            if first <= since + 1:
+                start = i
+        for first in segs[start:]:
+            try:
+                with open(self._seg_path(first), "rb") as f:
+                    for raw in f:
+                        if not raw.endswith(b"\n"):
+                            break
+                        try:
+                            seq = int(orjson.loads(raw)["seq"])
+                        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                            continue
+                        if seq <= since:
+                            continue
+                        if until is not None and seq > until:
+                            return
+                        yield seq, raw
+            except FileNotFoundError:
+                continue
+
+
+class SnapshotStore:
+    """`swarms/<swarm_id>.json` (one atomic file per swarm) plus `state.json` (applied_seq)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir / "swarms"
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.state_file = state_dir / "state.json"
+
+    def load(self) -> tuple[list[dict[str, Any]], list[str], int, dict[str, Any]]:
+        """Return (swarm records, problems, applied_seq, extra state). Corrupt files are reported, not fatal."""
+        records, problems = [], []
+        for p in sorted(self.dir.glob("*.json")):
+            try:
+                rec = orjson.loads(p.read_bytes())
+                if not isinstance(rec, dict) or "swarm_id" not in rec:
+                    raise ValueError("not a swarm record")
+                records.append(rec)
+            except (OSError, ValueError) as exc:
+                problems.append(f"{p.name}: {exc}")
+                try:
+                    p.rename(p.with_suffix(".corrupt"))
+                except OSError:
+                    pass
+        applied, extra = 0, {}
+        try:
+            meta = orjson.loads(self.state_file.read_bytes())
+            applied = int(meta.get("applied_seq", 0))
+            extra = meta.get("extra") or {}
+        except (OSError, ValueError, AttributeError):
+            pass
+        return records, problems, applied, extra
+
+    def write(self, snapshots: dict[str, bytes | None], applied_seq: int, extra: dict[str, Any]) -> None:
+        for swarm_id, data in snapshots.items():
+            path = self.dir / f"{swarm_id}.json"
+            if data is None:
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+            else:
+                atomic_write(path, data)
+        atomic_write(self.state_file, orjson.dumps({"applied_seq": applied_seq, "extra": extra}))

@@ -1,0 +1,237 @@
+"""`codeswarm worker`: one per node. Reads its inbox, runs turns on its runtime, writes its outbox.
+
+The worker is deliberately thin: raw runtime messages go to the outbox unchanged; the router
+normalizes. Exactly-once across worker restarts: the inbox offset is checkpointed, and a user line
+whose injection already has a turn_accepted in the outbox is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+
+from codeswarm.mailbox import (
+    WORKER_PROTOCOL,
+    inbox_offset_path,
+    inbox_path,
+    make_private_dirs,
+    outbox_path,
+    read_complete_lines,
+    workspace_path,
+)
+from codeswarm.worker.outbox import Outbox
+from codeswarm.worker.runtimes.base import Runtime, WorkerContext
+
+INBOX_FAST = 0.01
+INBOX_SLOW = 0.25
+MAX_CONTROL_IDS = 256
+
+
+def load_context() -> WorkerContext:
+    env = os.environ
+    try:
+        job_id = env["CODESWARM_JOB_ID"]
+        node_id = int(env["CODESWARM_NODE_ID"])
+        swarm_root = Path(env["CODESWARM_SWARM_ROOT"])
+    except (KeyError, ValueError) as exc:
+        raise SystemExit(f"codeswarm worker: missing or bad environment ({exc}); it is started by the router")
+    params: dict[str, Any] = {}
+    try:
+        params.update(orjson.loads((swarm_root / "swarm.json").read_bytes()).get("params") or {})
+    except (OSError, ValueError, AttributeError):
+        pass
+    if env.get("CODESWARM_PARAMS"):
+        try:
+            params.update(orjson.loads(env["CODESWARM_PARAMS"]))
+        except ValueError:
+            pass
+    for key, var in (("worker_mode", "CODESWARM_WORKER_MODE"), ("approval_policy", "CODESWARM_APPROVAL_POLICY"),
+                     ("sandbox_mode", "CODESWARM_SANDBOX_MODE")):
+        if env.get(var):
+            params[key] = env[var]
+    return WorkerContext(job_id=job_id, node_id=node_id, swarm_root=swarm_root,
+                         workspace=workspace_path(swarm_root, node_id), params=params)
+
+
+def make_runtime(ctx: WorkerContext, emit: Any) -> Runtime:
+    mode = ctx.params.get("worker_mode") or "mock"
+    if mode == "mock":
+        from codeswarm.worker.runtimes.mock import MockRuntime
+
+        return MockRuntime(ctx, emit)
+    if mode == "codex":
+        from codeswarm.worker.runtimes.codex import CodexRuntime
+
+        return CodexRuntime(ctx, emit)
+    if mode == "claude":
+        from codeswarm.worker.runtimes.claude import ClaudeRuntime
+
+        return ClaudeRuntime(ctx, emit)
+    raise ValueError(f"unknown worker_mode {mode!r}")
+
+
+class Worker:
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        root = ctx.swarm_root
+        make_private_dirs(root / "mailbox" / "inbox", root / "mailbox" / "outbox", ctx.workspace)
+        self.inbox = inbox_path(root, ctx.job_id, ctx.node_id)
+        self.offset_file = inbox_offset_path(root, ctx.job_id, ctx.node_id)
+        self.outbox = Outbox(outbox_path(root, ctx.job_id, ctx.node_id), ctx.job_id, ctx.node_id)
+        self.accepted: set[str] = self.outbox.accepted_injections()
+        self.offset, self.control_ids = self._load_offset()
+        self.turn_send, self.turn_recv = trio.open_memory_channel[tuple[str, str]](10_000)
+        self.pending_turns = 0
+        self.busy_with: str | None = None
+        self.runtime: Runtime | None = None
+        self.stop_reason: str | None = None
+        self.exit_code = 0
+
+    # ------------------------------------------------------------------ outbox helpers
+
+    def _emit_runtime(self, payload: dict[str, Any]) -> None:
+        self.outbox.runtime(self.runtime.name if self.runtime else "mock", payload, self.busy_with)
+
+    def _load_offset(self) -> tuple[int, list[str]]:
+        try:
+            d = orjson.loads(self.offset_file.read_bytes())
+            return int(d.get("offset", 0)), list(d.get("control_ids") or [])
+        except (OSError, ValueError, AttributeError):
+            return 0, []
+
+    def _save_offset(self) -> None:
+        tmp = self.offset_file.with_suffix(".offset.tmp")
+        tmp.write_bytes(orjson.dumps({"offset": self.offset, "control_ids": self.control_ids[-MAX_CONTROL_IDS:]}))
+        os.replace(tmp, self.offset_file)
+
+    # ------------------------------------------------------------------ main
+
+    async def run(self) -> int:
+        mode = str(self.ctx.params.get("worker_mode") or "mock")
+        self.outbox.lifecycle("worker_started", {
+            "hostname": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+            "pid": os.getpid(), "runtime": mode, "worker_protocol": WORKER_PROTOCOL,
+            "resumed_inbox_offset": self.offset,
+        })
+        try:
+            self.runtime = make_runtime(self.ctx, self._emit_runtime)
+            await self.runtime.start()
+        except Exception as exc:
+            self.outbox.lifecycle("worker_error", {"message": f"runtime failed to start: {exc}", "fatal": True})
+            self.outbox.lifecycle("worker_exited", {"exit_code": 1, "reason": "error"})
+            return 1
+        heartbeat = float(os.environ.get("CODESWARM_HEARTBEAT_SECONDS", "10"))
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                nursery.start_soon(self._watch_signals, signals, nursery)
+                nursery.start_soon(self._heartbeat, heartbeat)
+                nursery.start_soon(self._turns)
+                await self._read_inbox()
+                nursery.cancel_scope.cancel()
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            try:
+                assert self.runtime is not None
+                await self.runtime.stop()
+            except Exception:
+                pass
+        self.outbox.lifecycle("worker_exited", {"exit_code": self.exit_code, "reason": self.stop_reason or "shutdown"})
+        return self.exit_code
+
+    async def _watch_signals(self, signals: Any, nursery: trio.Nursery) -> None:
+        async for _ in signals:
+            self.stop_reason = "signal"
+            nursery.cancel_scope.cancel()
+            return
+
+    async def _heartbeat(self, every: float) -> None:
+        while True:
+            await trio.sleep(every)
+            self.outbox.lifecycle("heartbeat", {"busy": self.busy_with is not None,
+                                                "active_injection_id": self.busy_with})
+
+    async def _turns(self) -> None:
+        async for injection_id, content in self.turn_recv:
+            self.pending_turns -= 1
+            self.busy_with = injection_id
+            try:
+                assert self.runtime is not None
+                await self.runtime.run_turn(injection_id, content)
+            except Exception as exc:
+                self.outbox.lifecycle("worker_error", {"message": f"turn failed: {exc!r}", "fatal": False},
+                                      injection_id)
+                self._emit_runtime({"method": "turn/completed",
+                                    "params": {"turn": {"id": None, "status": "failed"}}})
+            finally:
+                self.busy_with = None
+
+    async def _read_inbox(self) -> None:
+        delay = INBOX_FAST
+        while self.stop_reason is None:
+            batch = await trio.to_thread.run_sync(read_complete_lines, self.inbox, self.offset)
+            for problem in batch.bad:
+                self.outbox.lifecycle("worker_error", {"message": f"inbox: {problem}", "fatal": False})
+            if batch.offset != self.offset or batch.bad:
+                for line in batch.lines:
+                    await self._handle(line)
+                    if self.stop_reason is not None:
+                        break
+                self.offset = batch.offset
+                self._save_offset()
+                delay = INBOX_FAST
+            else:
+                delay = min(INBOX_SLOW, delay * 1.5)
+            if self.stop_reason is None:
+                await trio.sleep(delay)
+
+    async def _handle(self, line: dict[str, Any]) -> None:
+        kind = line.get("type")
+        if kind == "user":
+            iid, content = line.get("injection_id"), line.get("content")
+            if not isinstance(iid, str) or not isinstance(content, str):
+                self.outbox.lifecycle("worker_error", {"message": "inbox: user line without injection_id/content",
+                                                       "fatal": False})
+                return
+            if iid in self.accepted:
+                return
+            queued = self.busy_with is not None or self.pending_turns > 0
+            self.accepted.add(iid)
+            self.outbox.lifecycle("turn_accepted", {"queued": queued}, iid)
+            self.pending_turns += 1
+            await self.turn_send.send((iid, content))
+        elif kind == "control":
+            cid = line.get("control_id")
+            if cid in self.control_ids:
+                return
+            if isinstance(cid, str):
+                self.control_ids.append(cid)
+            payload = line.get("payload") if isinstance(line.get("payload"), dict) else {}
+            self.nursery.start_soon(self._control, payload)
+        elif kind == "shutdown":
+            self.stop_reason = "shutdown"
+        else:
+            self.outbox.lifecycle("worker_error", {"message": f"inbox: unknown line type {kind!r}", "fatal": False})
+
+    async def _control(self, payload: dict[str, Any]) -> None:
+        try:
+            assert self.runtime is not None
+            await self.runtime.control(payload)
+        except Exception as exc:
+            self.outbox.lifecycle("worker_error", {"message": f"control failed: {exc}", "fatal": False})
+
+
+def main() -> int:
+    ctx = load_context()
+    try:
+        worker = Worker(ctx)
+    except OSError as exc:
+        print(f"codeswarm worker: cannot open the mailbox: {exc}", file=sys.stderr)
+        return 2
+    return trio.run(worker.run)

@@ -1,0 +1,92 @@
+"""The worker's outbox writer: one O_APPEND write per line, per-node seq continuing across restarts."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from codeswarm.mailbox import MAX_OUTBOX_LINE
+
+_TRUNCATE_KEYS = ("stdout", "stderr", "aggregated_output", "aggregatedOutput", "output", "delta", "text")
+
+
+class Outbox:
+    def __init__(self, path: Path, job_id: str, node_id: int) -> None:
+        self.path = path
+        self.job_id = job_id
+        self.node_id = node_id
+        self.seq = self._last_seq()
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def _last_seq(self) -> int:
+        """Continue numbering after the last complete line of an existing outbox."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+        with open(self.path, "rb") as f:
+            f.seek(max(0, size - (2 << 20)))
+            tail = f.read()
+        if tail and not tail.endswith(b"\n"):
+            # A torn last line (the worker died mid-write): end it so the next line stays parseable.
+            with open(self.path, "ab") as f:
+                f.write(b"\n")
+        for raw in reversed(tail.splitlines()):
+            try:
+                return int(orjson.loads(raw)["seq"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        return 0
+
+    def accepted_injections(self) -> set[str]:
+        """Injection ids that already have a turn_accepted (a restarted worker must not rerun them)."""
+        out: set[str] = set()
+        try:
+            with open(self.path, "rb") as f:
+                for raw in f:
+                    if b'"turn_accepted"' in raw:
+                        try:
+                            obj = orjson.loads(raw)
+                        except ValueError:
+                            continue
+                        if obj.get("event") == "turn_accepted" and isinstance(obj.get("injection_id"), str):
+                            out.add(obj["injection_id"])
+        except FileNotFoundError:
+            pass
+        return out
+
+    def _write(self, line: dict[str, Any]) -> None:
+        self.seq += 1
+        line["seq"] = self.seq
+        data = orjson.dumps(line)
+        if len(data) > MAX_OUTBOX_LINE:
+            data = orjson.dumps(_shorten(line))
+        os.write(self.fd, data + b"\n")
+
+    def lifecycle(self, event: str, data: dict[str, Any], injection_id: str | None = None) -> None:
+        self._write({"seq": 0, "ts": time.time(), "job_id": self.job_id, "node_id": self.node_id,
+                     "injection_id": injection_id, "type": "lifecycle", "event": event, "data": data})
+
+    def runtime(self, runtime: str, payload: dict[str, Any], injection_id: str | None) -> None:
+        self._write({"seq": 0, "ts": time.time(), "job_id": self.job_id, "node_id": self.node_id,
+                     "injection_id": injection_id, "type": "runtime", "runtime": runtime, "payload": payload})
+
+
+def _shorten(obj: Any, budget: int = MAX_OUTBOX_LINE // 8) -> Any:
+    """Cut long strings under known output keys and mark the message truncated."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if isinstance(v, str) and len(v) > budget:
+                out[k] = v[:budget]
+                out["truncated"] = True
+            else:
+                out[k] = _shorten(v, budget)
+        return out
+    if isinstance(obj, list):
+        return [_shorten(v, budget) for v in obj]
+    return obj

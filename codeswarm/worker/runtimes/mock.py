@@ -1,0 +1,167 @@
+"""The mock runtime: deterministic, offline, speaking the Codex app-server dialect.
+
+It powers the demo, the tests and the benchmarks. Prompt markers (any combination):
+  [mock:error]        the model fails: `error` then a failed turn
+  [mock:slow=S]       the turn takes at least S seconds
+  [mock:long=N]       the command prints N bytes
+  [mock:commands=N]   N commands (default 1)
+  [mock:approval]     ask approval before the command (accept runs it, decline skips it, cancel ends the turn)
+  [mock:firehose=M]   M assistant deltas, as fast as allowed
+  [mock:rate=R]       at most R events per second
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from typing import Any
+
+import trio
+
+from codeswarm.worker.runtimes.base import Runtime
+
+_MARKER = re.compile(r"\[mock:([a-z]+)(?:=([0-9.]+))?\]")
+
+
+def parse_markers(prompt: str) -> dict[str, float]:
+    return {m.group(1): float(m.group(2)) if m.group(2) else 1.0 for m in _MARKER.finditer(prompt)}
+
+
+class MockRuntime(Runtime):
+    name = "mock"
+
+    async def start(self) -> None:
+        self.thread_id = f"mock-thread-{self.ctx.job_id}-{self.ctx.node_id}"
+        self.hostname = socket.gethostname()
+        self.turns = 0
+        self.rpc_ids = 0
+        self.totals = {"totalTokens": 0, "inputTokens": 0, "cachedInputTokens": 0, "outputTokens": 0,
+                       "reasoningOutputTokens": 0}
+        self.decisions: dict[str, tuple[trio.Event, list[Any]]] = {}
+        self.delay = max(0.0, float(self.ctx.params.get("mock_delay_ms") or 0) / 1000)
+        self.approval_timeout = float(self.ctx.params.get("approval_timeout_seconds") or 3600)
+
+    async def _pace(self) -> None:
+        if self._interval:
+            await trio.sleep(self._interval)
+        else:
+            await trio.sleep(0)
+
+    def _send(self, method: str, params: dict[str, Any], rpc_id: int | None = None) -> None:
+        msg: dict[str, Any] = {"method": method, "params": params}
+        if rpc_id is not None:
+            msg = {"id": rpc_id, **msg}
+        self.emit(msg)
+
+    def _msg(self, method: str, **fields: Any) -> None:
+        kind = method.rsplit("/", 1)[-1]
+        self._send(method, {"msg": {"type": kind, **fields}})
+
+    async def run_turn(self, injection_id: str, content: str) -> None:
+        marks = parse_markers(content)
+        rate = marks.get("rate")
+        self._interval = 1.0 / rate if rate else self.delay
+        self.turns += 1
+        turn_id = f"turn-{self.turns}"
+        started = trio.current_time()
+        node = self.ctx.node_id
+        self._send("turn/started", {"threadId": self.thread_id, "turn": {"id": turn_id, "status": "inProgress"}})
+        await self._pace()
+        thought = f"Node {node} considers the request and plans {int(marks.get('commands', 1))} step(s)."
+        for piece in _chunks(thought, 3):
+            self._msg("codex/event/agent_reasoning_delta", delta=piece)
+            await self._pace()
+        self._msg("codex/event/agent_reasoning", text=thought)
+        if "error" in marks:
+            self._send("error", {"error": {"message": "mock failure requested", "codexErrorInfo": "other"},
+                                 "willRetry": False, "threadId": self.thread_id, "turnId": turn_id})
+            self._complete(turn_id, "failed")
+            return
+        status = "completed"
+        for k in range(1, int(marks.get("commands", 1)) + 1):
+            call_id = f"call_{self.turns}_{k}"
+            command = ["bash", "-lc", f"echo step {k} on node {node}"]
+            if "approval" in marks and k == 1:
+                decision = await self._ask_approval(turn_id, call_id, "rm -rf build")
+                if decision in ("cancel", "abort"):
+                    status = "interrupted"
+                    break
+                if decision not in ("accept", "acceptForSession", "approved", "approved_for_session") and \
+                        not isinstance(decision, dict):
+                    self._msg("codex/event/exec_command_end", call_id=call_id, command=command,
+                              cwd=str(self.ctx.workspace), stdout="", stderr="declined by the user",
+                              aggregated_output="", exit_code=None, duration=None, status="declined",
+                              turn_id=turn_id)
+                    continue
+            self._msg("codex/event/exec_command_begin", call_id=call_id, command=command,
+                      cwd=str(self.ctx.workspace), turn_id=turn_id)
+            await self._pace()
+            size = int(marks.get("long", 0))
+            stdout = f"step {k} on node {node}\n" + ("x" * size if size else "")
+            self._msg("codex/event/exec_command_end", call_id=call_id, command=command, cwd=str(self.ctx.workspace),
+                      stdout=stdout, stderr="", aggregated_output=stdout, exit_code=0,
+                      duration={"secs": 0, "nanos": 1_200_000}, turn_id=turn_id)
+            await self._pace()
+        if status == "interrupted":
+            self._complete(turn_id, status)
+            return
+        answer = f"Node {node} on {self.hostname} finished: {content[:80]}"
+        pieces = _chunks(answer, 4)
+        for i in range(int(marks.get("firehose", 0))):
+            pieces.append(f" {i}")
+        for piece in pieces:
+            self._msg("codex/event/agent_message_content_delta", delta=piece)
+            await self._pace()
+        self._msg("codex/event/agent_message", message="".join(pieces), phase="final_answer")
+        slow = marks.get("slow", 0.0)
+        remaining = slow - (trio.current_time() - started)
+        if remaining > 0:
+            await trio.sleep(remaining)
+        self._usage(turn_id, content, answer)
+        self._complete(turn_id, status)
+
+    def _usage(self, turn_id: str, prompt: str, answer: str) -> None:
+        last = {"inputTokens": 200 + len(prompt) // 4, "cachedInputTokens": 64, "outputTokens": 20 + len(answer) // 4,
+                "reasoningOutputTokens": 16}
+        last["totalTokens"] = last["inputTokens"] + last["outputTokens"]
+        for k, v in last.items():
+            self.totals[k] += v
+        self._send("thread/tokenUsage/updated", {"threadId": self.thread_id, "turnId": turn_id,
+                                                 "tokenUsage": {"total": dict(self.totals), "last": last,
+                                                                "modelContextWindow": 128000}})
+
+    def _complete(self, turn_id: str, status: str) -> None:
+        self._send("turn/completed", {"threadId": self.thread_id,
+                                      "turn": {"id": turn_id, "status": status, "error": None}})
+
+    async def _ask_approval(self, turn_id: str, call_id: str, command: str) -> Any:
+        rpc_id = self.rpc_ids
+        self.rpc_ids += 1
+        box: tuple[trio.Event, list[Any]] = (trio.Event(), [])
+        self.decisions[call_id] = box
+        self._send("item/commandExecution/requestApproval",
+                   {"threadId": self.thread_id, "turnId": turn_id, "itemId": call_id, "command": command,
+                    "cwd": str(self.ctx.workspace), "reason": "mock approval",
+                    "availableDecisions": ["accept", "acceptForSession", "decline", "cancel"]}, rpc_id=rpc_id)
+        with trio.move_on_after(self.approval_timeout):
+            await box[0].wait()
+        self.decisions.pop(call_id, None)
+        return box[1][0] if box[1] else "cancel"
+
+    async def control(self, payload: dict[str, Any]) -> None:
+        if payload.get("kind") != "approval_decision":
+            raise ValueError(f"unsupported control kind: {payload.get('kind')!r}")
+        box = self.decisions.get(str(payload.get("call_id")))
+        if box is None:
+            raise ValueError(f"no pending approval for call {payload.get('call_id')!r}")
+        box[1].append(payload.get("decision"))
+        box[0].set()
+
+
+def _chunks(text: str, n: int) -> list[str]:
+    words = text.split(" ")
+    size = max(1, len(words) // n)
+    out = []
+    for i in range(0, len(words), size):
+        out.append(" ".join(words[i : i + size]) + (" " if i + size < len(words) else ""))
+    return out
