@@ -1,0 +1,184 @@
+// One DOM element per stream block (prompt, turn boundary, reasoning, assistant text, tool run,
+// file change, approval, error). create() builds it once; update() brings it up to date cheaply:
+// streaming text is appended to a Text node instead of re-setting the whole string.
+
+import { h, commandText, fmtDuration } from './util.js';
+
+const DECISION_LABELS = {
+  accept: 'Accept', acceptForSession: 'Accept for session', decline: 'Decline', cancel: 'Cancel turn',
+  approved: 'Approve', approved_for_session: 'Approve for session', denied: 'Deny', abort: 'Abort turn',
+};
+const APPROVING = new Set(['accept', 'acceptForSession', 'approved', 'approved_for_session']);
+
+export function decisionLabel(decision) {
+  if (typeof decision === 'string') return DECISION_LABELS[decision] || decision;
+  if (decision && typeof decision === 'object') return 'Accept and remember rule';
+  return String(decision);
+}
+
+export function decisionApproves(decision) {
+  return typeof decision === 'string' ? APPROVING.has(decision) : true;
+}
+
+/** Build the element for a block. `ctx.approve(block, decision)` answers approvals. */
+export function createBlock(block, ctx) {
+  let el;
+  switch (block.kind) {
+    case 'assistant':
+      el = h('div', { class: 'blk assistant' }, h('div', { class: 'text' }));
+      break;
+    case 'reasoning':
+      el = h('details', { class: 'blk reasoning' },
+        h('summary', null, h('span', { class: 'label' }, 'Reasoning'), ' ', h('span', { class: 'meta' })),
+        h('div', { class: 'text' }));
+      break;
+    case 'prompt':
+      el = h('div', { class: 'blk prompt' },
+        h('div', { class: 'blk-head' }, h('span', { class: 'label' }, 'Prompt'), h('span', { class: 'status' })),
+        h('div', { class: 'text' }));
+      break;
+    case 'turn':
+      el = h('div', { class: `blk turn turn-${block.phase}`, role: 'separator' }, h('span', { class: 'label' }));
+      break;
+    case 'tool':
+      el = h('div', { class: 'blk tool' },
+        h('div', { class: 'blk-head' }, h('span', { class: 'icon', 'aria-hidden': 'true' }, '$'),
+          h('code', { class: 'cmd' }), h('span', { class: 'meta' })),
+        h('div', { class: 'cwd' }),
+        h('pre', { class: 'out', tabindex: '0' }));
+      break;
+    case 'file':
+      el = h('div', { class: 'blk file' },
+        h('div', { class: 'blk-head' }, h('span', { class: 'label' }, 'File changes'), h('span', { class: 'status' })),
+        h('ul', { class: 'changes' }));
+      break;
+    case 'approval':
+      el = h('div', { class: 'blk approval', role: 'group', 'aria-label': 'Approval request' },
+        h('div', { class: 'blk-head' }, h('span', { class: 'label' }, 'Approval needed'), h('span', { class: 'status' })),
+        h('code', { class: 'cmd' }), h('div', { class: 'reason' }), h('div', { class: 'actions' }),
+        h('div', { class: 'err' }));
+      break;
+    case 'error':
+      el = h('div', { class: 'blk error', role: 'alert' }, h('span', { class: 'label' }, 'Error'), ' ',
+        h('span', { class: 'text' }));
+      break;
+    default:
+      el = h('div', { class: 'blk' });
+  }
+  el.dataset.kind = block.kind;
+  block.el = el;
+  block.replace = true;
+  updateBlock(block, ctx);
+  return el;
+}
+
+function setText(block, el) {
+  const box = el.querySelector(':scope > .text');
+  if (!box.firstChild) box.append(document.createTextNode(''));
+  const node = box.firstChild;
+  if (block.replace) node.data = block.text;
+  else if (block.pending) node.appendData(block.pending);
+  block.pending = '';
+  block.replace = false;
+}
+
+export function updateBlock(block, ctx) {
+  const el = block.el;
+  switch (block.kind) {
+    case 'assistant':
+      setText(block, el);
+      el.classList.toggle('streaming', !block.final);
+      el.classList.toggle('final-answer', !!block.finalAnswer);
+      break;
+    case 'reasoning':
+      setText(block, el);
+      el.querySelector('.meta').textContent = `${block.text.length} chars${block.final ? '' : ' …'}`;
+      break;
+    case 'prompt': {
+      setText(block, el);
+      const status = block.status || 'sending';
+      el.dataset.status = status;
+      el.querySelector('.status').textContent = block.error ? `${status}: ${block.error}` : status;
+      break;
+    }
+    case 'turn':
+      el.querySelector('.label').textContent = block.phase === 'start'
+        ? `turn ${block.turnId || ''} started`
+        : block.aborted ? `turn ${block.turnId || ''} aborted` : `turn ${block.turnId || ''} complete`;
+      break;
+    case 'tool':
+      updateTool(block, el);
+      break;
+    case 'file':
+      updateFile(block, el);
+      break;
+    case 'approval':
+      updateApproval(block, el, ctx);
+      break;
+    case 'error':
+      el.querySelector('.text').textContent = block.text;
+      el.classList.toggle('fatal', block.fatal);
+      break;
+    default:
+      break;
+  }
+}
+
+function updateTool(block, el) {
+  el.dataset.status = block.status;
+  el.querySelector('.cmd').textContent = commandText(block.command);
+  el.querySelector('.cwd').textContent = block.cwd || '';
+  const meta = [];
+  if (block.status === 'running') meta.push('running…');
+  else {
+    if (block.exitCode !== undefined && block.exitCode !== null) meta.push(`exit ${block.exitCode}`);
+    else if (block.status) meta.push(block.status);
+    const dur = fmtDuration(block.duration);
+    if (dur) meta.push(dur);
+  }
+  el.querySelector('.meta').textContent = meta.join(' · ');
+  const out = el.querySelector('.out');
+  out.replaceChildren();
+  if (block.stdout) out.append(block.stdout);
+  if (block.stderr) out.append(h('span', { class: 'stderr' }, block.stderr));
+  if (block.truncated) out.append(h('span', { class: 'note' }, '\n[output truncated]'));
+  out.hidden = !block.stdout && !block.stderr;
+}
+
+function updateFile(block, el) {
+  el.querySelector('.status').textContent = block.status || '';
+  const list = el.querySelector('.changes');
+  list.replaceChildren(...(block.changes || []).map((c) => {
+    const row = h('li', null, h('span', { class: `kind kind-${c.kind}` }, c.kind || 'change'), ' ', h('code', null, c.path || '?'));
+    if (c.diff) row.append(h('details', null, h('summary', null, 'diff'), h('pre', { class: 'diff' }, c.diff)));
+    return row;
+  }));
+}
+
+function updateApproval(block, el, ctx) {
+  el.querySelector('.cmd').textContent = commandText(block.command);
+  el.querySelector('.reason').textContent = [block.reason, block.cwd ? `in ${block.cwd}` : null].filter(Boolean).join(' · ');
+  const status = el.querySelector('.status');
+  const actions = el.querySelector('.actions');
+  el.querySelector('.err').textContent = block.error ? `Not sent: ${block.error}` : '';
+  if (block.resolved) {
+    const r = block.resolved;
+    el.dataset.status = r.approved ? 'approved' : 'denied';
+    const by = r.source && r.source !== 'client' ? ` (${r.source})` : '';
+    status.textContent = `${r.approved ? 'approved' : 'denied'}${r.decision ? `: ${decisionLabel(r.decision)}` : ''}${by}`;
+    actions.replaceChildren();
+    return;
+  }
+  el.dataset.status = block.sending ? 'sending' : 'pending';
+  status.textContent = block.sending ? `sending ${block.sending}…` : 'waiting for you';
+  const decisions = block.decisions && block.decisions.length ? block.decisions : ['accept', 'decline'];
+  if (actions.childElementCount !== decisions.length) {
+    actions.replaceChildren(...decisions.map((dec) => h('button', {
+      type: 'button',
+      class: decisionApproves(dec) ? 'primary' : '',
+      dataset: { decision: typeof dec === 'string' ? dec : 'amend' },
+      onclick: () => ctx.approve(block, dec),
+    }, decisionLabel(dec))));
+  }
+  for (const b of actions.children) b.disabled = !!block.sending;
+}

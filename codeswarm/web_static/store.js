@@ -1,0 +1,505 @@
+// The page's model: swarms, their nodes and each node's stream of blocks, plus the optimistic
+// operations (launch, inject, terminate, approve) waiting for the router's answer.
+//
+// Events change the model and mark what changed; render.js draws the marks once per frame.
+// Lifecycle state only ever comes from the router (events or swarm_list); optimistic state is
+// kept apart (swarm.optimistic, op records) so a rejection can drop it without guessing.
+
+import { nowSec } from './util.js';
+
+export const LIFECYCLE = ['pending', 'running', 'terminating', 'terminated', 'removed'];
+const MAX_BLOCKS_PER_NODE = 400;
+
+export class Store {
+  constructor() {
+    this.swarms = new Map(); // swarm_id -> swarm
+    this.providers = [];
+    this.ops = new Map(); // request_id -> optimistic operation
+    this.notices = []; // {id, level, text, at}
+    this.listDirty = true;
+    this.providersDirty = true;
+    this.noticesDirty = true;
+    this.changedSwarms = new Set(); // swarm ids whose header/panes need a look
+    this.nextBlockId = 1;
+    this.nextNoticeId = 1;
+    this.stats = { applied: 0, errors: 0, newestTs: 0 };
+    this.onLaunched = null; // (swarm, op) => void, set by the app to follow a launch
+  }
+
+  // ------------------------------------------------------------------ model helpers
+
+  swarm(id, create = true) {
+    let s = this.swarms.get(id);
+    if (!s && create) {
+      s = {
+        id, jobId: null, nodeCount: 0, provider: null, providerId: null, runtime: null, model: null,
+        createdAt: null, terminatedAt: null, terminationReason: null, systemPrompt: null,
+        state: null, stateSeq: -1, history: [], optimistic: null, notice: null, nodes: [],
+      };
+      this.swarms.set(id, s);
+      this.listDirty = true;
+    }
+    return s;
+  }
+
+  node(swarm, nodeId) {
+    if (!Number.isInteger(nodeId) || nodeId < 0 || nodeId > 100000) return null;
+    while (swarm.nodes.length <= nodeId) {
+      swarm.nodes.push({
+        id: swarm.nodes.length, worker: null, busy: false, usage: null,
+        blocks: [], dirty: new Set(), removed: [], headDirty: true, open: null,
+      });
+    }
+    if (swarm.nodeCount < swarm.nodes.length) swarm.nodeCount = swarm.nodes.length;
+    return swarm.nodes[nodeId];
+  }
+
+  displayState(swarm) {
+    return swarm.optimistic || swarm.state || 'unknown';
+  }
+
+  setState(swarm, state, seq) {
+    if (!state || seq < swarm.stateSeq) return;
+    swarm.stateSeq = seq;
+    if (swarm.state !== state) {
+      swarm.state = state;
+      swarm.history.push({ state, at: nowSec() });
+      this.touch(swarm);
+    }
+    if (swarm.optimistic === 'terminating' && (state === 'terminating' || state === 'terminated' || state === 'removed')) {
+      swarm.optimistic = null;
+    }
+  }
+
+  touch(swarm) {
+    this.changedSwarms.add(swarm.id);
+    this.listDirty = true;
+  }
+
+  addBlock(swarm, node, block) {
+    block.id = this.nextBlockId++;
+    node.blocks.push(block);
+    node.dirty.add(block);
+    if (node.blocks.length > MAX_BLOCKS_PER_NODE) {
+      const gone = node.blocks.shift();
+      node.dirty.delete(gone);
+      if (gone.el) node.removed.push(gone); // only drawn blocks have something to remove
+    }
+    this.changedSwarms.add(swarm.id);
+    return block;
+  }
+
+  changed(swarm, node, block) {
+    node.dirty.add(block);
+    this.changedSwarms.add(swarm.id);
+  }
+
+  notify(level, text) {
+    this.notices.push({ id: this.nextNoticeId++, level, text, at: Date.now() });
+    if (this.notices.length > 6) this.notices.shift();
+    this.noticesDirty = true;
+  }
+
+  dismiss(id) {
+    this.notices = this.notices.filter((n) => n.id !== id);
+    this.noticesDirty = true;
+  }
+
+  /** Forget all router-derived history (the router's log was reset). Keeps pending ops. */
+  reset() {
+    this.swarms.clear();
+    this.listDirty = true;
+    for (const op of this.ops.values()) if (op.kind !== 'launch') this.ops.delete(op.requestId);
+  }
+
+  tokenTotal(swarm) {
+    let total = null;
+    for (const n of swarm.nodes) {
+      if (n.usage && Number.isFinite(n.usage.total_tokens)) total = (total ?? 0) + n.usage.total_tokens;
+    }
+    return total;
+  }
+
+  // ------------------------------------------------------------------ events
+
+  apply(env) {
+    try {
+      this._apply(env);
+      this.stats.applied += 1;
+    } catch (err) {
+      this.stats.errors += 1;
+      this.stats.lastError = String(err && err.stack ? err.stack : err);
+    }
+  }
+
+  _apply(env) {
+    const d = env.data || {};
+    const seq = typeof env.seq === 'number' ? env.seq : 0;
+    if (env.timestamp) this.stats.newestTs = env.timestamp;
+    switch (env.event) {
+      case 'providers_list':
+        this.providers = Array.isArray(d.providers) ? d.providers : [];
+        this.providersDirty = true;
+        return;
+      case 'swarm_list':
+        this._swarmList(d.swarms || {}, seq);
+        return;
+      case 'swarm_launched': {
+        const s = this.swarm(d.swarm_id);
+        this._fill(s, d);
+        this.setState(s, d.state || 'pending', seq);
+        const op = this.ops.get(d.request_id);
+        if (op && op.kind === 'launch') {
+          this.ops.delete(d.request_id);
+          if (this.onLaunched) this.onLaunched(s, op);
+        }
+        return;
+      }
+      case 'swarm_status': {
+        const s = this.swarm(d.swarm_id);
+        this._fill(s, d);
+        if (!env.directed) this.setState(s, d.state || d.status, seq);
+        this._finishOp(d.request_id, 'terminate');
+        return;
+      }
+      case 'swarm_terminated': {
+        const s = this.swarm(d.swarm_id);
+        if (d.job_id) s.jobId = d.job_id;
+        if (d.reason) s.terminationReason = d.reason;
+        s.terminatedAt = s.terminatedAt ?? nowSec();
+        this.setState(s, 'terminated', seq);
+        this._finishOp(d.request_id, 'terminate');
+        for (const n of s.nodes) this._closeOpen(n);
+        return;
+      }
+      case 'swarm_removed': {
+        const s = this.swarm(d.swarm_id, false);
+        if (s) this.setState(s, 'removed', seq);
+        return;
+      }
+      case 'command_rejected':
+        this._rejected(d);
+        return;
+      case 'workspace_archive_ready':
+        this.notify('info', `Workspaces archived: ${d.archive_path || d.archive_name}`);
+        return;
+      case 'workspace_archive_failed':
+        this.notify('error', `Workspace archive failed: ${d.reason}`);
+        return;
+      default:
+        break;
+    }
+    if (typeof d.swarm_id !== 'string') return; // queue events, pong, unknown events
+    const s = this.swarm(d.swarm_id);
+    const node = this.node(s, d.node_id);
+    if (!node) return;
+    this._nodeEvent(env.event, d, s, node);
+  }
+
+  _fill(s, d) {
+    if (d.job_id) s.jobId = d.job_id;
+    if (Number.isInteger(d.node_count) && d.node_count > 0) {
+      s.nodeCount = d.node_count;
+      if (s.nodes.length < d.node_count) this.node(s, d.node_count - 1);
+    }
+    if (d.provider) s.provider = d.provider;
+    if (d.provider_id) s.providerId = d.provider_id;
+    if (d.agent_runtime) s.runtime = d.agent_runtime;
+    if (d.agent_model) s.model = d.agent_model;
+    if (typeof d.created_at === 'number') s.createdAt = d.created_at;
+    if (typeof d.terminated_at === 'number') s.terminatedAt = d.terminated_at;
+    if (d.termination_reason) s.terminationReason = d.termination_reason;
+    if (typeof d.system_prompt === 'string') s.systemPrompt = d.system_prompt;
+    if (s.createdAt === null) s.createdAt = nowSec();
+    this.touch(s);
+  }
+
+  _swarmList(swarms, seq) {
+    const seen = new Set();
+    for (const [id, rec] of Object.entries(swarms)) {
+      seen.add(id);
+      const s = this.swarm(id);
+      this._fill(s, rec);
+      this.setState(s, rec.state || rec.status, seq);
+    }
+    for (const s of this.swarms.values()) {
+      // Gone from the router's list and not newer than the list itself: it was removed.
+      if (!seen.has(s.id) && s.state !== 'removed' && s.stateSeq <= seq) this.setState(s, 'removed', seq);
+    }
+    // A terminate we are still waiting for is settled once the list shows the outcome.
+    for (const op of [...this.ops.values()]) {
+      if (op.kind !== 'terminate') continue;
+      const s = this.swarms.get(op.swarmId);
+      if (s && ['terminating', 'terminated', 'removed'].includes(s.state)) this._finishOp(op.requestId, 'terminate');
+    }
+    this.listDirty = true;
+  }
+
+  _finishOp(requestId, kind) {
+    const op = requestId && this.ops.get(requestId);
+    if (!op || op.kind !== kind) return;
+    this.ops.delete(requestId);
+    if (kind === 'terminate') {
+      const s = this.swarms.get(op.swarmId);
+      if (s) {
+        s.optimistic = null;
+        this.touch(s);
+      }
+    }
+  }
+
+  _rejected(d) {
+    const reason = d.reason || d.code || 'rejected';
+    const op = d.request_id ? this.ops.get(d.request_id) : null;
+    if (!op) {
+      this.notify('error', `Command ${d.command || ''} rejected: ${reason}`);
+      return;
+    }
+    this.ops.delete(d.request_id);
+    const s = op.swarmId ? this.swarms.get(op.swarmId) : null;
+    switch (op.kind) {
+      case 'launch':
+        this.listDirty = true;
+        this.notify('error', `Launch rejected: ${reason}`);
+        if (op.onRejected) op.onRejected(reason);
+        break;
+      case 'terminate':
+        if (s) {
+          s.optimistic = null;
+          s.notice = { level: 'error', text: `Terminate rejected: ${reason}` };
+          this.touch(s);
+        }
+        this.notify('error', `Terminate rejected: ${reason}`);
+        break;
+      case 'inject':
+        if (s) {
+          for (const [nodeId, block] of op.blocks) {
+            const node = s.nodes[nodeId];
+            if (!node) continue;
+            const i = node.blocks.indexOf(block);
+            if (i >= 0) node.blocks.splice(i, 1);
+            node.dirty.delete(block);
+            node.removed.push(block);
+          }
+          s.notice = { level: 'error', text: `Inject rejected: ${reason}` };
+          this.touch(s);
+        }
+        this.notify('error', `Inject rejected: ${reason}`);
+        if (op.onRejected) op.onRejected(reason);
+        break;
+      case 'approve':
+        if (s) {
+          const node = s.nodes[op.nodeId];
+          const block = node && node.blocks.find((b) => b.kind === 'approval' && b.approvalId === op.approvalId);
+          if (block) {
+            block.sending = null;
+            block.error = reason;
+            this.changed(s, node, block);
+          }
+        }
+        this.notify('error', `Approval rejected: ${reason}`);
+        break;
+      default:
+        this.notify('error', `${op.kind} rejected: ${reason}`);
+    }
+  }
+
+  // ------------------------------------------------------------------ node streams
+
+  /** The last block of a node, if it is an open stream of this kind for this injection. */
+  _openOf(node, kind, injectionId) {
+    const b = node.open;
+    if (b && b.kind === kind && b.injectionId === injectionId && node.blocks[node.blocks.length - 1] === b) return b;
+    return null;
+  }
+
+  _closeOpen(node) {
+    node.open = null;
+  }
+
+  _stream(s, node, kind, d, text, final) {
+    let b = this._openOf(node, kind, d.injection_id ?? null);
+    if (!b) {
+      b = this.addBlock(s, node, { kind, injectionId: d.injection_id ?? null, text: '', pending: '', replace: true, final: false });
+      node.open = b;
+    }
+    if (final) {
+      // The complete item is authoritative: it replaces what the deltas built.
+      if (typeof text === 'string' && text.length) {
+        // Deltas must add up to the complete item; a difference means a lost or doubled delta.
+        if (b.text && b.text !== text) this.stats.textMismatches = (this.stats.textMismatches || 0) + 1;
+        b.text = text;
+        b.replace = true;
+        b.pending = '';
+      }
+      b.final = true;
+      if (d.final_answer) b.finalAnswer = true;
+      node.open = null;
+    } else if (typeof text === 'string' && text.length) {
+      b.text += text;
+      b.pending += text;
+    }
+    this.changed(s, node, b);
+  }
+
+  _nodeEvent(event, d, s, node) {
+    const inj = d.injection_id ?? null;
+    switch (event) {
+      case 'node_status':
+        node.worker = d.worker || node.worker;
+        node.headDirty = true;
+        this.changedSwarms.add(s.id);
+        return;
+      case 'thread_status':
+        node.busy = !!(d.status && d.status.type === 'active');
+        node.headDirty = true;
+        this.changedSwarms.add(s.id);
+        return;
+      case 'usage':
+        node.usage = d;
+        node.headDirty = true;
+        this.touch(s);
+        return;
+      case 'inject_ack': {
+        const op = this.ops.get(d.request_id);
+        let b = op && op.kind === 'inject' ? op.blocks.get(node.id) : null;
+        if (b) {
+          op.blocks.delete(node.id);
+          if (op.blocks.size === 0) this.ops.delete(op.requestId);
+        } else {
+          b = this.addBlock(s, node, { kind: 'prompt', text: d.prompt ?? '' });
+        }
+        b.injectionId = inj;
+        b.status = 'acked';
+        if (typeof d.prompt === 'string') b.text = d.prompt;
+        this.changed(s, node, b);
+        this._closeOpen(node);
+        return;
+      }
+      case 'inject_delivered':
+      case 'inject_failed': {
+        const b = node.blocks.find((x) => x.kind === 'prompt' && x.injectionId === inj);
+        if (!b) return;
+        b.status = event === 'inject_delivered' ? (d.queued ? 'queued' : 'delivered') : 'failed';
+        if (event === 'inject_failed') b.error = d.error || d.reason;
+        this.changed(s, node, b);
+        return;
+      }
+      case 'turn_started':
+        this._closeOpen(node);
+        node.busy = true;
+        node.headDirty = true;
+        this.addBlock(s, node, { kind: 'turn', phase: 'start', turnId: d.turn_id, injectionId: inj });
+        return;
+      case 'turn_complete':
+        this._closeOpen(node);
+        node.busy = false;
+        node.headDirty = true;
+        this.addBlock(s, node, { kind: 'turn', phase: 'end', turnId: d.turn_id, injectionId: inj, aborted: !!d.aborted });
+        return;
+      case 'reasoning_delta':
+        this._stream(s, node, 'reasoning', d, d.content, false);
+        return;
+      case 'reasoning':
+        this._stream(s, node, 'reasoning', d, d.content, true);
+        return;
+      case 'assistant_delta':
+        this._stream(s, node, 'assistant', d, d.content, false);
+        return;
+      case 'assistant':
+        this._stream(s, node, 'assistant', d, d.content, true);
+        return;
+      case 'command_started':
+      case 'command_completed': {
+        this._closeOpen(node);
+        let b = node.blocks.find((x) => x.kind === 'tool' && x.callId === d.call_id && x.injectionId === inj);
+        if (!b) b = this.addBlock(s, node, { kind: 'tool', callId: d.call_id, injectionId: inj, status: 'running' });
+        b.command = d.command ?? b.command;
+        b.cwd = d.cwd ?? b.cwd;
+        if (event === 'command_completed') {
+          b.status = d.status || (d.exit_code === 0 ? 'completed' : 'failed');
+          b.exitCode = d.exit_code;
+          b.duration = d.duration;
+          b.stdout = d.stdout || '';
+          b.stderr = d.stderr || '';
+          b.truncated = !!d.truncated;
+        }
+        this.changed(s, node, b);
+        return;
+      }
+      case 'file_change': {
+        this._closeOpen(node);
+        let b = node.blocks.find((x) => x.kind === 'file' && x.callId === d.call_id && x.injectionId === inj);
+        if (!b) b = this.addBlock(s, node, { kind: 'file', callId: d.call_id, injectionId: inj });
+        b.changes = Array.isArray(d.changes) ? d.changes : b.changes || [];
+        b.status = d.status;
+        this.changed(s, node, b);
+        return;
+      }
+      case 'exec_approval_required': {
+        this._closeOpen(node);
+        let b = node.blocks.find((x) => x.kind === 'approval' && x.approvalId === d.approval_id);
+        if (!b) b = this.addBlock(s, node, { kind: 'approval', approvalId: d.approval_id, injectionId: inj });
+        Object.assign(b, {
+          callId: d.call_id, jobId: d.job_id, command: d.command, reason: d.reason, cwd: d.cwd,
+          approvalKind: d.kind, decisions: d.available_decisions || [],
+        });
+        this.changed(s, node, b);
+        return;
+      }
+      case 'exec_approval_resolved': {
+        const b = node.blocks.find((x) => x.kind === 'approval' && x.approvalId === d.approval_id);
+        if (d.request_id) this.ops.delete(d.request_id);
+        if (!b) return;
+        b.resolved = { approved: !!d.approved, decision: d.decision, source: d.source };
+        b.sending = null;
+        b.error = null;
+        this.changed(s, node, b);
+        return;
+      }
+      case 'agent_error':
+        this._closeOpen(node);
+        this.addBlock(s, node, { kind: 'error', text: d.message || 'error', code: d.error_code, fatal: !!d.fatal });
+        return;
+      default:
+        return; // task_started, task_complete and unknown events: nothing to show
+    }
+  }
+
+  // ------------------------------------------------------------------ optimistic operations
+
+  beginLaunch(requestId, payload, onRejected) {
+    this.ops.set(requestId, { kind: 'launch', requestId, payload, at: Date.now(), onRejected });
+    this.listDirty = true;
+  }
+
+  beginInject(requestId, swarm, nodeIds, content, onRejected) {
+    const blocks = new Map();
+    for (const id of nodeIds) {
+      const node = this.node(swarm, id);
+      blocks.set(id, this.addBlock(swarm, node, { kind: 'prompt', text: content, status: 'sending' }));
+      this._closeOpen(node);
+    }
+    swarm.notice = null;
+    this.touch(swarm);
+    this.ops.set(requestId, { kind: 'inject', requestId, swarmId: swarm.id, blocks, onRejected });
+  }
+
+  beginTerminate(requestId, swarm) {
+    this.ops.set(requestId, { kind: 'terminate', requestId, swarmId: swarm.id });
+    swarm.optimistic = 'terminating';
+    swarm.notice = null;
+    this.touch(swarm);
+  }
+
+  beginApprove(requestId, swarm, nodeId, block, label) {
+    this.ops.set(requestId, { kind: 'approve', requestId, swarmId: swarm.id, nodeId, approvalId: block.approvalId });
+    block.sending = label;
+    block.error = null;
+    this.changed(swarm, swarm.nodes[nodeId], block);
+  }
+
+  pendingLaunches() {
+    return [...this.ops.values()].filter((op) => op.kind === 'launch');
+  }
+}
