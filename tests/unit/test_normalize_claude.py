@@ -269,6 +269,13 @@ def test_worker_turn_end_marker() -> None:
     assert run([{"type": "codeswarm_turn_end", "status": "failed"}], norm) == []
 
 
+def test_worker_generic_turn_failure() -> None:
+    events = run([{"type": "codeswarm_turn_start"},
+                  {"method": "turn/completed", "params": {"turn": {"id": None, "status": "failed"}}}])
+    assert names(events) == ["turn_started", "agent_error", "turn_complete"]
+    assert of(events, "turn_complete")[0]["status"] == "failed"
+
+
 def test_lines_after_result_do_not_open_a_turn() -> None:
     norm = ClaudeNormalizer()
     run([result_line()], norm)

@@ -62,6 +62,10 @@ class ClaudeNormalizer:
 
     def _feed(self, line: dict[str, Any], out: list[NormalizedEvent]) -> None:
         kind = line.get("type")
+        if kind is None and line.get("method") == "turn/completed":
+            # The worker's generic fallback when run_turn raised (written in the Codex dialect).
+            turn = (line.get("params") or {}).get("turn") or {}
+            kind, line = "codeswarm_turn_end", {"status": turn.get("status"), "message": "the worker's turn failed"}
         if not isinstance(kind, str):
             return
         if kind == "codeswarm_turn_start":

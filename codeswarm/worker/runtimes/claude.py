@@ -217,11 +217,16 @@ class ClaudeRuntime(Runtime):
         self._interrupted = False
         fresh = bool(self.ctx.params.get("fresh_thread_per_injection"))
         resume = None if fresh else self.session_id
-        saw_init, outcome = await self._run_process(content, resume)
-        if resume and not saw_init and not self._interrupted:
-            # The stored session is gone (other config dir, cleaned up): start a new one.
-            self.session_id = None
-            saw_init, outcome = await self._run_process(content, None)
+        try:
+            saw_init, outcome = await self._run_process(content, resume)
+            if resume and not saw_init and not self._interrupted:
+                # The stored session is gone (other config dir, cleaned up): start a new one.
+                self.session_id = None
+                saw_init, outcome = await self._run_process(content, None)
+        except Exception as exc:  # e.g. the binary vanished: still close the turn, then let the worker report
+            self.emit({"type": "codeswarm_turn_end", "status": "failed", "message": f"claude runtime: {exc}",
+                       "error_code": "runtime_error"})
+            raise
         if outcome is not None:
             self.emit({"type": "codeswarm_turn_end", **outcome})
 
