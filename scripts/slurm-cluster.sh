@@ -348,7 +348,10 @@ cmd_ctld_start() {
 }
 cmd_ctld_signal() {
     local ctld; ctld=$(pid_from "$DIR/run/slurmctld.pid")
-    [ -n "$ctld" ] || die "slurmctld is not running"
+    if [ -z "$ctld" ]; then
+        [ "$1" = CONT ] && return 0   # resuming a stopped controller: nothing to do
+        die "slurmctld is not running"
+    fi
     kill "-$1" "$ctld"
 }
 
