@@ -51,7 +51,11 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, help=__doc__)
+@click.group(cls=LazyGroup, help="""Codeswarm: run swarms of AI coding agents on Slurm or this machine.
+
+
+Exit codes: 0 ok; 1 router unavailable or unexpected error; 2 usage or config
+error; 3 rejected by the router; 4 timeout; 5 partial failure.""")
 @click.version_option(__version__, prog_name="codeswarm")
 def main() -> None:
     pass

@@ -1,0 +1,193 @@
+"""Shared fixtures: the real codeswarm.pyz, and a router on a private state dir.
+
+Everything a test starts is stopped by PID at teardown: the router (router.pid) and every
+worker recorded in the swarm snapshots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYZ = ROOT / "dist" / "codeswarm.pyz"
+OUTPUT = ROOT / "test-output"
+
+
+@pytest.fixture(scope="session")
+def pyz() -> Path:
+    """dist/codeswarm.pyz, built once if missing or older than the sources."""
+    newest = max(p.stat().st_mtime for p in (ROOT / "codeswarm").rglob("*") if p.is_file())
+    if not PYZ.exists() or PYZ.stat().st_mtime < newest:
+        subprocess.run([str(ROOT / "build.sh")], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return PYZ
+
+
+def local_config(tmp: Path, **router: Any) -> dict[str, Any]:
+    return {
+        "cluster": {"local": {"workspace_root": str(tmp / "runs")}},
+        "router": {"inject_timeout_seconds": 30, "terminated_ttl_seconds": 900, "poll_interval_seconds": 0.2,
+                   **router},
+        "launch_providers": [
+            {"id": "local-mock", "label": "Local (mock agent)", "backend": "local",
+             "defaults": {"worker_mode": "mock", "approval_policy": "never", "mock_delay_ms": 5}},
+            {"id": "local-mock-approvals", "label": "Local (mock, approvals)", "backend": "local",
+             "defaults": {"worker_mode": "mock", "approval_policy": "on-request", "mock_delay_ms": 5}},
+        ],
+    }
+
+
+class Codeswarm:
+    """Runs the real .pyz against a private state dir and config; cleans up by PID."""
+
+    def __init__(self, pyz: Path, tmp: Path, config: dict[str, Any]) -> None:
+        self.pyz = pyz
+        self.tmp = tmp
+        self.home = tmp / "home"
+        self.config_path = tmp / "config.json"
+        self.write_config(config)
+        self.env = {**os.environ, "CODESWARM_HOME": str(self.home), "CODESWARM_CONFIG": str(self.config_path)}
+        self.env.pop("CODESWARM_LOG_LEVEL", None)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.config_path.write_text(json.dumps(config))
+
+    def run(self, *args: str, check: bool = True, timeout: float = 120, env: dict[str, str] | None = None,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, str(self.pyz), *args], env=env or self.env, cwd=self.tmp,
+                              capture_output=True, text=True, timeout=timeout, input=input)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"codeswarm {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def json(self, *args: str, timeout: float = 120) -> Any:
+        return json.loads(self.run(*args, "--json", timeout=timeout).stdout)
+
+    def events(self, *args: str) -> list[dict[str, Any]]:
+        out = self.run("events", "--since", "0", "--json", *args).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def wait_for(self, predicate: Any, *args: str, timeout: float = 60) -> list[dict[str, Any]]:
+        """Follow the event stream (`events --follow --json`) until predicate(events) holds."""
+        proc = subprocess.Popen([sys.executable, str(self.pyz), "events", "--since", "0", "--follow", "--json", *args],
+                                env=self.env, cwd=self.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        evs: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        sel = selectors.DefaultSelector()
+        assert proc.stdout is not None
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        buf = b""
+        try:
+            while not predicate(evs):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or proc.poll() is not None and not sel.select(0):
+                    raise AssertionError(f"condition not met in {timeout}s; last events: "
+                                         f"{[e['event'] for e in evs[-30:]]}")
+                if not sel.select(remaining):
+                    continue
+                chunk = os.read(proc.stdout.fileno(), 1 << 20)
+                if not chunk:
+                    proc.wait(5)
+                    continue
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                evs.extend(json.loads(line) for line in lines if line.strip())
+            return evs
+        finally:
+            proc.kill()
+            proc.wait()
+
+    def router_pid(self) -> int | None:
+        try:
+            return int((self.home / "router.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def kill_router(self, sig: int = signal.SIGKILL) -> None:
+        pid = self.router_pid()
+        assert pid is not None
+        os.kill(pid, sig)
+        _wait_gone(pid)
+
+    def worker_pids(self) -> list[int]:
+        pids = []
+        for snap in (self.home / "swarms").glob("*.json"):
+            try:
+                job = json.loads(snap.read_text()).get("job") or {}
+            except ValueError:
+                continue
+            pids += [p["pid"] for p in (job.get("extra") or {}).get("procs", [])]
+        for log in self.tmp.glob("runs/*/mailbox/outbox/*.jsonl"):
+            for line in log.read_text(errors="replace").splitlines()[:3]:
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue
+                if obj.get("event") == "worker_started":
+                    pids.append(obj["data"]["pid"])
+        return sorted(set(pids))
+
+    def cleanup(self) -> None:
+        pid = self.router_pid()
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            if not _wait_gone(pid, 10):
+                os.kill(pid, signal.SIGKILL)
+        for wpid in self.worker_pids():
+            if _alive(wpid) and _is_our_worker(wpid, self.tmp):
+                try:
+                    os.killpg(wpid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _is_our_worker(pid: int, tmp: Path) -> bool:
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return str(tmp).encode() in env
+
+
+def _wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def cs(pyz: Path, tmp_path: Path) -> Any:
+    """A Codeswarm handle with a local mock config; its router autostarts on first use."""
+    handle = Codeswarm(pyz, tmp_path, local_config(tmp_path))
+    yield handle
+    handle.cleanup()
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    OUTPUT.mkdir(exist_ok=True)
+    return OUTPUT
