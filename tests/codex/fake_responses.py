@@ -136,7 +136,8 @@ class FakeResponses:
         if "RUN_ESCALATED:" in text or "RUN:" in text:
             escalate = "RUN_ESCALATED:" in text
             cmd = text.split("RUN_ESCALATED:" if escalate else "RUN:", 1)[1].strip().splitlines()[0]
-            args: dict[str, Any] = {"cmd": cmd, "yield_time_ms": 5000}
+            # login=false: no login-shell profile (its noise and its pyenv locks, P11) around the command.
+            args: dict[str, Any] = {"cmd": cmd, "yield_time_ms": 10000, "login": False}
             if escalate:
                 args.update(sandbox_permissions="require_escalated", justification="fake model wants to escalate")
             item = {"type": "function_call", "id": f"fc_{n}", "call_id": f"call_fake_{n}", "name": "exec_command",

@@ -199,3 +199,20 @@ async def test_stop_during_a_turn_ends_it_and_leaves_no_process(harness_factory)
     assert events[-1][0] == "turn_complete" and events[-1][1]["status"] == "interrupted"
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # the whole process group is gone (the sleep included)
+
+
+@pytest.mark.trio
+async def test_workspace_write_sandbox(harness_factory, tmp_path: Path) -> None:
+    """P16: the bundled bwrap sandbox needs user namespaces; skip where the host has none."""
+    # /tmp is writable under workspace-write, so the forbidden target lives under $HOME.
+    outside = Path.home() / f".codeswarm-sandbox-probe-{os.getpid()}-{tmp_path.name}"
+    try:
+        h = await harness_factory(sandbox_mode="workspace-write")
+        events = await h.turn(f"RUN: touch inside.txt && echo inside-ok; touch {outside}; echo rc=$?")
+        (done,) = of(events, "command_completed")
+        if not (h.workspace / "inside.txt").exists():
+            pytest.skip(f"the codex sandbox does not work on this host: {done['stdout'][-300:]!r}")
+        assert "inside-ok" in done["stdout"]
+        assert not outside.exists() and "rc=1" in done["stdout"]
+    finally:
+        outside.unlink(missing_ok=True)

@@ -62,7 +62,8 @@ def find_codex(params: dict[str, Any]) -> str | None:
     """Binary: params codex_path, else $CODEX_BIN, else `codex` on PATH."""
     for cand in (params.get("codex_path"), os.environ.get("CODEX_BIN")):
         if cand:
-            return str(cand)
+            # codex runs with cwd = the workspace: a relative path must not change meaning there.
+            return str(Path(cand).expanduser().absolute()) if os.sep in str(cand) else shutil.which(str(cand))
     return shutil.which("codex")
 
 
@@ -212,14 +213,16 @@ class CodexRuntime(Runtime):
         if proc is None:
             return
         with trio.CancelScope(shield=True):
-            with trio.move_on_after(2):
+            with trio.move_on_after(1):
                 async with self._send_lock:
                     if proc.stdin is not None:
                         try:
                             await proc.stdin.aclose()
                         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                             pass
-            for sig, grace in ((None, 5.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            # stdin EOF ends it in ~15 ms and kills running commands; the signals are for a hung server.
+            # Kept under the worker's 10 s budget for stop().
+            for sig, grace in ((None, 3.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
                 if sig is not None:
                     _killpg(proc, sig)
                 with trio.move_on_after(grace):
