@@ -37,7 +37,10 @@ def find_codex_bin() -> str | None:
 def codex_bin() -> str:
     path = find_codex_bin()
     if path is None:
-        pytest.skip("codex not installed: run scripts/install-codex.sh (or set CODEX_BIN)")
+        why = "codex not installed: run scripts/install-codex.sh (or set CODEX_BIN)"
+        if os.environ.get("CODESWARM_TEST_STRICT") == "1":  # scripts/test.sh installs it: missing is a failure
+            pytest.fail(why)
+        pytest.skip(why)
     version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
     # Fail loudly on drift: the normalizer and these tests were verified against the pinned version.
     assert PINNED_VERSION in version, f"{path} is {version!r}, tests expect {PINNED_VERSION}"

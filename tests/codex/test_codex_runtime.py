@@ -142,6 +142,8 @@ async def test_approval_accepted_runs_the_command(harness_factory) -> None:
     (done,) = of(events, "command_completed")
     assert done["status"] == "completed" and "approved-ok" in done["stdout"]
     assert (h.workspace / "approved.txt").exists()
+    names = [e for e, _ in events]
+    assert names.index("exec_approval_required") < names.index("command_started") < names.index("command_completed")
     assert events[-1][1]["status"] == "completed"
 
 
@@ -153,6 +155,7 @@ async def test_approval_declined_does_not_run(harness_factory) -> None:
     assert len(of(events, "exec_approval_required")) == 1
     (done,) = of(events, "command_completed")
     assert done["status"] == "declined" and done["exit_code"] is None
+    assert not of(events, "command_started")
     assert not (h.workspace / "declined.txt").exists()
     assert events[-1][1]["status"] == "completed"  # decline: the turn goes on
 

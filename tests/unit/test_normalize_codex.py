@@ -126,10 +126,15 @@ def test_transcript_approvals() -> None:
     assert ask["proposed_execpolicy_amendment"] == ["touch", "approved_file.txt"]
     assert ask["available_decisions"][0] == "accept" and ask["turn_id"] == accepted[0][1]["turn_id"]
     assert of(accepted, "command_completed")[0]["stdout"] == "touched\n"
+    # codex announces the item before asking; the command starts only once approved.
+    order = [e for e, _ in accepted]
+    assert order.index("exec_approval_required") < order.index("command_started") < order.index("command_completed")
+    assert of(accepted, "command_started")[0]["command"] == ask["command"]
     (ask2,) = of(declined, "exec_approval_required")
     assert ask2["rpc_id"] == 1
     (done,) = of(declined, "command_completed")
     assert done["status"] == "declined" and done["exit_code"] is None
+    assert not of(declined, "command_started")  # a declined command never started
     escalated = of(per_turn[4], "exec_approval_required")[0]
     assert escalated["reason"] == "fake model wants to run this outside the sandbox"
     cancelled = [t for t in per_turn if any(d.get("call_id") == "call_fake_18" for _, d in t)][0]
@@ -330,6 +335,19 @@ def test_legacy_task_and_token_count() -> None:
     assert names(events) == ["task_started", "usage", "task_complete"]
     assert events[1][1]["usage_source"] == "codex/event/token_count" and events[1][1]["total_tokens"] == 3
     assert events[2][1] == {"last_agent_message": "done"}
+
+
+def test_output_delta_starts_a_held_command() -> None:
+    n = CodexNormalizer()
+    held = {"method": "item/started", "params": {"item": {"type": "commandExecution", "id": "c", "command": "ls",
+                                                          "cwd": "/w", "processId": None, "source": "agent"}}}
+    assert n.feed(held) == []
+    started = n.feed({"method": "item/commandExecution/outputDelta", "params": {"itemId": "c", "delta": "x"}})
+    assert started == [("command_started", {"call_id": "c", "command": "ls", "cwd": "/w", "turn_id": None})]
+    assert n.feed({"method": "item/commandExecution/outputDelta", "params": {"itemId": "c", "delta": "y"}}) == []
+    done = n.feed({"method": "item/completed", "params": {"item": {"type": "commandExecution", "id": "c",
+                                                                   "aggregatedOutput": "xy", "exitCode": 0}}})
+    assert [e for e, _ in done] == ["command_completed"] and done[0][1]["command"] == "ls"
 
 
 def test_thread_status_and_drops() -> None:

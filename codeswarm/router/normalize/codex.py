@@ -101,6 +101,7 @@ class CodexNormalizer:
         self._assistants = 0
         self._errors = 0
         self._cur_item: dict[str, str] = {}  # "agentmessage"/"reasoning" -> current item id
+        self._deferred: dict[str, tuple[Any, Any, str | None]] = {}  # call_id -> command_started args
 
     # -- public --------------------------------------------------------------------------------
 
@@ -208,6 +209,8 @@ class CodexNormalizer:
             return [("turn_started", {"turn_id": turn_id})]
         if method == "turn/completed":
             return self._turn_completed(_d(p.get("turn")), p)
+        if method == "item/commandExecution/outputDelta":
+            return self._start_deferred(p.get("itemId"))  # the output itself: see item/completed (P10)
         if method == "item/agentMessage/delta":
             return self._delta("assistant_delta", "v2", p.get("itemId"), p.get("delta"))
         if method == "item/reasoning/summaryTextDelta":
@@ -307,11 +310,19 @@ class CodexNormalizer:
                 out += self._reasoning(family, part if isinstance(part, str) else _d(part).get("text"))
             return out
         if kind == "commandexecution":
+            if started and "processId" in item and item.get("processId") is None:
+                # No process yet: codex announces a command before asking approval for it (the
+                # approval request follows). It starts when output flows or the item completes,
+                # and never if declined, as with the legacy exec_command_begin.
+                self._deferred[item_id] = (item.get("command"), item.get("cwd"), turn_id)
+                return []
             if started:
                 return self._cmd_started(item_id, item.get("command"), item.get("cwd"), turn_id)
-            return self._cmd_completed(item_id, item.get("command"), item.get("cwd"),
-                                       _s(item.get("aggregatedOutput")), "", item.get("exitCode"),
-                                       _duration(None, item.get("durationMs")), item.get("status"))
+            out = self._start_deferred(item_id) if item.get("status") != "declined" else []
+            self._deferred.pop(item_id, None)
+            return out + self._cmd_completed(item_id, item.get("command"), item.get("cwd"),
+                                             _s(item.get("aggregatedOutput")), "", item.get("exitCode"),
+                                             _duration(None, item.get("durationMs")), item.get("status"))
         if kind == "filechange":
             changes = _changes(item.get("changes"))
             self._file_changes[item_id] = changes
@@ -319,6 +330,10 @@ class CodexNormalizer:
                 self._file_changes.pop(next(iter(self._file_changes)))
             return self._file_change(item_id, changes, item.get("status"))
         return []
+
+    def _start_deferred(self, item_id: Any) -> list[NormalizedEvent]:
+        held = self._deferred.pop(str(item_id), None) if item_id is not None else None
+        return self._cmd_started(item_id, *held) if held else []
 
     def _cmd_started(self, call_id: Any, command: Any, cwd: Any, turn_id: str | None) -> list[NormalizedEvent]:
         call_id = str(call_id) if call_id is not None else None
