@@ -125,6 +125,8 @@ def test_transcript_approvals() -> None:
     assert ask["call_id"] == "call_fake_4" and ask["kind"] == "command" and ask["rpc_id"] == 0
     assert ask["proposed_execpolicy_amendment"] == ["touch", "approved_file.txt"]
     assert ask["available_decisions"][0] == "accept" and ask["turn_id"] == accepted[0][1]["turn_id"]
+    # "decline" works but 0.169.0 does not list it: the normalizer offers it (before "cancel").
+    assert ask["available_decisions"][-2:] == ["decline", "cancel"]
     assert of(accepted, "command_completed")[0]["stdout"] == "touched\n"
     # codex announces the item before asking; the command starts only once approved.
     order = [e for e, _ in accepted]
@@ -348,6 +350,13 @@ def test_output_delta_starts_a_held_command() -> None:
     done = n.feed({"method": "item/completed", "params": {"item": {"type": "commandExecution", "id": "c",
                                                                    "aggregatedOutput": "xy", "exitCode": 0}}})
     assert [e for e, _ in done] == ["command_completed"] and done[0][1]["command"] == "ls"
+
+
+def test_active_status_follows_turn_started() -> None:
+    events = run(transcript())
+    starts = [i for i, (e, _) in enumerate(events) if e == "turn_started"]
+    assert all(events[i + 1] == ("thread_status", {"status": {"type": "active", "activeFlags": []}}) for i in starts)
+    assert all(events[i - 1][0] != "thread_status" or events[i - 1][1]["status"]["type"] == "idle" for i in starts[1:])
 
 
 def test_thread_status_and_drops() -> None:

@@ -90,6 +90,8 @@ class CodexNormalizer:
         self.model_name: str | None = None
         self._file_changes: dict[str, list[dict[str, Any]]] = {}
         self._commands: dict[str, dict[str, Any]] = {}
+        self._in_turn = False
+        self._held_status: list[NormalizedEvent] = []
         self._reset_turn()
 
     def _reset_turn(self) -> None:
@@ -131,6 +133,19 @@ class CodexNormalizer:
             out = self._v2(method, params, msg.get("id"))
         if held is not None and self._pending is held:
             out = self._flush_before_content(out)
+        return self._order_status(method, out)
+
+    def _order_status(self, method: str, out: list[NormalizedEvent]) -> list[NormalizedEvent]:
+        """codex reports the thread `active` just before `turn/started`; show it after turn_started,
+        so that every injection's events begin with turn_started."""
+        if (method == "thread/status/changed" and not self._in_turn and len(out) == 1
+                and _d(out[0][1].get("status")).get("type") == "active"):
+            self._held_status = out
+            return []
+        if self._held_status and out:
+            held, self._held_status = self._held_status, []
+            at = 1 if out[0][0] == "turn_started" else 0
+            out = out[:at] + held + out[at:]
         return out
 
     def _flush_before_content(self, out: list[NormalizedEvent]) -> list[NormalizedEvent]:
@@ -206,8 +221,10 @@ class CodexNormalizer:
                 self._reset_turn()
                 self._pending = held  # flushed (final=False) by _flush_before_content
             self.turn_id = turn_id
+            self._in_turn = True
             return [("turn_started", {"turn_id": turn_id})]
         if method == "turn/completed":
+            self._in_turn = False
             return self._turn_completed(_d(p.get("turn")), p)
         if method == "item/commandExecution/outputDelta":
             return self._start_deferred(p.get("itemId"))  # the output itself: see item/completed (P10)
@@ -221,7 +238,7 @@ class CodexNormalizer:
             return self._item(_d(p.get("item")), "v2", started=method == "item/started", turn_id=tid)
         if method == "item/commandExecution/requestApproval":
             call_id = _s(p.get("approvalId")) or p.get("itemId")
-            decisions = p.get("availableDecisions") or V2_DECISIONS
+            decisions = _with_decline(p.get("availableDecisions") or V2_DECISIONS)
             return self._approval("command", call_id, p.get("command"), p.get("cwd"), p.get("reason"),
                                   p.get("proposedExecpolicyAmendment"), decisions, tid, rpc_id)
         if method == "item/fileChange/requestApproval":
@@ -424,6 +441,15 @@ class CodexNormalizer:
             out += self._error("turn", error.get("message") or "turn failed", error.get("codexErrorInfo"))
         out.append(("turn_complete", {"turn_id": turn_id, "status": status}))
         return out
+
+
+def _with_decline(decisions: Any) -> Any:
+    """codex 0.169.0 honours "decline" (deny, the turn goes on) without listing it: offer it, so
+    that a client's decline is not turned into "cancel", which would end the whole turn."""
+    if isinstance(decisions, list) and "decline" not in decisions and "cancel" in decisions:
+        at = decisions.index("cancel")
+        return decisions[:at] + ["decline"] + decisions[at:]
+    return decisions
 
 
 def _snake(counters: Any) -> dict[str, Any]:
