@@ -4,13 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
+mkdir -p dist
+# Concurrent builds (parallel test sessions) serialize here; the result appears atomically.
+exec 9>dist/.build.lock
+flock 9
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
-rm -rf build dist/codeswarm.pyz
-mkdir -p dist
-.venv/bin/shiv -q -c codeswarm -o dist/codeswarm.pyz -p '/usr/bin/env python3' \
+rm -rf build
+.venv/bin/shiv -q -c codeswarm -o dist/codeswarm.pyz.tmp -p '/usr/bin/env python3' \
   --reproducible --compressed -r requirements.txt . >/dev/null
+mv -f dist/codeswarm.pyz.tmp dist/codeswarm.pyz
 rm -rf build codeswarm.egg-info
 echo "built dist/codeswarm.pyz ($(du -h dist/codeswarm.pyz | cut -f1))"

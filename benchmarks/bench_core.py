@@ -1,0 +1,213 @@
+"""Core benchmarks through the real .pyz: `codeswarm list` latency, router ingest, delivery latency.
+
+    python3 benchmarks/bench_core.py [--nodes 64] [--lines 4000] [--rate 5000]
+
+1. list: p50/p95 of `python3 dist/codeswarm.pyz list` with a router running (warm).
+2. ingest: a 64-node local mock swarm; the router is stopped, every node's outbox gets a backlog of
+   assistant deltas (what a firehose writes), the router is started again, and we time how long it
+   takes to turn them into logged, fsync'd, fanned-out events.
+3. latency: with the router running, deltas are appended at --rate lines/s across the nodes, each
+   carrying its write time; a subscriber measures write -> receipt.
+Targets (docs/BENCHMARKS.md): list p50 <= 150 ms; ingest >= 20,000 events/s; p99 < 100 ms at 5,000/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PYZ = ROOT / "dist" / "codeswarm.pyz"
+
+
+def run(env: dict[str, str], *args: str) -> str:
+    proc = subprocess.run([sys.executable, str(PYZ), *args], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"codeswarm {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+class Sub:
+    def __init__(self, path: Path) -> None:
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.connect(str(path))
+        self.buf = b""
+
+    def send(self, cmd: str, payload: dict, rid: str) -> None:
+        self.s.sendall(json.dumps({"protocol": "codeswarm.router.v1", "type": "command", "command": cmd,
+                                   "request_id": rid, "payload": payload}).encode() + b"\n")
+
+    def lines(self):
+        while True:
+            data = self.s.recv(1 << 20)
+            if not data:
+                return
+            self.buf += data
+            *done, self.buf = self.buf.split(b"\n")
+            for line in done:
+                if line:
+                    yield line
+
+
+def head_seq(sock: Path) -> int:
+    sub = Sub(sock)
+    sub.send("ping", {}, "p")
+    for line in sub.lines():
+        ev = json.loads(line)
+        if ev["event"] == "pong":
+            sub.s.close()
+            return ev["data"]["head_seq"]
+    raise RuntimeError("no pong")
+
+
+def delta_line(seq: int, job: str, node: int, iid: str, text: str) -> bytes:
+    return json.dumps({"seq": seq, "ts": time.time(), "job_id": job, "node_id": node, "injection_id": iid,
+                       "type": "runtime", "runtime": "mock",
+                       "payload": {"method": "codex/event/agent_message_content_delta",
+                                   "params": {"msg": {"type": "agent_message_content_delta", "delta": text}}}},
+                      separators=(",", ":")).encode() + b"\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=64)
+    ap.add_argument("--lines", type=int, default=4000, help="backlog lines per node")
+    ap.add_argument("--rate", type=int, default=5000, help="lines/s for the latency run")
+    ap.add_argument("--seconds", type=float, default=6.0, help="duration of the latency run")
+    args = ap.parse_args()
+    if not PYZ.exists():
+        subprocess.run([str(ROOT / "build.sh")], check=True)
+    tmp = Path(tempfile.mkdtemp(prefix="cs-bench-"))
+    home = tmp / "home"
+    cfg = tmp / "config.json"
+    cfg.write_text(json.dumps({
+        "cluster": {"local": {"workspace_root": str(tmp / "runs")}},
+        "router": {"poll_interval_seconds": 0.1, "inject_timeout_seconds": 120},
+        "launch_providers": [{"id": "mock", "backend": "local", "env": {"CODESWARM_HEARTBEAT_SECONDS": "3600"},
+                              "defaults": {"worker_mode": "mock", "mock_delay_ms": 0}}],
+    }))
+    env = {**os.environ, "CODESWARM_HOME": str(home), "CODESWARM_CONFIG": str(cfg)}
+    results: dict[str, float] = {}
+    try:
+        # ---------------------------------------------------------------- list latency
+        run(env, "router", "start")
+        launched = json.loads(run(env, "launch", "--nodes", str(args.nodes), "--json"))
+        sid, job = launched["swarm_id"], launched["job_id"]
+        warm = json.loads(run(env, "inject", sid, "--prompt", "warm", "--wait", "--json", "--timeout", "120"))
+        iids = {n["node_id"]: n["injection_id"] for n in warm["nodes"]}
+        times = []
+        for _ in range(30):
+            t0 = time.perf_counter()
+            run(env, "list")
+            times.append((time.perf_counter() - t0) * 1000)
+        results["list_p50_ms"] = statistics.median(times)
+        results["list_p95_ms"] = pct(times, 95)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        results["python_startup_ms"] = (time.perf_counter() - t0) * 1000
+
+        # ---------------------------------------------------------------- ingest of a backlog
+        outboxes = {n: tmp / "runs" / job / "mailbox" / "outbox" / f"{job}_{n:02d}.jsonl" for n in range(args.nodes)}
+        pid = int((home / "router.pid").read_text())
+        os.kill(pid, signal.SIGTERM)
+        while Path(f"/proc/{pid}").exists():
+            time.sleep(0.02)
+        next_seq = {}
+        for n, path in outboxes.items():
+            last = json.loads(path.read_bytes().splitlines()[-1])["seq"]
+            with open(path, "ab") as f:
+                f.write(b"".join(delta_line(last + i + 1, job, n, iids[n], f"tok{i} ") for i in range(args.lines)))
+            next_seq[n] = last + args.lines + 1
+        total = args.nodes * args.lines
+        start_head = 0
+        t0 = time.perf_counter()
+        run(env, "router", "start")
+        sock = home / "router.sock"
+        start_head = head_seq(sock)
+        while True:
+            h = head_seq(sock)
+            if h - start_head >= total:
+                break
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - t0
+        results["ingest_events"] = total
+        results["ingest_seconds"] = elapsed
+        results["ingest_events_per_s"] = total / elapsed
+
+        # ---------------------------------------------------------------- live latency
+        sub = Sub(sock)
+        sub.send("subscribe", {"swarm_id": sid}, "s")
+        latencies: list[float] = []
+        stop = threading.Event()
+
+        def reader() -> None:
+            for line in sub.lines():
+                if b'"assistant_delta"' not in line:
+                    continue
+                ev = json.loads(line)
+                text = ev["data"].get("content", "")
+                if text.startswith("t="):
+                    latencies.append((time.time() - float(text[2:])) * 1000)
+                if stop.is_set() and len(latencies) >= sent[0]:
+                    return
+
+        sent = [0]
+        th = threading.Thread(target=reader, daemon=True)
+        th.start()
+        fds = {n: os.open(p, os.O_WRONLY | os.O_APPEND) for n, p in outboxes.items()}
+        interval = 1.0 / args.rate
+        t_start = time.perf_counter()
+        i = 0
+        while time.perf_counter() - t_start < args.seconds:
+            n = i % args.nodes
+            os.write(fds[n], delta_line(next_seq[n], job, n, iids[n], f"t={time.time():.6f}"))
+            next_seq[n] += 1
+            i += 1
+            sent[0] += 1
+            target = t_start + i * interval
+            delay = target - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        stop.set()
+        th.join(timeout=10)
+        for fd in fds.values():
+            os.close(fd)
+        results["latency_rate_per_s"] = sent[0] / args.seconds
+        results["latency_received"] = len(latencies)
+        results["latency_sent"] = sent[0]
+        results["latency_p50_ms"] = statistics.median(latencies)
+        results["latency_p99_ms"] = pct(latencies, 99)
+        run(env, "terminate", sid, "--force", "--wait")
+    finally:
+        subprocess.run([sys.executable, str(PYZ), "router", "stop"], env=env, capture_output=True)
+    targets = {"list_p50_ms": ("<=", 150), "ingest_events_per_s": (">=", 20000), "latency_p99_ms": ("<", 100)}
+    for key, value in results.items():
+        line = f"{key:24} {value:12.1f}"
+        if key in targets:
+            op, goal = targets[key]
+            ok = value <= goal if op == "<=" else value >= goal if op == ">=" else value < goal
+            ratio = value / goal
+            line += f"   target {op} {goal}  ratio {ratio:.2f}  {'OK' if ok else 'MISSED'}"
+        print(line)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
