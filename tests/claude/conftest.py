@@ -7,6 +7,7 @@ without it these tests are skipped (the unit tests of the normalizer still run).
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,13 @@ def find_claude_bin() -> str | None:
 def claude_bin() -> str:
     path = find_claude_bin()
     if path is None:
-        pytest.skip("Claude Code CLI not installed: run scripts/install-claude.sh (or set CLAUDE_BIN)")
+        why = "Claude Code CLI not installed: run scripts/install-claude.sh (or set CLAUDE_BIN)"
+        if os.environ.get("CODESWARM_TEST_STRICT"):
+            pytest.fail(why)  # scripts/test.sh installs it: a missing binary is a broken setup there
+        pytest.skip(why)
+    version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
+    # Fail loudly on drift: the normalizer and the fixtures were recorded with the pinned version.
+    assert PINNED_VERSION in version, f"{path} is {version!r}, tests expect {PINNED_VERSION}"
     return path
 
 

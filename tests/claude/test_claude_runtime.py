@@ -19,6 +19,7 @@ from codeswarm.worker.runtimes.claude import ClaudeRuntime, build_argv
 from fake_anthropic import CACHE_READ, OUTPUT_TOKENS, FakeAnthropic, user_texts
 
 TURN_TIMEOUT = 60
+pytestmark = pytest.mark.claude
 
 
 class Harness:
@@ -149,7 +150,7 @@ async def test_stop_interrupts_a_running_command(harness: Harness) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(harness.turn, f"RUN: sleep {marker}; echo never")
         await harness.wait_for("assistant")
-        with trio.fail_after(10):
+        with trio.fail_after(TURN_TIMEOUT):
             while not _processes_with(marker):
                 await trio.sleep(0.05)
         await harness.runtime.stop()
