@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -9,14 +10,14 @@ import click
 
 
 @click.command("web")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, envvar="CODESWARM_CONFIG",
               help="Router config file (used when the router has to be started).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Keep it on loopback: the token is the only protection.")
 @click.option("--port", default=8766, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on; 0 picks a free one.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
-@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None, envvar="CODESWARM_HOME",
               help="Router state directory (default: CODESWARM_HOME or the platform's).")
 @click.option("--router-socket", type=click.Path(dir_okay=False), default=None, hidden=True,
               help="Bridge to this router socket as is, without starting a router (tests).")
@@ -39,6 +40,9 @@ def command(
             sock = ensure_router(config_path, Path(state_dir) if state_dir else None)
         except CodeswarmError as exc:
             raise click.ClickException(str(exc)) from exc
+        # A router we autostarted is our child; we never wait for it, so let the kernel reap it
+        # when it exits (otherwise it lingers as a zombie and `router stop` thinks it still runs).
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
 
     server = WebServer(router_socket=Path(sock), host=host, port=port)
 

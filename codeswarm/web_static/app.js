@@ -178,6 +178,8 @@ const conn = new Connection({
   url: wsUrl,
   onEvent: (env) => {
     store.apply(env);
+    // A rejection may mean our picture is stale (e.g. the swarm ended): ask for the truth.
+    if (env.event === 'command_rejected' && conn.state === 'connected') conn.send('swarm_list');
     schedule();
   },
   onState: showConn,

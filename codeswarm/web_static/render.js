@@ -184,7 +184,8 @@ export class Renderer {
       ['Age', s.createdAt ? fmtAge(nowSec() - s.createdAt) : '–'], ['Tokens', fmtTokens(tokens)],
     ];
     if (s.terminationReason) facts.push(['Ended', s.terminationReason]);
-    v.facts.replaceChildren(...facts.flatMap(([k, val]) => [h('dt', null, k), h('dd', { dataset: { fact: k.toLowerCase() } }, val)]));
+    v.facts.replaceChildren(...facts.map(([k, val]) => h('div', { class: 'fact' },
+      h('dt', null, k), h('dd', { dataset: { fact: k.toLowerCase() } }, val))));
     v.lifecycle.replaceChildren(...s.history.map((x) => h('li', { dataset: { state: x.state } }, x.state)));
     v.notice.textContent = s.notice ? s.notice.text : '';
     v.notice.hidden = !s.notice;
