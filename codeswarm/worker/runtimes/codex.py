@@ -58,13 +58,31 @@ def toml_value(v: Any) -> str:
     raise ValueError(f"cannot express {type(v).__name__} in TOML")
 
 
+PINNED_VERSION = "0.169.0"
+
+
 def find_codex(params: dict[str, Any]) -> str | None:
-    """Binary: params codex_path, else $CODEX_BIN, else `codex` on PATH."""
+    """Binary: params codex_path, else $CODEX_BIN, else `codex` on PATH, else the pinned project-local
+    install of scripts/install-codex.sh (next to the .pyz's repo, or $CODESWARM_TOOLS_DIR)."""
     for cand in (params.get("codex_path"), os.environ.get("CODEX_BIN")):
         if cand:
             # codex runs with cwd = the workspace: a relative path must not change meaning there.
             return str(Path(cand).expanduser().absolute()) if os.sep in str(cand) else shutil.which(str(cand))
-    return shutil.which("codex")
+    return shutil.which("codex") or project_codex()
+
+
+def project_codex() -> str | None:
+    from codeswarm.paths import self_pyz
+
+    pyz = self_pyz()
+    # The same root as scripts/install-codex.sh: $CODESWARM_TOOLS_DIR, else <repo>/.tools.
+    root = Path(os.environ.get("CODESWARM_TOOLS_DIR") or
+                (pyz.parent.parent if pyz else Path(__file__).resolve().parents[3]) / ".tools")
+    mods = root / f"codex-{PINNED_VERSION}" / "node_modules" / "@openai"
+    for cand in sorted(mods.glob("codex-linux-*/vendor/*/bin/codex")):
+        if os.access(cand, os.X_OK):
+            return str(cand)
+    return None
 
 
 def build_argv(binary: str, params: dict[str, Any]) -> list[str]:
