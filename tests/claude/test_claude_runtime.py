@@ -212,7 +212,7 @@ async def test_accepted_command_runs(gated: Harness) -> None:
 async def test_declined_command_does_not_run(gated: Harness) -> None:
     _, events = await _answer(gated, "RUN: echo nope > no.txt", "decline")
     (done,) = of(events, "command_completed")
-    assert done["status"] == "failed" and "declined" in done["stdout"]
+    assert done["status"] == "declined" and "declined" in done["stdout"]
     assert not (gated.workspace / "no.txt").exists()
     # The model saw the refusal and finished the turn normally.
     assert of(events, "turn_complete")[-1]["status"] == "completed"
@@ -222,6 +222,7 @@ async def test_declined_command_does_not_run(gated: Harness) -> None:
 async def test_cancel_stops_the_turn(gated: Harness) -> None:
     _, events = await _answer(gated, "RUN: echo nope > no.txt", "cancel")
     assert not (gated.workspace / "no.txt").exists()
+    assert [d["status"] for d in of(events, "command_completed")] == ["declined"]
     assert of(events, "turn_complete")[-1]["status"] == "interrupted"
     assert gated.lines[-1]["type"] == "codeswarm_turn_end"
 

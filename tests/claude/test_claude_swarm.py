@@ -77,3 +77,52 @@ def test_two_node_claude_swarm(pyz: Path, tmp_path: Path, claude_bin: str, fake_
         assert set(fake_anthropic.paths) <= {"HEAD /", "POST /v1/messages?beta=true"}
     finally:
         cs.cleanup()
+
+
+def test_claude_approvals_through_the_cli(pyz: Path, tmp_path: Path, claude_bin: str,
+                                          fake_anthropic: FakeAnthropic) -> None:
+    config = claude_config(tmp_path, claude_bin, fake_anthropic)
+    config["launch_providers"][0]["defaults"]["approval_policy"] = "on-request"
+    cs = Codeswarm(pyz, tmp_path, config)
+    try:
+        launched = cs.json("launch", "--nodes", "1")
+        sid, job = launched["swarm_id"], launched["job_id"]
+        workspace = tmp_path / "runs" / job / "node_00"
+
+        def approval_for(injection_id: str) -> dict[str, Any]:
+            evs = cs.wait_for(lambda evs: any(e["event"] == "exec_approval_required"
+                                              and e["data"]["injection_id"] == injection_id for e in evs),
+                              "--swarm", sid, timeout=120)
+            return next(e["data"] for e in evs if e["event"] == "exec_approval_required"
+                        and e["data"]["injection_id"] == injection_id)
+
+        def finished(injection_id: str) -> list[dict[str, Any]]:
+            evs = cs.wait_for(lambda evs: any(e["event"] == "turn_complete"
+                                              and e["data"]["injection_id"] == injection_id for e in evs),
+                              "--swarm", sid, timeout=120)
+            return turn_of(evs, injection_id)
+
+        # accepted: the command runs
+        (node,) = cs.json("inject", sid, "--prompt", "RUN: echo approved > ok.txt; echo done")["nodes"]
+        asked = approval_for(node["injection_id"])
+        assert asked["kind"] == "command" and asked["command"] == "echo approved > ok.txt; echo done"
+        assert not (workspace / "ok.txt").exists()
+        cs.json("approve", sid, "accept", "--node", "0", "--call", asked["call_id"])
+        turn = finished(node["injection_id"])
+        names = [e["event"] for e in turn]
+        assert "exec_approval_resolved" in names and "command_completed" in names
+        assert (workspace / "ok.txt").read_text() == "approved\n"
+        assert [e["data"].get("status", "completed") for e in turn if e["event"] == "turn_complete"] == ["completed"]
+
+        # declined: Claude offers accept/cancel only, so the refusal stops the turn; nothing runs
+        (node,) = cs.json("inject", sid, "--prompt", "RUN: echo nope > no.txt")["nodes"]
+        asked = approval_for(node["injection_id"])
+        resolved = cs.json("approve", sid, "decline", "--node", "0", "--call", asked["call_id"])
+        assert resolved["approved"] is False
+        turn = finished(node["injection_id"])
+        assert not (workspace / "no.txt").exists()
+        # (the tool_use line announced the command before the hook asked; it never completed)
+        assert [e["data"]["status"] for e in turn if e["event"] == "command_completed"] == ["declined"]
+        assert [e["data"].get("status") for e in turn if e["event"] == "turn_complete"] == ["interrupted"]
+    finally:
+        cs.cleanup()

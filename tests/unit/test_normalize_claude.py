@@ -237,6 +237,21 @@ def test_permission_requests() -> None:
     assert req["command"] == {"tool_name": "Write", "input": {"file_path": "/ws/x", "content": "y"}}
 
 
+def test_refused_and_abandoned_calls_are_declined() -> None:
+    norm = ClaudeNormalizer()
+    bash = assistant({"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "rm x"}})
+    ask = {"type": "permission_request", "tool_use_id": "t1", "tool_name": "Bash", "input": {"command": "rm x"}}
+    refused = run([bash, ask, tool_result("t1", "declined by the operator (codeswarm)", is_error=True)], norm)
+    assert of(refused, "command_completed")[0]["status"] == "declined"
+    # asked, approved, then the command itself failed: that is a failure, not a refusal
+    failed = run([bash, ask, tool_result("t1", "Exit code 1", is_error=True)], norm)
+    assert of(failed, "command_completed")[0]["status"] == "failed"
+    # cancelled: the process died while the hook waited; the turn end closes the open call
+    cancelled = run([bash, ask, {"type": "codeswarm_turn_end", "status": "interrupted"}], norm)
+    assert [n for n, _ in cancelled][-2:] == ["command_completed", "turn_complete"]
+    assert of(cancelled, "command_completed")[0]["status"] == "declined"
+
+
 # ---------------------------------------------------------------- failures and turn boundaries
 
 

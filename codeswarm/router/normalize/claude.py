@@ -47,6 +47,7 @@ class ClaudeNormalizer:
         self._pending: str | None = None  # assistant text waiting for the next line
         self._turn_had_text = False
         self._tools: dict[str, tuple[str, dict[str, Any]]] = {}  # tool_use_id -> (tool name, input)
+        self._asked: set[str] = set()  # tool_use_ids with a permission_request
 
     # ------------------------------------------------------------------ entry point
 
@@ -162,17 +163,23 @@ class ClaudeNormalizer:
             if known is None:
                 continue
             name, args = known
-            failed = block.get("is_error") is True
-            if name == "Bash":
-                out.append(("command_completed", {
-                    "call_id": call_id, "command": _command_of(args), "cwd": self.cwd,
-                    "stdout": _result_text(block.get("content")), "stderr": "",
-                    "exit_code": None, "duration": None, "status": "failed" if failed else "completed",
-                }))
-            elif name in FILE_TOOLS:
-                info = extra if isinstance(extra, dict) and not failed else None
-                out.append(("file_change", {"call_id": call_id, "changes": _changes(name, args, info),
-                                            "status": "failed" if failed else "completed"}))
+            text = _result_text(block.get("content"))
+            status = "completed"
+            if block.get("is_error") is True:
+                # The worker's hook words every refusal with "codeswarm"; a failing command does not.
+                status = "declined" if call_id in self._asked and "codeswarm" in text else "failed"
+            self._emit_tool_end(out, call_id, name, args, text, status, extra)
+
+    def _emit_tool_end(self, out: list[NormalizedEvent], call_id: str, name: str, args: dict[str, Any],
+                       text: str, status: str, extra: Any = None) -> None:
+        if name == "Bash":
+            out.append(("command_completed", {
+                "call_id": call_id, "command": _command_of(args), "cwd": self.cwd, "stdout": text, "stderr": "",
+                "exit_code": None, "duration": None, "status": status,
+            }))
+        elif name in FILE_TOOLS:
+            info = extra if isinstance(extra, dict) and status == "completed" else None
+            out.append(("file_change", {"call_id": call_id, "changes": _changes(name, args, info), "status": status}))
 
     def _on_permission_request(self, line: dict[str, Any], out: list[NormalizedEvent]) -> None:
         call_id = line.get("tool_use_id")
@@ -180,6 +187,7 @@ class ClaudeNormalizer:
         args = line.get("input") if isinstance(line.get("input"), dict) else {}
         if not isinstance(call_id, str) or not call_id:
             return
+        self._asked.add(call_id)
         if name == "Bash":
             kind, command = "command", _command_of(args)
         else:
@@ -215,6 +223,9 @@ class ClaudeNormalizer:
         if status == "failed":
             out.append(("agent_error", {"message": message, "error_code": line.get("error_code", "process_exited"),
                                         "fatal": False}))
+        # Close the tool calls the dead process left open; a pending approval means it was refused.
+        for call_id, (name, args) in list(self._tools.items()):
+            self._emit_tool_end(out, call_id, name, args, "", "declined" if call_id in self._asked else "failed")
         self._end_turn(out, status)
 
     def _end_turn(self, out: list[NormalizedEvent], status: str) -> None:

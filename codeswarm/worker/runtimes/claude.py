@@ -366,7 +366,7 @@ class ClaudeRuntime(Runtime):
 
     def _deny_all(self, why: str) -> None:
         for pending in list(self._pending.values()):
-            pending.reason = f"denied: {why}"
+            pending.reason = f"denied by codeswarm: {why}"
             pending.done.set()
         self._pending.clear()
 
