@@ -9,6 +9,7 @@ and picks its behaviour from the prompt text:
   REJECT_TURN      answers turn/start with a JSON-RPC error
   anything else    one agent message, then turn/completed
 
+With FAKE_APP_SERVER_MODE=hang_init it never answers `initialize`.
 Every line it receives is appended to $FAKE_APP_SERVER_LOG (JSON lines) for the test to inspect.
 """
 
@@ -95,6 +96,8 @@ def main() -> None:
         if rid is None:
             continue  # notifications (initialized) and stray answers
         if method == "initialize":
+            if os.environ.get("FAKE_APP_SERVER_MODE") == "hang_init":
+                time.sleep(3600)
             if initialized:
                 send({"id": rid, "error": {"code": -32600, "message": "Already initialized"}})
                 continue

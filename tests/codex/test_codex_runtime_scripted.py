@@ -143,6 +143,17 @@ async def test_missing_binary_is_a_clear_error(tmp_path: Path) -> None:
     await runtime.stop()
 
 
+@pytest.mark.trio
+async def test_startup_timeout_kills_the_server(tmp_path: Path) -> None:
+    r = Rig(tmp_path, codex_startup_timeout_seconds=0.5)
+    r.runtime.ctx.env["FAKE_APP_SERVER_MODE"] = "hang_init"
+    with pytest.raises(trio.TooSlowError):
+        with trio.fail_after(20):
+            await r.runtime.start()
+    assert r.runtime.returncode is not None  # killed and reaped, not left behind
+    await r.runtime.stop()
+
+
 def test_argv_and_toml() -> None:
     argv = build_argv("/bin/codex", {"model": "gpt-5.5", "model_provider": "fake",
                                      "model_providers": {"fake": {"base_url": "http://127.0.0.1:1/v1",

@@ -190,11 +190,17 @@ class CodexRuntime(Runtime):
         assert self._proc.stdout is not None
         self._reader = _LineReader(self._proc.stdout)
         self.returncode = None
-        with trio.fail_after(self.startup_timeout):
-            await self._call("initialize", {
-                "clientInfo": {"name": "codeswarm", "title": "Codeswarm worker", "version": "1"},
-                "capabilities": {"experimentalApi": False, "requestAttestation": False}})
-        await self._send({"method": "initialized"})
+        try:
+            with trio.fail_after(self.startup_timeout):
+                await self._call("initialize", {
+                    "clientInfo": {"name": "codeswarm", "title": "Codeswarm worker", "version": "1"},
+                    "capabilities": {"experimentalApi": False, "requestAttestation": False}})
+            await self._send({"method": "initialized"})
+        except BaseException:
+            if self.returncode is None:  # a server that cannot even initialize is of no use
+                _killpg(self._proc, signal.SIGKILL)
+            await self._reap()
+            raise
 
     def _codex_home(self) -> Path | None:
         raw = self.ctx.params.get("codex_home")
