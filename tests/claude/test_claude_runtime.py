@@ -15,7 +15,7 @@ import trio
 
 from codeswarm.router.normalize.claude import ClaudeNormalizer
 from codeswarm.worker.runtimes.base import WorkerContext
-from codeswarm.worker.runtimes.claude import ClaudeRuntime, build_argv
+from codeswarm.worker.runtimes.claude import ClaudeRuntime, build_argv, resolve_binary
 from fake_anthropic import CACHE_READ, OUTPUT_TOKENS, FakeAnthropic, user_texts
 
 TURN_TIMEOUT = 60
@@ -80,6 +80,21 @@ def test_argv_maps_settings(tmp_path: Path) -> None:
                  "--settings /x/settings.json", "--disallowedTools Edit,Write,NotebookEdit",
                  "--append-system-prompt be nice"):
         assert part in joined
+
+
+def test_binary_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLAUDE_BIN", raising=False)
+    monkeypatch.chdir(tmp_path)
+    # a relative path is made absolute: claude runs with cwd = the node workspace
+    assert resolve_binary({"claude_cli_path": "bin/claude"}, {}) == str(tmp_path / "bin" / "claude")
+    assert resolve_binary({}, {"CLAUDE_BIN": "/opt/claude"}) == "/opt/claude"
+    # nothing on PATH: the pinned project-local install
+    pinned = tmp_path / "tools" / "claude-code-2.1.197" / "node_modules" / "@anthropic-ai" / "claude-code" / "bin"
+    pinned.mkdir(parents=True)
+    (pinned / "claude.exe").write_text("#!/bin/sh\n")
+    (pinned / "claude.exe").chmod(0o755)
+    monkeypatch.setenv("CODESWARM_TOOLS_DIR", str(tmp_path / "tools"))
+    assert resolve_binary({}, {"PATH": str(tmp_path / "empty")}) == str(pinned / "claude.exe")
 
 
 @pytest.mark.trio

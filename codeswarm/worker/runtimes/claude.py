@@ -81,12 +81,30 @@ except Exception as exc:  # fail closed: no answer from codeswarm means no tool 
 '''
 
 
+PINNED_VERSION = "2.1.197"  # the version scripts/install-claude.sh installs and the tests verify
+
+
 def resolve_binary(params: dict[str, Any], env: dict[str, str]) -> str | None:
-    """params.claude_cli_path, then $CLAUDE_BIN, then `claude` on PATH."""
+    """params.claude_cli_path, then $CLAUDE_BIN, then `claude` on PATH, then the pinned project-local
+    install of scripts/install-claude.sh. Absolute, since claude runs with cwd = the workspace."""
     for cand in (params.get("claude_cli_path"), env.get("CLAUDE_BIN"), os.environ.get("CLAUDE_BIN")):
         if isinstance(cand, str) and cand:
-            return cand
-    return shutil.which("claude", path=env.get("PATH") or os.environ.get("PATH"))
+            if os.sep in cand:
+                return str(Path(cand).expanduser().absolute())
+            return shutil.which(cand, path=env.get("PATH") or os.environ.get("PATH"))
+    return shutil.which("claude", path=env.get("PATH") or os.environ.get("PATH")) or project_claude()
+
+
+def project_claude() -> str | None:
+    """The install of scripts/install-claude.sh: $CODESWARM_TOOLS_DIR, else <repo>/.tools."""
+    from codeswarm.paths import self_pyz
+
+    pyz = self_pyz()
+    root = Path(os.environ.get("CODESWARM_TOOLS_DIR") or
+                (pyz.parent.parent if pyz else Path(__file__).resolve().parents[3]) / ".tools")
+    cand = (root / f"claude-code-{PINNED_VERSION}" / "node_modules" / "@anthropic-ai" / "claude-code"
+            / "bin" / "claude.exe")
+    return str(cand) if os.access(cand, os.X_OK) else None
 
 
 def build_argv(binary: str, ctx: WorkerContext, *, session_id: str | None, settings_path: str | None,
