@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import orjson
 import trio
 
 from codeswarm.worker.runtimes.base import Emit, Runtime, WorkerContext
+from codeswarm.worker.runtimes.claude_proc import drain, terminate
 
 # Keep the CLI from calling home: no telemetry, error reports, auto-update or other
 # non-essential traffic (verified offline under `unshare -n`, notes section 10).
@@ -51,7 +51,6 @@ WRITE_TOOLS = "Edit,Write,NotebookEdit"
 HOOK_TIMEOUT_SECONDS = 7 * 86_400  # the router's approval timeout answers long before this
 MAX_LINE_BYTES = 900_000  # stay under the outbox's 1 MiB line limit
 MAX_FIELD_CHARS = 100_000
-STOP_GRACE_SECONDS = 3.0
 FOR_SESSION = ("acceptforsession", "accept-for-session", "accept_for_session")
 ALLOW = ("accept", "approved", "allow", *FOR_SESSION)
 CANCEL = ("cancel", "abort")
@@ -264,7 +263,7 @@ class ClaudeRuntime(Runtime):
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._feed_stdin, proc, content)
-                nursery.start_soon(_drain, proc.stderr, stderr_tail)
+                nursery.start_soon(drain, proc.stderr, stderr_tail)
                 if self._listener is not None:
                     nursery.start_soon(self._serve_hooks, self._listener)
                 await self._pump_stdout(proc, state)
@@ -274,7 +273,7 @@ class ClaudeRuntime(Runtime):
             self._deny_all("the turn ended")
             if proc.returncode is None:
                 with trio.CancelScope(shield=True):
-                    await _terminate(proc)
+                    await terminate(proc)
             self._proc = None
         if state["result"]:
             return state["init"], None
@@ -377,7 +376,7 @@ class ClaudeRuntime(Runtime):
             self._interrupted = True
             pending.reason = "cancelled by the operator (codeswarm); the turn was stopped"
             if self._proc is not None:
-                await _terminate(self._proc)
+                await terminate(self._proc)
         else:
             pending.reason = "declined by the operator (codeswarm)"
         pending.done.set()
@@ -392,86 +391,10 @@ class ClaudeRuntime(Runtime):
         self._interrupted = True
         self._deny_all("the worker is stopping")
         if self._proc is not None:
-            await _terminate(self._proc)
+            await terminate(self._proc)
         if self._listener is not None:
             await self._listener.aclose()
             self._listener = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
-
-
-async def _drain(stream: trio.abc.ReceiveStream | None, tail: list[bytes]) -> None:
-    """Read stderr so the child never blocks on a full pipe; keep the last few KiB for errors."""
-    if stream is None:
-        return
-    async for chunk in stream:
-        tail.append(chunk)
-        while sum(map(len, tail)) > 8192 and len(tail) > 1:
-            tail.pop(0)
-
-
-async def _terminate(proc: trio.Process) -> None:
-    """SIGTERM, then SIGKILL, the process group of claude AND of every process it started.
-
-    Claude runs each Bash command in a new session (setsid), and does not kill those when it is
-    terminated, so signalling its own group would orphan them: collect the descendants first.
-    """
-    groups = {proc.pid} | {pg for pg in map(_pgid, _descendants(proc.pid)) if pg}
-    groups.discard(os.getpgrp())  # never our own group (the worker, its router, a test runner)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pg in groups:
-            try:
-                os.killpg(pg, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-        if proc.returncode is None:
-            with trio.move_on_after(STOP_GRACE_SECONDS):
-                await proc.wait()
-        if sig == signal.SIGTERM and proc.returncode is None:
-            continue
-        if sig == signal.SIGTERM:
-            # claude is gone; give its commands a moment to honour SIGTERM before SIGKILL
-            with trio.move_on_after(0.5):
-                while any(_alive_group(pg) for pg in groups):
-                    await trio.sleep(0.05)
-
-
-def _descendants(root: int) -> list[int]:
-    """Every live descendant of `root`, from /proc (Linux; empty elsewhere)."""
-    children: dict[int, list[int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 1:
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except (ProcessLookupError, PermissionError):
-        return None
-
-
-def _alive_group(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
