@@ -20,11 +20,16 @@ DEST="$ROOT/claude-code-$VERSION"
 log() { printf '[install-claude] %s\n' "$*" >&2; }
 
 find_bin() {
-    # Prefer the native ELF (the JS shim adds startup time and an extra parent process).
-    local pkg="$DEST/node_modules/@anthropic-ai/claude-code"
-    for cand in "$pkg/bin/claude.exe" "$DEST/node_modules/@anthropic-ai/claude-code-linux-x64/claude" \
-                "$pkg/cli.js" "$DEST/node_modules/.bin/claude"; do
-        if [ -f "$cand" ] && [ -x "$cand" ]; then printf '%s\n' "$cand"; return 0; fi
+    # Prefer the native ELF (the JS wrapper adds startup time and an extra parent process). The
+    # postinstall hard-links bin/claude.exe to the platform package's binary; when it did not run,
+    # bin/claude.exe is only a stub, so every candidate must report the pinned version.
+    local mods="$DEST/node_modules/@anthropic-ai" cand
+    for cand in "$mods/claude-code/bin/claude.exe" "$mods"/claude-code-linux-*/claude "$DEST/node_modules/.bin/claude"; do
+        if [ -f "$cand" ] && [ -x "$cand" ] && \
+           DISABLE_AUTOUPDATER=1 timeout 60 "$cand" --version 2>/dev/null | grep -qF "$VERSION"; then
+            printf '%s\n' "$cand"
+            return 0
+        fi
     done
     return 1
 }

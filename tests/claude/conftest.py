@@ -15,20 +15,18 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-PINNED_VERSION = "2.1.197"
 sys.path.insert(0, str(HERE))
 
 from fake_anthropic import FakeAnthropic  # noqa: E402
+
+from codeswarm.worker.runtimes.claude import PINNED_VERSION, project_claude  # noqa: E402
 
 
 def find_claude_bin() -> str | None:
     env = os.environ.get("CLAUDE_BIN")
     if env:
         return env if os.access(env, os.X_OK) else None
-    root = Path(os.environ.get("CODESWARM_TOOLS_DIR") or REPO / ".tools")
-    cand = root / f"claude-code-{PINNED_VERSION}" / "node_modules" / "@anthropic-ai" / "claude-code" / "bin" / "claude.exe"
-    return str(cand) if os.access(cand, os.X_OK) else None
+    return project_claude()  # the runtime's own lookup of scripts/install-claude.sh's install
 
 
 @pytest.fixture(scope="session")

@@ -101,9 +101,12 @@ def project_claude() -> str | None:
     pyz = self_pyz()
     root = Path(os.environ.get("CODESWARM_TOOLS_DIR") or
                 (pyz.parent.parent if pyz else Path(__file__).resolve().parents[3]) / ".tools")
-    cand = (root / f"claude-code-{PINNED_VERSION}" / "node_modules" / "@anthropic-ai" / "claude-code"
-            / "bin" / "claude.exe")
-    return str(cand) if os.access(cand, os.X_OK) else None
+    mods = root / f"claude-code-{PINNED_VERSION}" / "node_modules" / "@anthropic-ai"
+    # bin/claude.exe is the postinstall's hard link to the platform package's native binary.
+    for cand in [mods / "claude-code" / "bin" / "claude.exe", *sorted(mods.glob("claude-code-linux-*/claude"))]:
+        if os.access(cand, os.X_OK) and cand.stat().st_size > 1_000_000:  # not the pre-install stub
+            return str(cand)
+    return None
 
 
 def build_argv(binary: str, ctx: WorkerContext, *, session_id: str | None, settings_path: str | None,
