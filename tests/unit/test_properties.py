@@ -1,0 +1,394 @@
+"""Property-based tests (hypothesis) of everything that parses untrusted input (issue 7, item 4).
+
+Protocol lines, node selectors, config files, outbox chunks, socket framing and the event log.
+Each property is fast (no sleeps, small sizes) so the whole file runs in seconds. Known bugs
+are pinned with @example so their xfail is deterministic, not left to random search.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from codeswarm.config import parse_config
+from codeswarm.errors import ConfigError
+from codeswarm.mailbox import parse_chunk
+from codeswarm.protocol import COMMANDS, PROTOCOL, Command, Rejection, parse_command_line, parse_node_selector
+from codeswarm.router.connection import LineReader
+from codeswarm.router.store import EventLog
+
+FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW_IO = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | \
+    st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+
+ENVELOPE_CODES = {"invalid_envelope", "unsupported_protocol", "unknown_command", "invalid_payload"}
+LINE_CODES = ENVELOPE_CODES | {"invalid_json", "line_too_long"}
+
+
+# ---------------------------------------------------------------- protocol lines
+
+
+@FAST
+@given(st.binary(max_size=400))
+def test_random_bytes_never_crash_the_parser(raw):
+    try:
+        cmd = parse_command_line(raw)
+    except Rejection as rej:
+        assert rej.code in LINE_CODES
+        orjson.dumps(rej.data())
+    else:
+        assert isinstance(cmd, Command) and cmd.command in COMMANDS
+
+
+def _valid_rid(v: Any) -> bool:
+    return isinstance(v, str) and 1 <= len(v) <= 128
+
+
+envelope_values = {
+    "protocol": st.just(PROTOCOL) | json_values,
+    "type": st.just("command") | json_values,
+    "command": st.sampled_from(sorted(COMMANDS)) | json_values,
+    "request_id": st.text(min_size=1, max_size=130) | json_values,
+    "payload": st.dictionaries(st.sampled_from(["idempotency_key", "swarm_id", "x"]), json_values, max_size=3)
+    | json_values,
+}
+
+
+@st.composite
+def envelopes(draw):
+    keys = draw(st.sets(st.sampled_from(sorted(envelope_values))))
+    obj = {k: draw(envelope_values[k]) for k in keys}
+    obj.update(draw(st.dictionaries(st.text(max_size=8), json_values, max_size=2)))
+    return obj
+
+
+@FAST
+@given(envelopes())
+def test_random_envelopes_parse_or_reject_with_the_right_echo(obj):
+    raw = orjson.dumps(obj)
+    try:
+        cmd = parse_command_line(raw)
+    except Rejection as rej:
+        assert rej.code in ENVELOPE_CODES
+        rid = obj.get("request_id")
+        # request_id is echoed exactly when it was a valid string (PROTOCOL.md 2.3), else null.
+        assert rej.request_id == (rid if _valid_rid(rid) else None)
+        orjson.dumps(rej.data())
+    else:
+        assert obj.get("protocol") == PROTOCOL and obj.get("type", "command") == "command"
+        assert cmd.command == obj["command"] and cmd.command in COMMANDS
+        assert cmd.request_id == obj["request_id"] and _valid_rid(cmd.request_id)
+        assert cmd.payload == (obj.get("payload") or {}) and isinstance(cmd.payload, dict)
+
+
+# ---------------------------------------------------------------- node selectors
+
+
+def reference_selector(value: str, n: int) -> list[int] | str:
+    """An independent reading of PROTOCOL.md 4.2: the ids, or the rejection code."""
+    if value == "all":
+        return list(range(n))
+    compact = re.sub(r"\s", "", value)
+    if compact.startswith("[") and compact.endswith("]"):
+        compact = compact[1:-1]
+    ids: list[int] = []
+    for item in compact.split(","):
+        m = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", item)
+        if not m:
+            return "invalid_payload"
+        a = int(m.group(1))
+        b = int(m.group(2)) if m.group(2) is not None else a
+        if a > b:
+            return "invalid_payload"
+        if b - a > 100_000:
+            return "invalid_nodes"
+        ids += range(a, b + 1)
+    if any(i >= n for i in ids):
+        return "invalid_nodes"
+    return sorted(set(ids))
+
+
+def run_selector(value: Any, n: int) -> list[int] | str:
+    try:
+        ids = parse_node_selector(value, n)
+    except ValueError as exc:
+        assert len(exc.args) == 2, f"ValueError without (code, message): {exc.args!r}"
+        code, message = exc.args
+        assert code in ("invalid_payload", "invalid_nodes") and isinstance(message, str)
+        return code
+    assert ids == sorted(set(ids)) and all(0 <= i < n for i in ids)
+    return ids
+
+
+selector_text = st.text(alphabet="0123456789,-[] \t\nal", max_size=30)
+
+
+@FAST
+@given(selector_text, st.integers(1, 40))
+@example("0,2-4", 5)
+@example("[ 3 - 3 ]", 4)
+@example("all", 3)
+def test_ascii_selector_strings_match_the_reference(value, n):
+    assert run_selector(value, n) == reference_selector(value, n)
+
+
+@FAST
+@given(st.lists(st.integers(-5, 60), max_size=8) | st.integers(-5, 60), st.integers(1, 40))
+def test_integer_selectors(value, n):
+    got = run_selector(value, n)
+    ids = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not value:
+        assert got == "invalid_payload"
+    elif all(0 <= i < n for i in ids):
+        assert got == sorted(set(ids))
+    else:
+        assert got == "invalid_nodes"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: parse_node_selector raises a one-arg ValueError from int() for "
+                                       "strings that str.isdigit() accepts but int() does not (e.g. '²')")
+@FAST
+@given(st.text(max_size=20) | json_values, st.integers(1, 40))
+@example("²", 4)
+def test_any_selector_value_is_parsed_or_rejected_with_a_code(value, n):
+    run_selector(value, n)
+
+
+# ---------------------------------------------------------------- config loading
+
+BASE_CONFIG: dict[str, Any] = {
+    "cluster": {
+        "local": {"workspace_root": "runs", "default_sandbox_mode": "workspace-write"},
+        "slurm": {
+            "ssh_retry_attempts": 4,
+            "profiles": {"hp": {"login_host": "h", "workspace_root": "/shared/s", "cluster_subdir": "cs",
+                                "partition": "p", "time_limit": "01:00:00", "account": None,
+                                "sbatch_extra": ["--exclusive"], "env": {"A": "1"}}},
+        },
+    },
+    "router": {"inject_timeout_seconds": 60, "max_terminated_swarms": 10, "include_raw": False,
+               "tcp": {"enabled": False, "port": 8765}, "state_dir": "/tmp/x"},
+    "launch_providers": [
+        {"id": "local-mock", "label": "L", "backend": "local", "defaults": {"worker_mode": "mock",
+                                                                             "mock_delay_ms": 5},
+         "launch_fields": [], "launch_panels": [], "launch_soft_timeout_seconds": 30, "env": {"B": "2"}},
+        {"id": "hp-codex", "backend": "slurm", "cluster_profile": "hp",
+         "defaults": {"approval_policy": "never", "time_limit": "00:10:00", "partition": "q"}},
+    ],
+}
+
+
+def _paths(obj: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix] if prefix else []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out += _paths(v, prefix + (i,))
+    return out
+
+
+CONFIG_PATHS = _paths(BASE_CONFIG)
+
+
+def mutated(path: tuple, value: Any, delete: bool) -> dict[str, Any]:
+    cfg = copy.deepcopy(BASE_CONFIG)
+    parent = cfg
+    for key in path[:-1]:
+        parent = parent[key]
+    if delete and isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    return cfg
+
+
+def test_the_base_config_of_the_properties_is_valid():
+    cfg = parse_config(BASE_CONFIG, Path("base.json"), base_dir=Path("/"))
+    assert [p.id for p in cfg.presets] == ["local-mock", "hp-codex"]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: some wrongly typed values raise TypeError instead of ConfigError "
+                                       "(launch_panels: 5, cluster_profile: [..]); see test_config.py")
+@FAST
+@given(st.sampled_from(CONFIG_PATHS), json_values, st.booleans())
+@example(("launch_providers", 0, "launch_panels"), 5, False)
+@example(("launch_providers", 1, "cluster_profile"), ["hp"], False)
+def test_a_config_with_one_value_changed_loads_or_raises_config_error(path, value, delete):
+    cfg = mutated(path, value, delete)
+    try:
+        parse_config(cfg, Path("conf.json"), base_dir=Path("/"))
+    except ConfigError as exc:
+        assert "conf.json" in str(exc)
+
+
+# The same property with the two known bugs' keys left alone: it must hold today.
+CONFIG_PATHS_WITHOUT_KNOWN_BUGS = [p for p in CONFIG_PATHS if "launch_panels" not in p and "cluster_profile" not in p]
+
+
+@FAST
+@given(st.sampled_from(CONFIG_PATHS_WITHOUT_KNOWN_BUGS), json_values, st.booleans())
+def test_a_config_with_one_value_changed_outside_known_bugs(path, value, delete):
+    cfg = mutated(path, value, delete)
+    try:
+        parse_config(cfg, Path("conf.json"), base_dir=Path("/"))
+    except ConfigError as exc:
+        assert "conf.json" in str(exc)
+
+
+@FAST
+@given(st.dictionaries(st.sampled_from(["cluster", "router", "launch_providers", "x"]), json_values, max_size=4)
+       | json_values)
+def test_random_json_configs_raise_only_config_error(obj):
+    try:
+        parse_config(obj, Path("conf.json"), base_dir=Path("/"))
+    except ConfigError as exc:
+        assert "conf.json" in str(exc)
+
+
+# ---------------------------------------------------------------- outbox chunks
+
+outbox_pieces = st.lists(
+    st.one_of(
+        json_values.map(lambda v: orjson.dumps(v)),
+        st.fixed_dictionaries({"seq": st.integers(0, 10**6)}, optional={"type": st.text(max_size=5)})
+        .map(lambda v: orjson.dumps(v)),
+        st.binary(max_size=30),
+    ),
+    max_size=10,
+)
+
+
+@FAST
+@given(st.binary(max_size=500) | outbox_pieces.map(b"\n".join), st.integers(0, 10**9))
+def test_random_outbox_chunks_never_raise(chunk, offset):
+    batch = parse_chunk(chunk, offset)
+    assert offset <= batch.offset <= offset + len(chunk)
+    if b"\n" in chunk:
+        assert batch.offset == offset + chunk.rfind(b"\n") + 1
+    else:
+        assert batch.offset == offset and batch.lines == []
+    assert all(isinstance(line, dict) for line in batch.lines)
+    pieces = [p for p in chunk[: batch.offset - offset].split(b"\n") if p.strip()]
+    assert len(batch.lines) + len(batch.bad) == len(pieces)
+
+
+@FAST
+@given(outbox_pieces, st.lists(st.integers(0, 60), max_size=12))
+def test_polling_a_growing_outbox_sees_each_complete_line_once(pieces, cuts):
+    """The writer appends; the reader polls at arbitrary moments: same lines as one final read."""
+    whole = b"".join(p.replace(b"\n", b" ") + b"\n" for p in pieces)
+    marks = sorted({min(c * 7, len(whole)) for c in cuts} | {len(whole)})
+    offset, seen, bad = 0, [], 0
+    for written in marks:
+        batch = parse_chunk(whole[offset:written], offset)
+        seen += batch.lines
+        bad += len(batch.bad)
+        offset = batch.offset
+    once = parse_chunk(whole, 0)
+    assert offset == len(whole)
+    assert seen == once.lines and bad == len(once.bad)
+
+
+# ---------------------------------------------------------------- socket framing
+
+
+def _kinds(items: list) -> list:
+    return ["REJECTED" if isinstance(x, Rejection) else x for x in items]
+
+
+framing_lines = st.lists(st.binary(max_size=24).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b"")),
+                         max_size=8)
+
+
+@FAST
+@given(framing_lines, st.lists(st.integers(1, 30), max_size=10))
+def test_line_reader_output_does_not_depend_on_chunking(lines, sizes):
+    stream = b"".join(line + b"\n" for line in lines) + b"tail-without-lf"
+    whole = _kinds(LineReader(limit=16).feed(stream))
+    r = LineReader(limit=16)
+    pieces, pos = [], 0
+    for size in sizes:
+        pieces.append(stream[pos:pos + size])
+        pos += size
+    pieces.append(stream[pos:])
+    chunked = []
+    for piece in pieces:
+        chunked += _kinds(r.feed(piece))
+    assert chunked == whole
+    expected = ["REJECTED" if len(line) > 16 else line for line in lines if len(line) > 16 or line.strip()]
+    assert whole == expected
+
+
+# ---------------------------------------------------------------- event log
+
+log_ops = st.lists(
+    st.one_of(st.tuples(st.just("append"), st.integers(1, 7)), st.just(("reopen",)), st.just(("crash",)),
+              st.just(("torn",))),
+    max_size=12,
+)
+
+
+@SLOW_IO
+@given(log_ops)
+def test_event_log_seq_strictly_increases_across_restarts_and_tears(ops):
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "events"
+        log = EventLog(d, max_events=10, segment_events=3)
+        handed_out: list[int] = []
+        for op in ops:
+            if op[0] == "append":
+                seqs = [log.next_seq() for _ in range(op[1])]
+                log.append([orjson.dumps({"event": "e", "seq": s, "data": {}}) + b"\n" for s in seqs], seqs[0])
+                handed_out += seqs
+            elif op[0] == "reopen":
+                log.close()
+                log = EventLog(d, max_events=10, segment_events=3)
+            else:
+                if log._fd is not None:
+                    if op[0] == "torn":
+                        os.write(log._fd, b'{"event": "e", "seq": 99999')  # a write cut short by the crash
+                    os.close(log._fd)
+                    log._fd = None
+                log = EventLog(d, max_events=10, segment_events=3)
+            on_disk = [s for s, _ in log.read_since(0)]
+            assert on_disk == sorted(set(on_disk))
+            assert set(on_disk) <= set(handed_out)
+            assert on_disk == [s for s in handed_out if s >= log.oldest_seq]  # only old ones pruned
+            assert handed_out == sorted(set(handed_out))  # never reused
+            assert log.head_seq >= (handed_out[-1] if handed_out else 0)
+        log.close()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: EventLog._prune measures retention in seq distance, so the "
+                                       "10,000-seq jump after an unclean stop makes it drop segments while "
+                                       "fewer than max_events events are kept (PROTOCOL.md 3.3)")
+def test_event_log_keeps_max_events_after_an_unclean_stop(tmp_path):
+    def add(log: EventLog, n: int) -> None:
+        seqs = [log.next_seq() for _ in range(n)]
+        log.append([orjson.dumps({"event": "e", "seq": s}) + b"\n" for s in seqs], seqs[0])
+
+    log = EventLog(tmp_path, max_events=10, segment_events=4)
+    add(log, 6)
+    os.close(log._fd)  # killed: no close()
+    log._fd = None
+    log = EventLog(tmp_path, max_events=10, segment_events=4)
+    add(log, 3)
+    assert len(list(log.read_since(0))) == 9  # fewer than max_events were ever written: keep all
