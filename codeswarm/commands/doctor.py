@@ -50,12 +50,15 @@ def codex_path(preset: Any) -> tuple[str | None, str]:
 
 
 def claude_path(preset: Any) -> tuple[str | None, str]:
-    from codeswarm.worker.runtimes.claude import resolve_binary
+    from codeswarm.worker.runtimes import claude
 
-    path = resolve_binary(preset.defaults, dict(preset.env))
+    path = claude.resolve_binary(preset.defaults, dict(preset.env))
     if path is None:
         return None, ""
-    return path, "preset" if preset.defaults.get("claude_cli_path") else "$CLAUDE_BIN or PATH"
+    if preset.defaults.get("claude_cli_path"):
+        return path, "preset"
+    project = getattr(claude, "project_claude", lambda: None)()
+    return path, "project install" if path == project else "$CLAUDE_BIN or PATH"
 
 
 def _project_claude() -> str | None:
