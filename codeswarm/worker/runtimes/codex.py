@@ -137,7 +137,8 @@ class CodexRuntime(Runtime):
     def __init__(self, ctx: WorkerContext, emit: Emit) -> None:
         super().__init__(ctx, emit)
         p = ctx.params
-        self.approval_timeout = float(p.get("approval_timeout_seconds") or 3600)
+        timeout = p.get("approval_timeout_seconds")
+        self.approval_timeout = float(3600 if timeout is None else timeout)  # 0: wait forever (P4!)
         self.startup_timeout = float(p.get("codex_startup_timeout_seconds") or 120)
         self.ephemeral = bool(p.get("codex_ephemeral", False))
         self.fresh_thread = bool(p.get("fresh_thread_per_injection", False))
