@@ -1,4 +1,5 @@
-"""A real 4-node Slurm 22.05 cluster for the whole session (scripts/slurm-cluster.sh).
+"""Fixtures for tests/slurm: a real 4-node Slurm 22.05 cluster for the whole session
+(scripts/slurm-cluster.sh) and the real .pyz configured for it.
 
 The cluster runs as root on loopback in a fixed directory, so that a crashed earlier run is found by
 its PID files and stopped before a fresh start. If it cannot start, the fixture fails loudly: these
@@ -8,36 +9,16 @@ tests are never skipped.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "slurm-cluster.sh"
+from slurm_helpers import SCRIPT, Shims, SlurmCluster, codeswarm_class, slurm_config
+
 CLUSTER_DIR = Path(os.environ.get("CODESWARM_TEST_SLURM_DIR", "/tmp/codeswarm-slurm-ci"))
-
-
-@dataclass
-class SlurmCluster:
-    dir: Path
-    env: dict[str, str]  # SLURM_CONF and friends, also exported into os.environ for the session
-    nodes: int
-
-    def control(self, action: str, timeout: float = 90) -> None:
-        """ctld-stop | ctld-start | ctld-pause | ctld-resume (see scripts/slurm-cluster.sh)."""
-        proc = subprocess.run(["bash", str(SCRIPT), action, str(self.dir)], capture_output=True, text=True,
-                              timeout=timeout)
-        assert proc.returncode == 0, f"slurm-cluster.sh {action} failed:\n{proc.stderr}"
-
-    def run(self, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **self.env})
-
-    def cancel_all(self) -> None:
-        self.run("scancel", "--me")
 
 
 @pytest.fixture(scope="session")
@@ -72,10 +53,41 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
 
 @pytest.fixture
 def slurm(slurm_cluster: SlurmCluster) -> Iterator[SlurmCluster]:
-    """The session cluster, with the controller up and the queue emptied after each test."""
+    """The session cluster; the controller is up again and this test's jobs are cancelled afterwards."""
+    before = set(slurm_cluster.job_ids())
     try:
         yield slurm_cluster
     finally:
         slurm_cluster.control("ctld-resume")  # harmless when it was not paused
         slurm_cluster.control("ctld-start")  # a no-op when it runs
-        slurm_cluster.cancel_all()
+        new = sorted(set(slurm_cluster.job_ids()) - before)
+        if new:  # only this test's jobs: a long-running job of another fixture must survive
+            slurm_cluster.run("scancel", *new)
+        slurm_cluster.resume_drained_nodes()
+
+
+@pytest.fixture
+def shims(tmp_path: Path) -> Shims:
+    return Shims(tmp_path / "shims")
+
+
+@pytest.fixture(scope="session")
+def slurm_pyz(pyz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of dist/codeswarm.pyz: a rebuild during the session must not pull it away."""
+    copy = tmp_path_factory.mktemp("pyz") / "codeswarm.pyz"
+    shutil.copyfile(pyz, copy)
+    return copy
+
+
+@pytest.fixture
+def slurm_cs(slurm: SlurmCluster, slurm_pyz: Path, tmp_path: Path, shims: Shims,
+             request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The real .pyz with a Slurm config; its router (autostarted) sees the shims first on PATH."""
+    handle = codeswarm_class(request.config)(slurm_pyz, tmp_path, slurm_config(tmp_path))
+    handle.env["PATH"] = f"{shims.path}{os.pathsep}{handle.env.get('PATH', '')}"
+    handle.env["CODESWARM_SLURM_COMMAND_TIMEOUT"] = "4"
+    handle.env.update(slurm.env)
+    try:
+        yield handle
+    finally:
+        handle.cleanup()
