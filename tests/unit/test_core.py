@@ -14,7 +14,9 @@ import trio
 
 from codeswarm.router.providers.base import JobObservation, JobState
 
-from conftest import T0  # noqa: E402  (tests/unit is on sys.path: no package __init__ there)
+# The harness's fake clock starts here (conftest.T0). Not imported: several non-package
+# conftest.py files share the module name "conftest", so importing it is unreliable.
+T0 = 1_750_000_000.0
 
 
 def per_injection(h, iid):
@@ -22,6 +24,10 @@ def per_injection(h, iid):
 
 
 # ---------------------------------------------------------------- launch and inject
+
+
+def test_the_fake_clock_starts_at_t0(h):
+    assert h.now == T0
 
 
 def test_launch_without_system_prompt(h):
@@ -437,12 +443,9 @@ def test_retention_cap_removes_the_oldest_first(make_harness):
     assert set(h.core.swarms) == {swarms[3].swarm_id, swarms[1].swarm_id}
 
 
-async def test_ttl_of_900_s_passes_in_milliseconds_on_trio_mock_clock(autojump_clock):
+async def test_ttl_of_900_s_passes_in_milliseconds_on_trio_mock_clock(autojump_clock, make_harness):
     """A small sweeper loop like the router's, on trio's clock; autojump skips the idle waits."""
-    h_settings = {"terminated_ttl_seconds": 900}
-    from conftest import Harness
-
-    h = Harness(**h_settings)
+    h = make_harness(terminated_ttl_seconds=900)
     swarm, _ = h.launch(nodes=1)
     base = T0 - trio.current_time()
 
