@@ -17,7 +17,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from fake_anthropic import FakeAnthropic  # noqa: E402
+from fake_anthropic import FakeAnthropic, offline_env  # noqa: E402
 
 from codeswarm.worker.runtimes.claude import PINNED_VERSION, project_claude  # noqa: E402
 
@@ -47,27 +47,6 @@ def claude_bin() -> str:
 def fake_anthropic() -> Iterator[FakeAnthropic]:
     with FakeAnthropic() as fake:
         yield fake
-
-
-def offline_env(base: Path, fake: FakeAnthropic) -> dict[str, str]:
-    """Env for a claude process: private HOME/config, the fake API, loopback only, no telemetry."""
-    home, config = base / "home", base / "claude-config"
-    home.mkdir(parents=True, exist_ok=True)
-    config.mkdir(parents=True, exist_ok=True)
-    return {
-        "HOME": str(home),
-        "CLAUDE_CONFIG_DIR": str(config),
-        "ANTHROPIC_BASE_URL": fake.base_url,
-        "ANTHROPIC_API_KEY": "sk-ant-fake",
-        "ANTHROPIC_AUTH_TOKEN": "",
-        "NO_PROXY": "127.0.0.1,localhost",
-        "HTTP_PROXY": "",
-        "HTTPS_PROXY": "",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_ERROR_REPORTING": "1",
-    }
 
 
 @pytest.fixture

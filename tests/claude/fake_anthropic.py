@@ -21,6 +21,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 CACHE_READ = 7
@@ -213,6 +214,28 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
         self.close_connection = True
+
+
+def offline_env(base: Path, fake: FakeAnthropic) -> dict[str, str]:
+    """Env for a claude process: private HOME/config, the fake API, loopback only, no telemetry."""
+    home, config = base / "home", base / "claude-config"
+    home.mkdir(parents=True, exist_ok=True)
+    config.mkdir(parents=True, exist_ok=True)
+    return {
+        "HOME": str(home),
+        "CLAUDE_CONFIG_DIR": str(config),
+        "ANTHROPIC_BASE_URL": fake.base_url,
+        "ANTHROPIC_API_KEY": "sk-ant-fake",
+        "ANTHROPIC_AUTH_TOKEN": "",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "HTTP_PROXY": "",
+        "HTTPS_PROXY": "",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+    }
+
 
 
 def main() -> None:

@@ -91,9 +91,12 @@ def test_binary_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     # nothing on PATH: the pinned project-local install
     pinned = tmp_path / "tools" / "claude-code-2.1.197" / "node_modules" / "@anthropic-ai" / "claude-code" / "bin"
     pinned.mkdir(parents=True)
-    (pinned / "claude.exe").write_text("#!/bin/sh\n")
+    (pinned / "claude.exe").write_text("#!/bin/sh\n")  # the stub npm ships before postinstall
     (pinned / "claude.exe").chmod(0o755)
     monkeypatch.setenv("CODESWARM_TOOLS_DIR", str(tmp_path / "tools"))
+    assert resolve_binary({}, {"PATH": str(tmp_path / "empty")}) is None
+    with open(pinned / "claude.exe", "r+b") as f:
+        f.truncate(2_000_000)  # sized like a native binary (sparse)
     assert resolve_binary({}, {"PATH": str(tmp_path / "empty")}) == str(pinned / "claude.exe")
 
 

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import offline_env
-from fake_anthropic import FakeAnthropic, user_texts
+from fake_anthropic import FakeAnthropic, offline_env, user_texts
 from tests.conftest import Codeswarm, local_config
 
 pytestmark = pytest.mark.claude
