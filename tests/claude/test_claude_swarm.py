@@ -123,5 +123,6 @@ def test_claude_approvals_through_the_cli(pyz: Path, tmp_path: Path, claude_bin:
         # (the tool_use line announced the command before the hook asked; it never completed)
         assert [e["data"]["status"] for e in turn if e["event"] == "command_completed"] == ["declined"]
         assert [e["data"].get("status") for e in turn if e["event"] == "turn_complete"] == ["interrupted"]
+        assert cs.json("terminate", sid, "--wait", timeout=120)["state"] == "terminated"
     finally:
         cs.cleanup()
