@@ -140,3 +140,54 @@ async def test_two_profiles_and_many_jobs_one_squeue_per_poll(slurm, tmp_path):
     assert {partitions[j.job_id] for j in jobs if j.profile == "default"} == {"debug"}
     for j in jobs:
         await p.cancel(j)
+
+
+FAKE_SSH = r"""#!/bin/bash
+# ssh stand-in: fails with 255 (transport failure) while <dir>/ssh.fail > 0, else runs the remote
+# command line locally through a shell, as sshd would.
+d=$(dirname "$0")
+echo "$*" >> "$d/ssh.calls"
+n=$(cat "$d/ssh.fail" 2>/dev/null || echo 0)
+if [ "$n" -gt 0 ]; then echo $((n - 1)) > "$d/ssh.fail"; echo "ssh: connect to host $host port 22: Connection refused" >&2; exit 255; fi
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do shift; done
+shift
+exec bash -c "$1"
+"""
+
+
+@pytest.mark.trio
+async def test_login_host_through_ssh_with_transport_retries(slurm, tmp_path, monkeypatch):
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    (bindir / "ssh").write_text(FAKE_SSH)
+    (bindir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{__import__('os').environ['PATH']}")
+    config = parse_config(
+        {"cluster": {"slurm": {"workspace_root": str(tmp_path), "cluster_subdir": "cs", "time_limit": "00:10:00",
+                               "partition": "debug", "login_host": "fakelogin", "ssh_retry_attempts": 3,
+                               "ssh_retry_delay_seconds": 0.1}}},
+        None, base_dir=tmp_path,
+    )
+    p = SlurmProvider(config, worker_command=["/bin/sh", "-c", NODE_REPORT + "exec sleep 300"], command_timeout=10)
+    (bindir / "ssh.fail").write_text("1")  # sbatch's connection fails: not retried blindly
+    with pytest.raises(ProviderError) as info:
+        await p.submit(spec(2))
+    assert info.value.transient
+    assert slurm.run("squeue", "-h", "--name", "codeswarm-a1b2c3d4").stdout.strip() == ""  # nothing submitted
+
+    job = await p.submit(spec(2))
+    assert job.extra["login_host"] == "fakelogin"
+    (bindir / "ssh.fail").write_text("2")  # two transport failures, then the answer: retried within the poll
+    obs = await wait_state(p, job, {JobState.RUNNING})
+    assert obs.scheduler_state == "RUNNING"
+    with trio.fail_after(15):
+        while len(list(job.swarm_root.glob("report_*.txt"))) < 2:
+            await trio.sleep(0.1)
+    (bindir / "ssh.fail").write_text("3")  # more failures than attempts: transient, no evidence
+    with pytest.raises(ProviderError) as info:
+        await p.poll([job])
+    assert info.value.transient and "fakelogin" in str(info.value)
+    await p.cancel(job)
+    assert (await p.poll([job]))[job.job_id].state is JobState.ENDED
+    calls = (bindir / "ssh.calls").read_text().splitlines()
+    assert all("fakelogin -- " in c for c in calls) and any("sbatch --parsable" in c for c in calls)
