@@ -219,6 +219,7 @@ async def test_accepted_command_runs(gated: Harness) -> None:
     approval, events = await _answer(gated, "RUN: echo approved > ok.txt; echo done", "accept")
     assert approval["kind"] == "command" and approval["command"] == "echo approved > ok.txt; echo done"
     assert approval["available_decisions"] == ["accept", "cancel"]
+    assert approval["reason"] == "fake runs a command"  # the Bash tool's description
     (started,) = of(events, "command_started")
     assert approval["call_id"] == started["call_id"]
     assert of(events, "command_completed")[0]["stdout"] == "done"

@@ -194,7 +194,9 @@ class ClaudeNormalizer:
             kind, command = "tool", {"tool_name": name, "input": args}
         out.append(("exec_approval_required", {
             "call_id": call_id, "kind": kind, "command": command,
-            "reason": line.get("reason") if isinstance(line.get("reason"), str) else None,
+            # Claude's Bash input carries a one-line description of the command: the best reason we have.
+            "reason": next((r for r in (line.get("reason"), args.get("description")) if isinstance(r, str) and r),
+                           None),
             "cwd": line.get("cwd") if isinstance(line.get("cwd"), str) else self.cwd,
             "proposed_execpolicy_amendment": None,
             "available_decisions": ["accept", "cancel"],
