@@ -7,7 +7,8 @@ own connection to the router's Unix socket and envelopes are relayed unchanged, 
 is closed (1012) and the page reconnects and resumes from its last seq.
 
 HTTP is parsed here by hand (GET/HEAD of a few static files, `Connection: close`); for `/ws` the
-already-read bytes are replayed into trio-websocket, which does the handshake with wsproto.
+already-read bytes go to wsproto, which does the handshake and the framing. wsproto is used
+directly (not trio-websocket) so that many router lines can leave in one send.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from typing import Any
 
 import orjson
 import trio
-import trio_websocket
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, Request, TextMessage
+from wsproto.utilities import RemoteProtocolError
 
 from codeswarm.protocol import MAX_LINE_BYTES
 
@@ -42,6 +46,7 @@ _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 4
             413: "Payload Too Large", 426: "Upgrade Required"}
 # WebSocket close codes (RFC 6455 / IANA registry).
 CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_SERVICE_RESTART = 1012
 CLOSE_TRY_AGAIN_LATER = 1013
 
@@ -120,30 +125,6 @@ def resolve_static(static_dir: Path, url_path: str) -> Path | None:
     if real.suffix not in CONTENT_TYPES:
         return None
     return real
-
-
-class _ReplayStream(trio.abc.Stream):
-    """A stream that first returns bytes already read, then reads from the wrapped stream."""
-
-    def __init__(self, prefix: bytes, inner: trio.abc.Stream) -> None:
-        self._prefix = prefix
-        self._inner = inner
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._prefix:
-            n = len(self._prefix) if max_bytes is None else max_bytes
-            chunk, self._prefix = self._prefix[:n], self._prefix[n:]
-            return chunk
-        return await self._inner.receive_some(max_bytes)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._inner.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 @dataclass
@@ -275,70 +256,148 @@ class WebServer:
         if "websocket" not in req.headers.get("upgrade", "").lower():
             await self._respond(stream, 426, b"websocket upgrade required\n", extra=[("Upgrade", "websocket")])
             return
-        async with trio.open_nursery() as nursery:
-            wrapped = _ReplayStream(req.head_bytes, stream)
-            request = await trio_websocket.wrap_server_stream(
-                nursery, wrapped, max_message_size=MAX_LINE_BYTES + 1024
-            )
-            ws = await request.accept()
-            try:
-                await self._bridge(ws)
-            finally:
-                nursery.cancel_scope.cancel()
-
-    async def _bridge(self, ws: trio_websocket.WebSocketConnection) -> None:
+        bridge = _Bridge(stream)
+        if not await bridge.handshake(req.head_bytes):
+            await self._respond(stream, 400, b"bad websocket handshake\n")
+            return
         try:
             router = await trio.open_unix_socket(str(self.router_socket))
         except OSError:
-            await ws.aclose(CLOSE_TRY_AGAIN_LATER, "router unavailable")
+            await bridge.close(CLOSE_TRY_AGAIN_LATER, "router unavailable")
             return
         self.bridges += 1
         try:
-            async with router, trio.open_nursery() as nursery:
-                nursery.start_soon(_browser_to_router, ws, router, nursery.cancel_scope)
-                nursery.start_soon(_router_to_browser, router, ws, nursery.cancel_scope)
+            async with router:
+                await bridge.run(router)
         finally:
             self.bridges -= 1
-            with trio.move_on_after(2):
-                await ws.aclose()
 
 
-async def _browser_to_router(
-    ws: trio_websocket.WebSocketConnection, router: trio.abc.Stream, scope: trio.CancelScope
-) -> None:
+class _Bridge:
+    """One browser WebSocket <-> one router connection, on wsproto directly.
+
+    Router -> browser is the hot path (thousands of deltas per second): every complete line
+    already in the buffer becomes one text frame, and all of them go out in one send.
+    """
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.ws = WSConnection(ConnectionType.SERVER)
+        self.send_lock = trio.StrictFIFOLock()
+
+    async def handshake(self, head: bytes) -> bool:
+        try:
+            self.ws.receive_data(head)
+            for event in self.ws.events():
+                if isinstance(event, Request):
+                    await self._send(self.ws.send(AcceptConnection()))
+                    return True
+        except RemoteProtocolError:
+            pass
+        return False
+
+    async def _send(self, data: bytes) -> None:
+        async with self.send_lock:
+            await self.stream.send_all(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.ws.state is ConnectionState.OPEN:
+            await self._send(self.ws.send(CloseConnection(code=code, reason=reason)))
+
+    async def run(self, router: trio.abc.Stream) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._from_browser, router, nursery.cancel_scope)
+                nursery.start_soon(self._to_browser, router, nursery.cancel_scope)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def _closing(self, code: int, reason: str, scope: trio.CancelScope) -> None:
+        """Send our close frame, give the browser a moment to answer it, then end the bridge."""
+        try:
+            await self.close(code, reason)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            scope.cancel()
+            return
+        scope.deadline = min(scope.deadline, trio.current_time() + 2)
+
+    async def _from_browser(self, router: trio.abc.Stream, scope: trio.CancelScope) -> None:
+        parts: list[str] = []
+        size = 0
+        try:
+            while True:
+                data = await self.stream.receive_some(65536)
+                self.ws.receive_data(data or None)
+                for event in self.ws.events():
+                    if isinstance(event, TextMessage):
+                        parts.append(event.data)
+                        size += len(event.data)
+                        if size > MAX_LINE_BYTES + 1024:
+                            await self._closing(CLOSE_MESSAGE_TOO_BIG, "message too big", scope)
+                            parts, size = [], 0
+                        elif event.message_finished:
+                            message = "".join(parts)
+                            parts, size = [], 0
+                            if self.ws.state is ConnectionState.OPEN:
+                                await router.send_all(_one_line(message))
+                    elif isinstance(event, BytesMessage):
+                        await self._closing(CLOSE_UNSUPPORTED_DATA, "binary frames are not supported", scope)
+                    elif isinstance(event, Ping):
+                        await self._send(self.ws.send(event.response()))
+                    elif isinstance(event, CloseConnection):
+                        if self.ws.state is ConnectionState.REMOTE_CLOSING:
+                            await self._send(self.ws.send(event.response()))
+                        scope.cancel()
+                        return
+                if not data:
+                    scope.cancel()
+                    return
+        except RemoteProtocolError:
+            scope.cancel()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            scope.cancel()
+
+    async def _to_browser(self, router: trio.abc.Stream, scope: trio.CancelScope) -> None:
+        buf = bytearray()
+        try:
+            while True:
+                chunk = await router.receive_some(1 << 18)
+                if not chunk:
+                    await self._closing(CLOSE_SERVICE_RESTART, "router connection closed", scope)
+                    return
+                buf += chunk
+                end = buf.rfind(b"\n")
+                if end < 0:
+                    continue
+                frames = _text_frames(bytes(buf[:end]))
+                del buf[: end + 1]
+                if frames and self.ws.state is ConnectionState.OPEN:
+                    await self._send(frames)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            scope.cancel()
+
+
+def _text_frames(block: bytes) -> bytes:
+    """Complete JSON lines -> unmasked server text frames, one per line (RFC 6455 5.2)."""
     try:
-        while True:
-            message = await ws.get_message()
-            if isinstance(message, bytes):
-                await ws.aclose(CLOSE_UNSUPPORTED_DATA, "binary frames are not supported")
-                break
-            await router.send_all(_one_line(message))
-    except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    finally:
-        scope.cancel()
-
-
-async def _router_to_browser(
-    router: trio.abc.Stream, ws: trio_websocket.WebSocketConnection, scope: trio.CancelScope
-) -> None:
-    buf = bytearray()
-    try:
-        while True:
-            chunk = await router.receive_some(65536)
-            if not chunk:
-                await ws.aclose(CLOSE_SERVICE_RESTART, "router connection closed")
-                break
-            buf += chunk
-            while (nl := buf.find(b"\n")) >= 0:
-                line = bytes(buf[:nl]).rstrip(b"\r")
-                del buf[: nl + 1]
-                if line:
-                    await ws.send_message(line.decode("utf-8", errors="replace"))
-    except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    finally:
-        scope.cancel()
+        block.decode("utf-8")
+    except UnicodeDecodeError:  # never expected from the router; keep the socket valid anyway
+        block = block.decode("utf-8", errors="replace").encode("utf-8")
+    out = bytearray()
+    for line in block.split(b"\n"):
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        n = len(line)
+        if not n:
+            continue
+        if n < 126:
+            out += bytes((0x81, n))
+        elif n < 65536:
+            out += b"\x81\x7e" + n.to_bytes(2, "big")
+        else:
+            out += b"\x81\x7f" + n.to_bytes(8, "big")
+        out += line
+    return bytes(out)
 
 
 def _one_line(message: str) -> bytes:

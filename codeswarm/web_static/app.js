@@ -200,7 +200,7 @@ $('#retry').addEventListener('click', () => conn.retryNow());
 setInterval(() => { if (conn.state === 'connected') conn.send('swarm_list'); }, RECONCILE_MS);
 
 // Hooks for tests and the benchmark (no behavior depends on them).
-window.codeswarm = { store, conn, renderer, perf };
+window.codeswarm = { store, conn, renderer, perf, schedule };
 
 route();
 $('#launch-view').append(launchForm.el);

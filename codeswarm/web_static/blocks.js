@@ -72,14 +72,44 @@ export function createBlock(block, ctx) {
   return el;
 }
 
+// Streaming text is kept in chunks of about CHUNK_SOFT characters, cut after a newline (so the
+// cut is invisible), or at CHUNK_HARD when the text has no newline. The browser then re-lays out
+// only the last chunk on each frame instead of the whole, ever longer, text.
+const CHUNK_SOFT = 2048;
+const CHUNK_HARD = 16384;
+
 function setText(block, el) {
   const box = el.querySelector(':scope > .text');
-  if (!box.firstChild) box.append(document.createTextNode(''));
-  const node = box.firstChild;
-  if (block.replace) node.data = block.text;
-  else if (block.pending) node.appendData(block.pending);
+  if (block.replace) {
+    box.replaceChildren();
+    block.tail = null;
+    appendChunked(block, box, block.text);
+  } else if (block.pending) {
+    appendChunked(block, box, block.pending);
+  }
   block.pending = '';
   block.replace = false;
+}
+
+function appendChunked(block, box, text) {
+  while (text) {
+    if (!block.tail) {
+      block.tail = document.createTextNode('');
+      block.tailLen = 0;
+      box.append(h('div', { class: 'chunk' }, block.tail));
+    }
+    let cut = text.length;
+    const soft = CHUNK_SOFT - block.tailLen;
+    if (text.length > soft) {
+      const nl = text.indexOf('\n', Math.max(0, soft - 1));
+      if (nl >= 0) cut = nl + 1;
+      else if (block.tailLen + text.length > CHUNK_HARD) cut = Math.max(1, CHUNK_HARD - block.tailLen);
+    }
+    block.tail.appendData(cut === text.length ? text : text.slice(0, cut));
+    block.tailLen += cut;
+    text = text.slice(cut);
+    if (text) block.tail = null;
+  }
 }
 
 export function updateBlock(block, ctx) {

@@ -30,7 +30,8 @@ export class Renderer {
     if (tick !== this.lastAgeTick) {
       this.lastAgeTick = tick;
       store.listDirty = true;
-      if (this.selected) store.changedSwarms.add(this.selected);
+      const sel = this.selected && store.swarms.get(this.selected);
+      if (sel) store.touch(sel);
     }
     if (store.listDirty) {
       store.listDirty = false;
@@ -173,6 +174,18 @@ export class Renderer {
   updateView() {
     const v = this.view;
     const s = v.swarm;
+    // The header only when something in it changed: rewriting it on every streaming frame cost
+    // a style and layout pass of the whole view.
+    if (s.headDirty || v.nodeCount !== s.nodeCount) {
+      s.headDirty = false;
+      this.updateHead();
+    }
+    this.updatePanes();
+  }
+
+  updateHead() {
+    const v = this.view;
+    const s = v.swarm;
     const store = this.store;
     const state = store.displayState(s);
     v.badge.replaceWith(v.badge = stateBadge(state, s.optimistic ? 'optimistic' : ''));
@@ -194,7 +207,6 @@ export class Renderer {
     v.sendBtn.disabled = !active;
     v.text.disabled = !active;
     if (v.nodeCount !== s.nodeCount) this.buildChecks();
-    this.updatePanes();
   }
 
   buildChecks() {
@@ -216,9 +228,17 @@ export class Renderer {
         body: h('div', { class: 'pane-body', tabindex: '0', 'aria-label': `node ${id} stream` }),
       };
       pane.el = h('section', { class: 'pane', dataset: { node: String(id) }, 'aria-label': `Node ${id}` }, pane.head, pane.body);
+      // Follow the stream while the reader is at the bottom. Measured on scroll only: reading
+      // scrollHeight per pane per frame forced a layout each time and halved the frame rate.
+      pane.pinned = true;
+      pane.body.addEventListener('scroll', () => {
+        const b = pane.body;
+        pane.pinned = b.scrollHeight - b.scrollTop - b.clientHeight < 48;
+      }, { passive: true });
       v.panes.push(pane);
       v.panesEl.append(pane.el);
     }
+    const follow = [];
     for (const node of s.nodes) {
       const pane = v.panes[node.id];
       if (node.headDirty) {
@@ -227,7 +247,7 @@ export class Renderer {
       }
       if (!node.dirty.size && !node.removed.length) continue;
       const body = pane.body;
-      const atBottom = body.scrollHeight - body.scrollTop - body.clientHeight < 48;
+      if (pane.pinned) follow.push(body);
       for (const b of node.removed) if (b.el) b.el.remove();
       node.removed = [];
       for (const b of node.dirty) {
@@ -235,8 +255,9 @@ export class Renderer {
         else body.append(createBlock(b, ctx));
       }
       node.dirty.clear();
-      if (atBottom) body.scrollTop = body.scrollHeight;
     }
+    // All writes first, then the scrolls: one layout per frame, not one per pane.
+    for (const body of follow) body.scrollTop = body.scrollHeight;
   }
 
   renderPaneHead(pane, node) {

@@ -72,6 +72,7 @@ export class Store {
   }
 
   touch(swarm) {
+    swarm.headDirty = true;
     this.changedSwarms.add(swarm.id);
     this.listDirty = true;
   }
