@@ -398,3 +398,118 @@ def test_event_log_keeps_max_events_after_an_unclean_stop(tmp_path):
     log = EventLog(tmp_path, max_events=10, segment_events=4)
     add(log, 3)
     assert len(list(log.read_since(0))) == 9  # fewer than max_events were ever written: keep all
+
+
+# ---------------------------------------------------------------- the injection lifecycle, random walks
+
+from codeswarm.router.providers.base import JobObservation, JobState  # noqa: E402
+
+WALK_NODES = 3
+_node = st.integers(0, WALK_NODES - 1)
+walk_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("inject"), st.sets(_node, min_size=1)),
+        st.tuples(st.just("accept"), _node, st.integers(0, 4)),
+        st.tuples(st.just("runtime"), _node, st.integers(-1, 4),
+                  st.sampled_from(["turn_started", "assistant_delta", "turn_complete", "usage", "command_started"])),
+        st.tuples(st.just("start"), _node),
+        st.tuples(st.just("heartbeat"), _node),
+        st.tuples(st.just("exit"), _node, st.sampled_from(["error", "shutdown", "signal"])),
+        st.tuples(st.just("tick"), st.floats(0, 200)),
+        st.tuples(st.just("observe"), st.sampled_from(list(JobState))),
+    ),
+    max_size=40,
+)
+
+
+def _walk(h, ops) -> Any:
+    swarm, _ = h.launch(nodes=WALK_NODES, system_prompt="sys")
+    targets: dict[int, list[str]] = {n: [i.injection_id for i in swarm.injections.values() if i.node_id == n]
+                                     for n in range(WALK_NODES)}
+    # A worker writes turn_accepted before any runtime line of that injection (PROTOCOL.md 8.4).
+    accepted: dict[int, list[str]] = {n: [] for n in range(WALK_NODES)}
+    for op in ops:
+        if swarm.state == "terminated":
+            break
+        kind = op[0]
+        if kind == "inject":
+            for n, iid in h.inject(swarm, sorted(op[1]), content="p").items():
+                targets[n].append(iid)
+            continue
+        if kind == "tick":
+            h.at(h.now + op[1]).core.tick(h.now)
+            continue
+        if kind == "observe":
+            h.at(h.now + 1).core.on_observation(swarm, JobObservation(op[1], "X"), h.now)
+            continue
+        node = swarm.nodes[op[1]]
+        if node.worker == "exited" or (node.worker == "not_started" and kind != "start"):
+            continue  # a worker writes nothing before it starts or after it exits
+        if kind == "start":
+            h.start(swarm, op[1])
+        elif kind == "heartbeat":
+            h.lifecycle(swarm, op[1], "heartbeat", {"busy": False})
+        elif kind == "exit":
+            h.exit(swarm, op[1], reason=op[2])
+        else:
+            ids = targets[op[1]] if kind == "accept" else accepted[op[1]]
+            iid = ids[op[2] % len(ids)] if ids and op[2] >= 0 else None
+            if kind == "accept" and iid is not None:
+                h.accept(swarm, op[1], iid)
+                accepted[op[1]].append(iid)
+            elif kind == "runtime":
+                payload = {"call_id": "c"} if op[3] == "command_started" else {"content": "x"}
+                h.runtime(swarm, op[1], iid, (op[3], payload))
+    if swarm.state != "terminated":
+        h.core.terminated(swarm, "requested", "req-t", h.now)
+    return swarm, targets
+
+
+@settings(max_examples=_EXPLORE or 200, **{**_COMMON, "suppress_health_check": [
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture]})
+@given(walk_ops)
+def test_injection_lifecycle_invariants_hold_for_random_worker_behaviour(make_harness, ops):
+    h = make_harness(inject_timeout_seconds=60, worker_heartbeat_timeout_seconds=100,
+                     worker_start_timeout_seconds=150, job_gone_confirmations=2, job_gone_window_seconds=10)
+    swarm, targets = _walk(h, ops)
+    log = [(name, data) for _seq, name, data, _now in h.log]
+    names = [name for name, _ in log]
+    assert names[0] == "swarm_launched" and names.count("swarm_terminated") == 1
+    end = names.index("swarm_terminated")
+    assert end == len(names) - 1  # nothing about the swarm after it (no removal in this walk)
+    for iid in {i for ids in targets.values() for i in ids}:
+        idx = {}
+        for i, (name, data) in enumerate(log):
+            if data.get("injection_id") == iid:
+                idx.setdefault(name, []).append(i)
+        assert len(idx["inject_ack"]) == 1
+        outcomes = idx.get("inject_delivered", []) + idx.get("inject_failed", [])
+        assert len(outcomes) == 1, f"{iid}: exactly one terminal outcome, got {outcomes}"
+        assert idx["inject_ack"][0] < outcomes[0] < end
+        if "inject_delivered" in idx:
+            [complete] = idx["turn_complete"]  # every delivered injection ends exactly once
+            assert idx["inject_delivered"][0] < complete < end
+            started = idx.get("turn_started", [])
+            assert len(started) <= 1
+            if started:
+                assert idx["inject_delivered"][0] < started[0] < complete
+                for name in ("assistant_delta", "command_started"):
+                    for i in idx.get(name, []):
+                        if i < complete:  # the turn's own content sits inside the turn
+                            assert started[0] < i
+            else:
+                assert not any(i < complete for n in ("assistant_delta", "command_started") for i in idx.get(n, []))
+        else:
+            assert "turn_started" not in idx and "turn_complete" not in idx
+        assert swarm.injections[iid].state in ("completed", "failed")
+    # Recovery by replay reaches the same state, except the scheduler evidence and liveness
+    # fields that are kept outside events on purpose (saved in snapshots only).
+    def comparable(sw: Any) -> dict[str, Any]:
+        d = orjson.loads(orjson.dumps(sw.to_json()))
+        for key in ("checked_at", "poll_error", "miss_count", "first_miss_at"):
+            d.pop(key)
+        for node in d["nodes"]:
+            node.pop("last_line_at")
+        return d
+
+    assert comparable(h.replayed().swarms[swarm.swarm_id]) == comparable(swarm)
