@@ -352,11 +352,17 @@ def test_output_delta_starts_a_held_command() -> None:
     assert [e for e, _ in done] == ["command_completed"] and done[0][1]["command"] == "ls"
 
 
-def test_active_status_follows_turn_started() -> None:
+def test_thread_status_brackets_follow_the_turn() -> None:
     events = run(transcript())
     starts = [i for i, (e, _) in enumerate(events) if e == "turn_started"]
     assert all(events[i + 1] == ("thread_status", {"status": {"type": "active", "activeFlags": []}}) for i in starts)
-    assert all(events[i - 1][0] != "thread_status" or events[i - 1][1]["status"]["type"] == "idle" for i in starts[1:])
+    ends = [i for i, (e, d) in enumerate(events) if e == "turn_complete" and d["status"] != "failed"]
+    assert all(events[i + 1] == ("thread_status", {"status": {"type": "idle"}}) for i in ends)
+    # a failure's systemError shows before its agent_error (a held status never passes content)
+    fails = [i for i, (e, d) in enumerate(events) if e == "turn_complete" and d["status"] == "failed"]
+    assert all([e for e, _ in events[i - 2:i]] == ["thread_status", "agent_error"] for i in fails)
+    for t in turns(events):  # never idle inside a turn
+        assert all(d["status"]["type"] != "idle" for e, d in t if e == "thread_status")
 
 
 def test_thread_status_and_drops() -> None:

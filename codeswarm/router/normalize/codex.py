@@ -91,7 +91,8 @@ class CodexNormalizer:
         self._file_changes: dict[str, list[dict[str, Any]]] = {}
         self._commands: dict[str, dict[str, Any]] = {}
         self._in_turn = False
-        self._held_status: list[NormalizedEvent] = []
+        self._held_status: list[NormalizedEvent] = []  # `active` before the turn started
+        self._held_after: list[NormalizedEvent] = []  # `idle` etc. before the turn completed
         self._reset_turn()
 
     def _reset_turn(self) -> None:
@@ -136,16 +137,25 @@ class CodexNormalizer:
         return self._order_status(method, out)
 
     def _order_status(self, method: str, out: list[NormalizedEvent]) -> list[NormalizedEvent]:
-        """codex reports the thread `active` just before `turn/started`; show it after turn_started,
-        so that every injection's events begin with turn_started."""
-        if (method == "thread/status/changed" and not self._in_turn and len(out) == 1
-                and _d(out[0][1].get("status")).get("type") == "active"):
-            self._held_status = out
-            return []
+        """codex reports the thread `active` just before `turn/started` and `idle` just before
+        `turn/completed`; emit them after turn_started / after turn_complete, so that an injection's
+        events begin with turn_started and its content ends with turn_complete (as with the mock)."""
+        if method == "thread/status/changed" and len(out) == 1:
+            kind = _d(out[0][1].get("status")).get("type")
+            if not self._in_turn and kind == "active":
+                self._held_status = out
+                return []
+            if self._in_turn and kind != "active":
+                self._held_after += out
+                return []
         if self._held_status and out:
             held, self._held_status = self._held_status, []
             at = 1 if out[0][0] == "turn_started" else 0
             out = out[:at] + held + out[at:]
+        if self._held_after and out:
+            held, self._held_after = self._held_after, []
+            done = next((i for i, e in enumerate(out) if e[0] == "turn_complete"), -1)
+            out = out[:done + 1] + held + out[done + 1:]
         return out
 
     def _flush_before_content(self, out: list[NormalizedEvent]) -> list[NormalizedEvent]:
