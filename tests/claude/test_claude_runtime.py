@@ -154,6 +154,16 @@ async def test_second_injection_resumes_the_session(harness: Harness, fake_anthr
 
 
 @pytest.mark.trio
+async def test_stale_session_starts_a_new_one(harness: Harness) -> None:
+    stale = "00000000-0000-4000-8000-000000000000"
+    harness.runtime.session_id = stale  # e.g. the config dir was wiped since the last turn
+    events = await harness.turn("hello again")
+    assert [n for n, _ in events].count("turn_complete") == 1
+    assert of(events, "turn_complete")[0]["status"] == "completed" and of(events, "agent_error") == []
+    assert harness.runtime.session_id not in (None, stale)
+
+
+@pytest.mark.trio
 async def test_api_error_fails_the_turn(harness: Harness) -> None:
     events = await harness.turn("FAIL_HTTP: 400")
     (err,) = of(events, "agent_error")

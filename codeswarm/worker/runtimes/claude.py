@@ -261,7 +261,9 @@ class ClaudeRuntime(Runtime):
             cwd=str(self.ctx.workspace), env=self._env(), start_new_session=True,
         )
         self._proc = proc
-        state = {"init": False, "result": False}
+        # When resuming, lines before `init` are held back: a stale session id gives only an error
+        # `result` ("No conversation found"), which must not end the turn we are about to retry.
+        state: dict[str, Any] = {"init": False, "result": False, "held": [] if resume else None}
         stderr_tail: list[bytes] = []
         try:
             async with trio.open_nursery() as nursery:
@@ -295,32 +297,40 @@ class ClaudeRuntime(Runtime):
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
-    async def _pump_stdout(self, proc: trio.Process, state: dict[str, bool]) -> None:
+    async def _pump_stdout(self, proc: trio.Process, state: dict[str, Any]) -> None:
         assert proc.stdout is not None
-        buf = b""
+        line = bytearray()  # amortized appends: a multi-MiB line arrives in many small chunks
         async for chunk in proc.stdout:
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for raw in lines:
-                self._on_line(raw, state)
-        if buf.strip():
-            self._on_line(buf, state)
+            start = 0
+            while (nl := chunk.find(b"\n", start)) != -1:
+                line += chunk[start:nl]
+                self._on_line(bytes(line), state)
+                line.clear()
+                start = nl + 1
+            line += chunk[start:]
+        if line.strip():
+            self._on_line(bytes(line), state)
 
-    def _on_line(self, raw: bytes, state: dict[str, bool]) -> None:
+    def _on_line(self, raw: bytes, state: dict[str, Any]) -> None:
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return  # not stream-json (a stray print); nothing the router could use
         if not isinstance(obj, dict):
             return
-        if obj.get("type") == "system" and obj.get("subtype") == "init":
+        is_init = obj.get("type") == "system" and obj.get("subtype") == "init"
+        if is_init:
             state["init"] = True
-            if isinstance(obj.get("session_id"), str):
-                self.session_id = obj["session_id"]
-        elif obj.get("type") == "result":
+            for held in state["held"] or ():
+                self.emit(held)
+            state["held"] = None
+        elif state["held"] is not None:
+            state["held"].append(fit_line(obj))
+            return
+        if obj.get("type") == "result":
             state["result"] = True
-            if isinstance(obj.get("session_id"), str):
-                self.session_id = obj["session_id"]
+        if (is_init or obj.get("type") == "result") and isinstance(obj.get("session_id"), str):
+            self.session_id = obj["session_id"]  # the next turn resumes this conversation
         self.emit(fit_line(obj))
 
     # ------------------------------------------------------------------ approvals
