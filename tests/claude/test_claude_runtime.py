@@ -10,12 +10,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import trio
 
 from codeswarm.router.normalize.claude import ClaudeNormalizer
 from codeswarm.worker.runtimes.base import WorkerContext
-from codeswarm.worker.runtimes.claude import ClaudeRuntime, build_argv, resolve_binary
+from codeswarm.worker.runtimes.claude import MAX_LINE_BYTES, ClaudeRuntime, build_argv, fit_line, resolve_binary
 from fake_anthropic import CACHE_READ, OUTPUT_TOKENS, FakeAnthropic, user_texts
 
 TURN_TIMEOUT = 60
@@ -80,6 +81,15 @@ def test_argv_maps_settings(tmp_path: Path) -> None:
                  "--settings /x/settings.json", "--disallowedTools Edit,Write,NotebookEdit",
                  "--append-system-prompt be nice"):
         assert part in joined
+
+
+def test_oversized_lines_are_shortened() -> None:
+    small = {"type": "user", "message": {"content": [{"type": "tool_result", "content": "ok"}]}}
+    assert fit_line(small) is small
+    huge = {"type": "user", "message": {"content": [{"type": "tool_result", "content": "x" * 3_000_000}]}}
+    fitted = fit_line(huge)
+    assert fitted["truncated"] is True and len(orjson.dumps(fitted)) < MAX_LINE_BYTES
+    assert fitted["message"]["content"][0]["content"].startswith("xxx")
 
 
 def test_binary_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
