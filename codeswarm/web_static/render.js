@@ -192,7 +192,7 @@ export class Renderer {
     v.root.dataset.state = state;
     const tokens = store.tokenTotal(s);
     const facts = [
-      ['Job', s.jobId || '–'], ['Provider', `${s.providerId || '?'} (${s.provider || '?'})`],
+      ['ID', s.id], ['Provider', `${s.providerId || '?'} (${s.provider || '?'})`],
       ['Agent', [s.runtime, s.model].filter(Boolean).join(' / ') || '–'], ['Nodes', String(s.nodeCount)],
       ['Age', s.createdAt ? fmtAge(nowSec() - s.createdAt) : '–'], ['Tokens', fmtTokens(tokens)],
     ];

@@ -111,6 +111,7 @@ def test_full_flow(web: Any, open_page: Any, web_output: Any) -> None:
     launch(page, provider="local-mock-approvals", nodes=2, prompt="Clean the build [mock:approval]")
     for n in (0, 1):
         expect(pane(page, n).locator(".blk.approval[data-status=pending] button")).to_have_count(4)
+    page.screenshot(path=str(web_output / "desktop-approval-pending.png"))
     pane(page, 0).locator(".blk.approval button[data-decision=accept]").click()
     pane(page, 1).locator(".blk.approval button[data-decision=decline]").click()
     expect(pane(page, 0).locator(".blk.approval")).to_have_attribute("data-status", "approved")
