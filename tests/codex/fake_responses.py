@@ -64,6 +64,7 @@ class FakeResponses:
         self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []  # summaries of each POST /responses
         self.usages: list[dict[str, Any]] = []  # the `usage` of each completed response, in order
+        self.authorizations: set[str] = set()  # Authorization headers seen
         fake = self
 
         class Handler(_Handler):
@@ -190,6 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.rstrip("/").endswith("/responses"):
             self._send_json(404, {"error": {"message": "not implemented by the fake"}})
             return
+        self.owner.authorizations.add(self.headers.get("Authorization") or "")
         events, summary = self.owner.plan(body)
         delay = summary.pop("delay", DELTA_DELAY)
         self.owner.record(summary)

@@ -111,6 +111,11 @@ def test_two_node_codex_swarm_with_cli_approvals(cs: Any, codex_bin: str, fake_m
 
     out = cs.json("terminate", sid, "--wait", timeout=120)
     assert out["state"] == "terminated"
+    # The API key reached codex (the fake saw it) but no file of the router or the swarm holds it.
+    assert fake_model.authorizations == {"Bearer sk-fake-e2e"}
+    leaks = [p for p in [*(cs.tmp / "runs").rglob("*"), *cs.home.rglob("*")]
+             if p.is_file() and not p.is_symlink() and b"sk-fake-e2e" in p.read_bytes()]
+    assert not leaks, leaks
     leftovers = [pid for pid in _codex_pids() if str(cs.tmp) in _environ(pid)]
     assert not leftovers, "codex app-servers left behind"
 
