@@ -13,6 +13,7 @@ directly (not trio-websocket) so that many router lines can leave in one send.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import urllib.parse
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from codeswarm.protocol import MAX_LINE_BYTES
 
+log = logging.getLogger("codeswarm.web")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web_static"
 MAX_HEAD_BYTES = 16 * 1024
 HEAD_TIMEOUT_SECONDS = 10.0
@@ -47,6 +49,7 @@ _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 4
 # WebSocket close codes (RFC 6455 / IANA registry).
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_SERVICE_RESTART = 1012
 CLOSE_TRY_AGAIN_LATER = 1013
 
@@ -182,6 +185,8 @@ class WebServer:
                 await self._static(stream, req)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        except Exception:  # one bad connection must never take the server down
+            log.exception("web: connection failed")
         finally:
             await trio.aclose_forcefully(stream)
 
@@ -368,6 +373,9 @@ class _Bridge:
                 buf += chunk
                 end = buf.rfind(b"\n")
                 if end < 0:
+                    if len(buf) > 2 * MAX_LINE_BYTES:  # the router keeps lines under 1 MiB
+                        await self._closing(CLOSE_INTERNAL_ERROR, "oversize line from the router", scope)
+                        return
                     continue
                 frames = _text_frames(bytes(buf[:end]))
                 del buf[: end + 1]

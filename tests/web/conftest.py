@@ -60,6 +60,15 @@ class FakeRouter:
                         obj = None
                     if isinstance(obj, dict) and obj.get("command") == "hangup":
                         return
+                    if isinstance(obj, dict) and obj.get("command") == "burst":
+                        # Many lines in one write, as a busy router sends them.
+                        lines = []
+                        for _ in range(int(obj.get("n", 1))):
+                            self.seq += 1
+                            lines.append(orjson.dumps({"type": "event", "event": "burst", "seq": self.seq,
+                                                       "data": {"pad": "x" * int(obj.get("pad", 10))}}))
+                        await stream.send_all(b"\n".join(lines) + b"\n")
+                        continue
                     self.seq += 1
                     event = {
                         "protocol": "codeswarm.router.v1",

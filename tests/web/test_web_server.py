@@ -182,3 +182,19 @@ async def test_router_down_closes_with_try_again(nursery: trio.Nursery) -> None:
     with trio.fail_after(5), pytest.raises(trio_websocket.ConnectionClosed) as info:
         await ws.get_message()
     assert info.value.reason.code == 1013
+
+
+@pytest.mark.trio
+async def test_burst_arrives_in_order_one_frame_per_line(nursery: trio.Nursery, web_pair) -> None:
+    server, _ = web_pair
+    ws = await _ws(nursery, server, token=server.token, origin=server.origin)
+    await ws.ping(b"alive")  # answered by the bridge itself
+    # Sizes that need each of the three frame length encodings.
+    for pad in (10, 1000, 70000):
+        await ws.send_message(orjson.dumps({"command": "burst", "n": 300, "pad": pad}).decode())
+        with trio.fail_after(10):
+            got = [orjson.loads(await ws.get_message()) for _ in range(300)]
+        seqs = [e["seq"] for e in got]
+        assert seqs == list(range(seqs[0], seqs[0] + 300))
+        assert all(len(e["data"]["pad"]) == pad for e in got)
+    await ws.aclose()
