@@ -129,7 +129,7 @@ class CodexNormalizer:
             self._done.clear()
         held = self._pending
         if method.startswith(LEGACY):
-            out = self._legacy(method[len(LEGACY):], _d(params.get("msg")), params)
+            out = self._legacy(method[len(LEGACY):], _d(params.get("msg")))
         else:
             out = self._v2(method, params, msg.get("id"))
         if held is not None and self._pending is held:
@@ -166,7 +166,7 @@ class CodexNormalizer:
         held, self._pending = self._pending, None
         return out[:first] + [("assistant", {**held, "final_answer": False})] + out[first:]
 
-    def _legacy(self, kind: str, m: dict[str, Any], params: dict[str, Any]) -> list[NormalizedEvent]:
+    def _legacy(self, kind: str, m: dict[str, Any]) -> list[NormalizedEvent]:
         tid = _s(m.get("turn_id")) or self.turn_id
         if kind in ("agent_message_content_delta", "agent_message_delta"):
             return self._delta("assistant_delta", "legacy", m.get("item_id"), m.get("delta"))
