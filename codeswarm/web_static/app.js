@@ -99,6 +99,7 @@ store.onLaunched = (swarm, op) => {
 // ------------------------------------------------------------------ rendering, batched per frame
 
 let scheduled = false;
+let synced = false; // a first resume has completed: "unknown swarm" is then a fact
 const perf = { frames: 0, maxLagMs: 0, lastLagMs: 0, eventsAtFrame: 0 };
 
 function flush() {
@@ -108,7 +109,10 @@ function flush() {
     store.providersDirty = false;
     launchForm.setProviders(store.providers);
   }
-  if (renderer.selected && !renderer.view && store.swarms.has(renderer.selected)) renderer.show(renderer.selected);
+  if (renderer.selected && !renderer.view) {
+    if (store.swarms.has(renderer.selected)) renderer.show(renderer.selected);
+    else if (synced) $('#main').replaceChildren(h('p', { class: 'hint card' }, 'The router does not know this swarm (it may have been removed).'));
+  }
   renderer.flush();
   perf.frames += 1;
   // How far the page is behind the router: emission time of the newest drawn event.
@@ -184,6 +188,7 @@ const conn = new Connection({
   },
   onState: showConn,
   onSynced: () => {
+    synced = true;
     conn.send('providers_list');
     conn.send('swarm_list');
     schedule();

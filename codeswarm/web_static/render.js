@@ -69,6 +69,7 @@ export class Renderer {
         onclick: () => this.actions.select(s.id),
       },
       h('div', { class: 'row1' }, stateBadge(state, s.optimistic ? 'optimistic' : ''),
+        store.delayed(s) ? h('span', { class: 'badge delayed', title: 'pending longer than the preset expects' }, 'delayed') : null,
         h('span', { class: 'name' }, s.jobId || shortId(s.id))),
       h('div', { class: 'row2' },
         h('span', null, s.providerId || s.provider || '?'),
@@ -200,8 +201,10 @@ export class Renderer {
     v.facts.replaceChildren(...facts.map(([k, val]) => h('div', { class: 'fact' },
       h('dt', null, k), h('dd', { dataset: { fact: k.toLowerCase() } }, val))));
     v.lifecycle.replaceChildren(...s.history.map((x) => h('li', { dataset: { state: x.state } }, x.state)));
-    v.notice.textContent = s.notice ? s.notice.text : '';
-    v.notice.hidden = !s.notice;
+    const notice = s.notice ? s.notice.text
+      : store.delayed(s) ? 'The launch is taking longer than this preset expects (still pending).' : '';
+    v.notice.textContent = notice;
+    v.notice.hidden = !notice;
     const active = ACTIVE.has(state);
     v.terminate.disabled = !active || !!s.optimistic;
     v.sendBtn.disabled = !active;

@@ -113,6 +113,14 @@ export class Store {
     for (const op of this.ops.values()) if (op.kind !== 'launch') this.ops.delete(op.requestId);
   }
 
+  /** Pending longer than its preset's launch_soft_timeout_seconds: the UI calls it delayed. */
+  delayed(swarm) {
+    if (swarm.state !== 'pending' || !swarm.createdAt) return false;
+    const p = this.providers.find((x) => x.id === swarm.providerId);
+    const soft = p && p.launch_soft_timeout_seconds;
+    return Number.isFinite(soft) && nowSec() - swarm.createdAt > soft;
+  }
+
   tokenTotal(swarm) {
     let total = null;
     for (const n of swarm.nodes) {
