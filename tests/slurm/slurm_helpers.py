@@ -121,6 +121,19 @@ class Shims:
     def hide(self, *job_ids: str) -> None:
         (self.path / "hide").write_text(" ".join(job_ids))
 
+    def call_args(self, cmd: str, since: float = 0.0, until: float = float("inf")) -> list[list[str]]:
+        """The arguments of each logged call in [since, until)."""
+        try:
+            lines = (self.path / f"{cmd}.calls").read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            stamp, _, args = line.partition(" ")
+            if line.strip() and since <= float(stamp) < until:
+                out.append(args.split())
+        return out
+
     def calls(self, cmd: str) -> list[float]:
         try:
             lines = (self.path / f"{cmd}.calls").read_text().splitlines()

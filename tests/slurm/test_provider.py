@@ -3,6 +3,7 @@ aged-out jobs through `sacct -c`, and a controller that is down or hangs."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,9 @@ def make_provider(root: Path, command: str, **kw) -> SlurmProvider:
     return SlurmProvider(config, worker_command=["/bin/sh", "-c", command], **kw)
 
 
-def spec(nodes: int, swarm_id: str = "a1b2c3d4e5f6", profile: str | None = None) -> LaunchSpec:
+def spec(nodes: int, swarm_id: str | None = None, profile: str | None = None) -> LaunchSpec:
+    # Unique like the router's: submit() recognises its own job by the swarm id in name and comment.
+    swarm_id = swarm_id or uuid.uuid4().hex
     return LaunchSpec(swarm_id, nodes, {}, {"CODESWARM_PARAMS": '{"worker_mode": "mock"}'}, profile)
 
 
@@ -124,7 +127,7 @@ async def test_controller_down_and_hanging_are_transient(slurm, tmp_path):
 @pytest.mark.trio
 async def test_two_profiles_and_many_jobs_one_squeue_per_poll(slurm, tmp_path):
     p = make_provider(tmp_path, "exec sleep 300")
-    jobs = [await p.submit(spec(1, f"{i:02d}" + "f" * 30, "second" if i % 2 else None)) for i in range(6)]
+    jobs = [await p.submit(spec(1, None, "second" if i % 2 else None)) for i in range(6)]
     assert {j.profile for j in jobs} == {"default", "second"}
     with trio.fail_after(30):
         while True:
@@ -170,10 +173,12 @@ async def test_login_host_through_ssh_with_transport_retries(slurm, tmp_path, mo
     )
     p = SlurmProvider(config, worker_command=["/bin/sh", "-c", NODE_REPORT + "exec sleep 300"], command_timeout=10)
     (bindir / "ssh.fail").write_text("1")  # sbatch's connection fails: not retried blindly
+    first = spec(2)
     with pytest.raises(ProviderError) as info:
-        await p.submit(spec(2))
+        await p.submit(first)
     assert info.value.transient
-    assert slurm.run("squeue", "-h", "--name", "codeswarm-a1b2c3d4").stdout.strip() == ""  # nothing submitted
+    name = f"codeswarm-{first.swarm_id[:8]}"
+    assert slurm.run("squeue", "-h", "--states=all", "--name", name).stdout.strip() == ""  # nothing submitted
 
     job = await p.submit(spec(2))
     assert job.extra["login_host"] == "fakelogin"

@@ -237,7 +237,7 @@ def test_kill_9_router_mid_turn_loses_and_duplicates_nothing(slurm_cs: Any) -> N
     cs = slurm_cs
     sid = launch(cs, 2)["swarm_id"]
     cs.wait_for(all_running(sid, 2), timeout=60)
-    cs.json("inject", sid, "--prompt", "stream [mock:firehose=300] [mock:rate=150]")
+    cs.json("inject", sid, "--prompt", "stream [mock:firehose=450] [mock:rate=150]")
     cs.wait_for(lambda evs: len(of(evs, "assistant_delta", sid)) >= 20, timeout=30)
     cs.kill_router()
     time.sleep(1.0)  # the workers keep writing while no router runs
@@ -252,7 +252,7 @@ def test_kill_9_router_mid_turn_loses_and_duplicates_nothing(slurm_cs: Any) -> N
     assert sorted(finals) == [0, 1]
     for node, text in finals.items():
         assert "".join(deltas[node]) == text  # every chunk exactly once, in order
-        assert text.endswith(" 299")
+        assert text.endswith(" 449")
     assert swarm_state(cs, sid) == "running"
 
 
@@ -275,11 +275,15 @@ def test_twenty_swarms_one_squeue_per_interval(slurm_cs: Any, shims: Shims) -> N
     ids = [launch(cs, 1)["swarm_id"] for _ in range(20)]
     wait_until(lambda: sum(1 for s in swarms(cs).values() if s["state"] in ("pending", "running")) == 20, 30,
                "20 live swarms")
+    jobs = {swarms(cs)[i]["job_id"] for i in ids}
     t0 = time.time()
     time.sleep(6)
-    calls = [t for t in shims.calls("squeue") if t0 <= t < t0 + 6]
-    # status_poll_interval_seconds = 1: one call per interval for all 20 swarms (not 20 per interval)
-    assert 4 <= len(calls) <= 7, calls
+    calls = shims.call_args("squeue", t0, t0 + 6)
+    # status_poll_interval_seconds = 1: at most one call per interval, each covering all 20 jobs
+    # (a loaded machine may stretch an interval, never multiply the calls).
+    assert 2 <= len(calls) <= 7, calls
+    for args in calls:
+        assert set(args[args.index("-j") + 1].split(",")) == jobs
     assert all(swarm_state(cs, i) in ("pending", "running") for i in ids)
 
 
