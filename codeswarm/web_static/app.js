@@ -165,7 +165,8 @@ function showConn(state, info) {
   if (state === 'reconnecting') {
     const tick = () => {
       const left = Math.max(0, Math.ceil((conn.retryAt - Date.now()) / 1000));
-      label.textContent = `Reconnecting${left ? ` in ${left}s` : '…'}`;
+      const what = /router/.test(info.reason || '') ? 'Router unavailable · retry' : 'Reconnecting';
+      label.textContent = `${what}${left ? ` in ${left}s` : '…'}`;
     };
     tick();
     retryTicker = setInterval(tick, 500);
