@@ -1,0 +1,176 @@
+"""The page's resume logic (conn.js) against a scripted router, through the real bridge.
+
+The router here is a script, so the hard cases happen every time: a live event arrives before the
+replay that contains it again, the connection drops and the page must subscribe from exactly its
+last seq, and a router with a new log (new log_id) makes the page start over.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import trio
+
+from codeswarm.router.web import WebServer
+
+pytestmark = pytest.mark.web
+SWARM = "5c1f0a4e-0000-4000-8000-000000000001"
+
+
+def _ev(seq: int, event: str, **data: Any) -> dict[str, Any]:
+    base = {"swarm_id": SWARM, "job_id": "local-test", "node_id": 0, "injection_id": "inj-1"}
+    return {"protocol": "codeswarm.router.v1", "type": "event", "timestamp": "2026-01-01T00:00:00+00:00",
+            "event": event, "seq": seq, "data": {**base, **data}}
+
+
+class ScriptedRouter:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.log: list[dict[str, Any]] = []
+        self.log_id = "log-A"
+        self.subscribes: list[dict[str, Any]] = []
+        self.streams: set[trio.SocketStream] = set()
+
+    def append(self, event: str, **data: Any) -> None:
+        self.log.append(_ev(len(self.log) + 1, event, **data))
+
+    def hangup_all(self) -> None:
+        for s in list(self.streams):
+            s.socket.close()  # like a router process going away
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        await sock.bind(str(self.path))
+        sock.listen(8)
+        task_status.started(self)
+        await trio.serve_listeners(self._conn, [trio.SocketListener(sock)])
+
+    async def _conn(self, stream: trio.SocketStream) -> None:
+        self.streams.add(stream)
+        buf = b""
+        try:
+            while True:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    await self._command(stream, orjson.loads(line))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return
+        finally:
+            self.streams.discard(stream)
+
+    async def _send(self, stream: trio.SocketStream, envs: list[dict[str, Any]]) -> None:
+        await stream.send_all(b"".join(orjson.dumps(e) + b"\n" for e in envs))
+
+    async def _command(self, stream: trio.SocketStream, cmd: dict[str, Any]) -> None:
+        rid, name, payload = cmd["request_id"], cmd["command"], cmd.get("payload") or {}
+        head = len(self.log)
+
+        def directed(event: str, **data: Any) -> dict[str, Any]:
+            return {"protocol": "codeswarm.router.v1", "type": "event", "timestamp": "2026-01-01T00:00:00+00:00",
+                    "event": event, "seq": head, "directed": True, "data": {"request_id": rid, **data}}
+
+        if name == "ping":
+            await self._send(stream, [directed("pong", head_seq=head, oldest_seq=1, log_id=self.log_id)])
+        elif name == "subscribe":
+            self.subscribes.append(payload)
+            reset = payload.get("log_id") not in (None, self.log_id)
+            since = 0 if reset else int(payload.get("since") or 0)
+            # The newest event goes out first, as a live event queued before the subscribe took
+            # effect; the replay then sends it again. The page must show it once.
+            early = [self.log[-1]] if self.log and self.log[-1]["seq"] > since else []
+            replay = [e for e in self.log if e["seq"] > since]
+            await self._send(stream, early + replay + [directed(
+                "subscribed", since=since, head_seq=head, oldest_seq=1, log_id=self.log_id, reset=reset,
+                truncated=False, swarm_id=None)])
+        elif name == "providers_list":
+            await self._send(stream, [directed("providers_list", providers=[])])
+        elif name == "swarm_list":
+            await self._send(stream, [directed("swarm_list", swarms={SWARM: {
+                "job_id": "local-test", "node_count": 1, "status": "running", "state": "running",
+                "provider": "local", "provider_id": "scripted", "agent_runtime": "mock", "created_at": 1.0}})])
+
+
+class Stack:
+    """ScriptedRouter + WebServer on a trio loop in a thread, so the sync Playwright test can drive it."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="cswresume-"))
+        self.router = ScriptedRouter(self.tmp / "router.sock")
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10)
+
+    async def _main(self) -> None:
+        self.token = trio.lowlevel.current_trio_token()
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            await nursery.start(self.router.serve)
+            self.web = await nursery.start(WebServer(router_socket=self.router.path, port=0).serve)
+            self.ready.set()
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        return trio.from_thread.run_sync(fn, *args, trio_token=self.token)
+
+    def stop(self) -> None:
+        self.call(self.nursery.cancel_scope.cancel)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def stack() -> Any:
+    s = Stack()
+    yield s
+    s.stop()
+
+
+def test_resume_is_exact(stack: Stack, open_page: Any) -> None:
+    from playwright.sync_api import expect
+
+    r = stack.router
+
+    def add(*items: tuple[str, dict[str, Any]]) -> None:
+        for event, data in items:
+            stack.call(lambda e=event, d=data: r.append(e, **d))
+
+    add(("swarm_launched", {"node_count": 1, "state": "pending", "provider": "local", "provider_id": "scripted",
+                            "agent_runtime": "mock"}),
+        ("turn_started", {"turn_id": "t1"}),
+        ("assistant_delta", {"content": "a"}), ("assistant_delta", {"content": "b"}),
+        ("assistant_delta", {"content": "c"}))
+    page, errors = open_page(f"{stack.web.url}#/swarm/{SWARM}")
+    text = page.locator(".pane[data-node='0'] .blk.assistant .text")
+    expect(text).to_have_text("abc")
+    assert r.subscribes[-1]["since"] == 0
+
+    # The router goes away; two events happen meanwhile; the page resumes from seq 5 exactly.
+    stack.call(r.hangup_all)
+    add(("assistant_delta", {"content": "d"}), ("assistant_delta", {"content": "e"}))
+    expect(text).to_have_text("abcde")
+    assert r.subscribes[-1] == {"since": 5, "log_id": "log-A"}
+    assert page.evaluate("window.codeswarm.conn.lastSeq") == 7
+
+    # A router with a new log: the page forgets what it had and starts over from that log.
+    def new_log() -> None:
+        r.log = []
+        r.log_id = "log-B"
+        r.hangup_all()
+
+    stack.call(new_log)
+    add(("swarm_launched", {"node_count": 1, "state": "running", "provider": "local", "provider_id": "scripted",
+                            "agent_runtime": "mock"}),
+        ("turn_started", {"turn_id": "t9"}), ("assistant_delta", {"content": "fresh"}))
+    expect(text).to_have_text("fresh")
+    assert r.subscribes[-1]["log_id"] == "log-B"
+    assert page.locator(".pane[data-node='0'] .blk.assistant").count() == 1
+    assert page.evaluate("window.codeswarm.store.stats.errors") == 0
+    assert not errors.items, errors.items
