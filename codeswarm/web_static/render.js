@@ -197,6 +197,8 @@ export class Renderer {
       ['Agent', [s.runtime, s.model].filter(Boolean).join(' / ') || '–'], ['Nodes', String(s.nodeCount)],
       ['Age', s.createdAt ? fmtAge(nowSec() - s.createdAt) : '–'], ['Tokens', fmtTokens(tokens)],
     ];
+    const ctx = store.contextUse(s);
+    if (ctx !== null) facts.push(['Context', `${ctx.toFixed(ctx < 10 ? 1 : 0)}% (max of nodes)`]);
     if (s.terminationReason) facts.push(['Ended', s.terminationReason]);
     v.facts.replaceChildren(...facts.map(([k, val]) => h('div', { class: 'fact' },
       h('dt', null, k), h('dd', { dataset: { fact: k.toLowerCase() } }, val))));

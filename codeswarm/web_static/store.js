@@ -121,6 +121,17 @@ export class Store {
     return Number.isFinite(soft) && nowSec() - swarm.createdAt > soft;
   }
 
+  /** Highest context-window use of any node, in percent, or null when nobody reported one. */
+  contextUse(swarm) {
+    let best = null;
+    for (const n of swarm.nodes) {
+      const u = n.usage;
+      const used = u && (u.last_total_tokens ?? u.last_input_tokens);
+      if (Number.isFinite(used) && u.model_context_window > 0) best = Math.max(best ?? 0, (100 * used) / u.model_context_window);
+    }
+    return best;
+  }
+
   tokenTotal(swarm) {
     let total = null;
     for (const n of swarm.nodes) {

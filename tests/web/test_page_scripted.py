@@ -94,9 +94,12 @@ class ScriptedRouter:
         elif name == "providers_list":
             await self._send(stream, [directed("providers_list", providers=[])])
         elif name == "swarm_list":
+            launched = next((e["data"] for e in self.log if e["event"] == "swarm_launched"), {})
             await self._send(stream, [directed("swarm_list", swarms={SWARM: {
-                "job_id": "local-test", "node_count": 1, "status": "running", "state": "running",
-                "provider": "local", "provider_id": "scripted", "agent_runtime": "mock", "created_at": 1.0}})])
+                "job_id": "local-test", "node_count": launched.get("node_count", 1), "status": "running",
+                "state": "running",
+                "provider": "local", "provider_id": "scripted", "agent_runtime": launched.get("agent_runtime", "mock"),
+                "created_at": 1_700_000_000.0}})])
 
 
 class Stack:
@@ -173,4 +176,65 @@ def test_resume_is_exact(stack: Stack, open_page: Any) -> None:
     assert r.subscribes[-1]["log_id"] == "log-B"
     assert page.locator(".pane[data-node='0'] .blk.assistant").count() == 1
     assert page.evaluate("window.codeswarm.store.stats.errors") == 0
+    assert not errors.items, errors.items
+
+
+def test_blocks_usage_and_keyboard(stack: Stack, open_page: Any, web_output: Path) -> None:
+    """Every block kind draws from its events; the swarm shows usage; terminate is keyboard-driven."""
+    from playwright.sync_api import expect
+
+    r = stack.router
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("swarm_launched", {"node_count": 2, "state": "running", "provider": "local", "provider_id": "scripted",
+                            "agent_runtime": "codex", "agent_model": "gpt-test"}),
+        ("turn_started", {"turn_id": "t1"}),
+        ("reasoning_delta", {"content": "Thinking "}), ("reasoning", {"content": "Thinking hard."}),
+        ("command_started", {"call_id": "c1", "command": ["bash", "-lc", "make test"], "cwd": "/w"}),
+        ("command_completed", {"call_id": "c1", "command": ["bash", "-lc", "make test"], "cwd": "/w",
+                               "stdout": "ok 1\n", "stderr": "warning: slow\n", "exit_code": 2,
+                               "duration": {"secs": 1, "nanos": 500_000_000}, "status": "failed"}),
+        ("file_change", {"call_id": "f1", "status": "completed", "changes": [
+            {"path": "src/app.py", "kind": "update", "diff": "@@ -1 +1 @@\n-a\n+b\n"},
+            {"path": "NEW.md", "kind": "add", "diff": None}]}),
+        ("exec_approval_required", {"approval_id": "ap1", "call_id": "c2", "kind": "command",
+                                    "command": "git push", "reason": "network", "cwd": "/w",
+                                    "available_decisions": ["approved", "denied", "abort"]}),
+        ("agent_error", {"message": "model overloaded", "error_code": "other", "fatal": False}),
+        ("assistant", {"content": "Done with **errors**.", "final_answer": True}),
+        ("usage", {"total_tokens": 12000, "input_tokens": 10000, "cached_input_tokens": 4000,
+                   "output_tokens": 2000, "reasoning_output_tokens": 500, "last_total_tokens": 64000,
+                   "last_input_tokens": 60000, "model_context_window": 128000}),
+        ("turn_complete", {"turn_id": "t1"}),
+        ("usage", {"node_id": 1, "total_tokens": 3000, "last_total_tokens": 3000, "model_context_window": 128000}),
+    ]
+    for event, data in events:
+        stack.call(lambda e=event, d=data: r.append(e, **d))
+    page, errors = open_page(f"{stack.web.url}#/swarm/{SWARM}")
+    p0 = page.locator(".pane[data-node='0']")
+    expect(p0.locator(".blk.turn.turn-end")).to_have_count(1)
+    expect(p0.locator(".blk.reasoning .text")).to_have_text("Thinking hard.")
+    tool = p0.locator(".blk.tool")
+    expect(tool).to_have_attribute("data-status", "failed")
+    expect(tool.locator(".cmd")).to_have_text("make test")
+    expect(tool.locator(".meta")).to_have_text("exit 2 · 1.5 s")
+    expect(tool.locator(".out .stderr")).to_have_text("warning: slow\n")
+    expect(p0.locator(".blk.file li")).to_have_count(2)
+    expect(p0.locator(".blk.file .kind-add")).to_have_text("add")
+    expect(p0.locator(".blk.approval button")).to_have_text(["Approve", "Deny", "Abort turn"])
+    expect(p0.locator(".blk.error .text")).to_have_text("model overloaded")
+    expect(p0.locator(".blk.assistant.final-answer .text")).to_have_text("Done with **errors**.")
+    expect(p0.locator(".pane-head .tokens")).to_have_text("12k tok")
+    expect(p0.locator(".pane-head .ctx")).to_contain_text("50%")
+    expect(page.locator("dd[data-fact=tokens]")).to_have_text("15k")
+    expect(page.locator("dd[data-fact=context]")).to_have_text("50% (max of nodes)")
+    page.screenshot(path=str(web_output / "desktop-blocks.png"))
+
+    # Keyboard: Terminate opens the confirmation; Escape cancels and nothing is sent.
+    page.locator(".detail-head button.danger").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#confirm")).to_be_visible()
+    expect(page.locator("#confirm-cancel")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.locator("#confirm")).to_be_hidden()
+    expect(page.locator(".detail-head .badge")).to_have_text("running")
     assert not errors.items, errors.items
