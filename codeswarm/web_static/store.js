@@ -301,7 +301,6 @@ export class Store {
             node.dirty.delete(block);
             node.removed.push(block);
           }
-          s.notice = { level: 'error', text: `Inject rejected: ${reason}` };
           this.touch(s);
         }
         this.notify('error', `Inject rejected: ${reason}`);
