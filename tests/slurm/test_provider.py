@@ -49,6 +49,8 @@ async def wait_state(p: SlurmProvider, job: JobHandle, states: set[JobState], ti
 
 @pytest.mark.trio
 async def test_submit_three_nodes_poll_cancel(slurm, tmp_path):
+    tmp_path = tmp_path / "work space"  # a workspace path with a space: quoting in #SBATCH and the script
+    tmp_path.mkdir()
     p = make_provider(tmp_path, NODE_REPORT + "exec sleep 300")
     job = await p.submit(spec(3))
     assert job.backend == "slurm" and job.job_id.isdigit()

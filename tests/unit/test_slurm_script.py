@@ -143,3 +143,11 @@ def test_profiles_from_config_file_shape(tmp_path):
     opts_b = sbatch_options(request(cfg.slurm_profile("b")))
     assert "--partition=second" in opts_b and "--qos=q" in opts_b and "--exclusive" in opts_b
     assert "--partition=debug" in sbatch_options(request(cfg.slurm_profile("a")))
+
+
+def test_paths_with_spaces_are_double_quoted_for_sbatch():
+    opts = sbatch_options(request(profile(workspace_root=Path("/shared/my swarm"))))
+    assert '--chdir="/shared/my swarm/codeswarm"' in opts
+    assert '--output="/shared/my swarm/codeswarm/logs/slurm-%j.out"' in opts
+    script = batch_script(request(profile(workspace_root=Path("/shared/my swarm"))))
+    assert "export CODESWARM_SWARM_ROOT='/shared/my swarm/codeswarm/runs'/\"$SLURM_JOB_ID\"" in script

@@ -90,10 +90,10 @@ def sbatch_options(req: JobRequest) -> list[str]:
         f"--nodes={n}",
         f"--ntasks={n}",
         "--ntasks-per-node=1",
-        f"--chdir={req.cluster_root}",
+        f"--chdir={_path_value(req.cluster_root)}",
         # The swarm root needs the job id, unknown before submission, and Slurm cannot create
         # directories for --output: early output goes to logs/, the script then moves to the swarm root.
-        f"--output={req.cluster_root / 'logs' / 'slurm-%j.out'}",
+        f"--output={_path_value(req.cluster_root / 'logs' / 'slurm-%j.out')}",
     ]
     for key, flag in (("partition", "--partition"), ("time_limit", "--time"), ("account", "--account"), ("qos", "--qos")):
         value = getattr(req, key)
@@ -101,6 +101,12 @@ def sbatch_options(req: JobRequest) -> list[str]:
             opts.append(f"{flag}={value}")
     opts.extend(req.sbatch_extra)
     return opts
+
+
+def _path_value(path: PurePath) -> str:
+    # sbatch splits #SBATCH lines on whitespace but honours double quotes (checked on 22.05).
+    text = str(path)
+    return f'"{text}"' if any(c.isspace() for c in text) else text
 
 
 def _sbatch_line(opt: str) -> str:
