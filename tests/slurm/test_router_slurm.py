@@ -153,7 +153,7 @@ def test_failing_squeue_warns_and_keeps_the_swarm(slurm_cs: Any, shims: Shims) -
     shims.fail("squeue", 4)
     evs = cs.wait_for(lambda evs: any(e["data"].get("recovered") for e in of(evs, "provider_warning")), timeout=30)
     warnings = of(evs, "provider_warning")
-    assert "Unable to contact slurm controller" in warnings[0]["data"]["message"]
+    assert any("Unable to contact slurm controller" in w["data"]["message"] for w in warnings)
     assert shims.failures_left("squeue") == 0
     assert swarm_state(cs, sid) == "running" and not of(evs, "swarm_terminated", sid)
     cs.json("inject", sid, "--prompt", "still there?")
@@ -165,8 +165,8 @@ def test_hanging_squeue_times_out_and_keeps_the_swarm(slurm_cs: Any, shims: Shim
     sid = launch(cs, 1)["swarm_id"]
     wait_state(cs, sid, "running")
     shims.hang("squeue")
-    evs = cs.wait_for(lambda evs: of(evs, "provider_warning"), timeout=30)
-    assert "timed out" in of(evs, "provider_warning")[0]["data"]["message"]
+    evs = cs.wait_for(lambda evs: [w for w in of(evs, "provider_warning") if "timed out" in w["data"]["message"]],
+                      timeout=30)
     shims.hang("squeue", False)
     cs.wait_for(lambda evs: any(e["data"].get("recovered") for e in of(evs, "provider_warning")), timeout=30)
     assert swarm_state(cs, sid) == "running"
