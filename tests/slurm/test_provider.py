@@ -14,6 +14,8 @@ from codeswarm.errors import ProviderError
 from codeswarm.router.providers.base import JobHandle, JobObservation, JobState, LaunchSpec
 from codeswarm.router.providers.slurm import SlurmProvider
 
+pytestmark = pytest.mark.slurm
+
 # Stands in for `codeswarm worker`: each node reports who it is, then waits.
 NODE_REPORT = (
     'echo "$CODESWARM_NODE_ID $(hostname) $CODESWARM_JOB_ID $SLURMD_NODENAME $CODESWARM_PARAMS" '
