@@ -11,6 +11,10 @@ events' own timestamps) and its p95 lag stayed under 500 ms. A final step withou
 shows the end-to-end ceiling (mock workers + router + bridge + page).
 
     .venv/bin/python benchmarks/bench_web.py [--nodes 4] [--seconds 4] [--rates 1000,2000,4000,8000,16000]
+
+With --synthetic the page alone is measured: events are generated inside the page and applied as
+if they had arrived (no router, no workers, no WebSocket), at each rate, and a rate is kept up with
+when the generator stayed on schedule and the page still drew >= 30 frames/s.
 """
 
 from __future__ import annotations
@@ -47,7 +51,11 @@ def main() -> None:
     ap.add_argument("--rates", default="1000,2000,4000,8000,16000", help="offered events/s, total over all nodes")
     ap.add_argument("--unlimited", type=int, default=20000, help="deltas per node in the unlimited step (0: skip)")
     ap.add_argument("--hidden", action="store_true", help="look at the launch form, not the swarm (no pane drawing)")
+    ap.add_argument("--synthetic", action="store_true", help="measure the page alone (events made in the page)")
     args = ap.parse_args()
+    if args.synthetic:
+        synthetic(args)
+        return
     if not PYZ.exists():
         sys.exit("build dist/codeswarm.pyz first (./build.sh)")
     from playwright.sync_api import sync_playwright
@@ -104,6 +112,73 @@ def main() -> None:
         _stop_router(home, tmp)
     best = max((r["rate"] for r in results if r["kept_up"]), default=0)
     print(json.dumps({"nodes": args.nodes, "page_kept_up_at_events_per_s": round(best), "steps": results}))
+
+
+SYNTHETIC = """async ([rate, seconds, nodes]) => {
+  const cs = window.codeswarm;
+  const sid = 'synthetic-swarm';
+  let seq = 1;
+  const ev = (event, data) => ({type: 'event', event, seq: seq++, timestamp: new Date().toISOString(),
+    data: {swarm_id: sid, job_id: 'synthetic', ...data}});
+  cs.store.apply(ev('swarm_launched', {node_count: nodes, state: 'running', provider: 'local', provider_id: 'synthetic'}));
+  location.hash = '#/swarm/' + sid;
+  await new Promise((r) => setTimeout(r, 300));
+  for (let n = 0; n < nodes; n++) cs.store.apply(ev('turn_started', {node_id: n, injection_id: 'i' + n}));
+  const total = Math.round(rate * seconds);
+  const t0 = performance.now();
+  const f0 = cs.perf.frames;
+  let sent = 0;
+  await new Promise((resolve) => {
+    const tick = () => {
+      const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate));
+      for (; sent < due; sent++) {
+        cs.store.apply(ev('assistant_delta', {node_id: sent % nodes, injection_id: 'i' + (sent % nodes), content: ' ' + sent}));
+      }
+      cs.schedule();
+      if (sent >= total) resolve(); else setTimeout(tick, 2);
+    };
+    tick();
+  });
+  const dt = (performance.now() - t0) / 1000;
+  return {events: sent, seconds: dt, fps: (cs.perf.frames - f0) / dt};
+}"""
+
+
+def synthetic(args: argparse.Namespace) -> None:
+    from playwright.sync_api import sync_playwright
+
+    # The page is served by `web` bridged to nowhere: it shows "router unavailable" and draws what
+    # the script below feeds its store.
+    web = subprocess.Popen([sys.executable, "-m", "codeswarm", "web", "--port", "0", "--router-socket",
+                            "/nonexistent/router.sock"], cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
+    results = []
+    try:
+        url = _readline(web)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            for rate in [int(r) for r in args.rates.split(",") if r]:
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.goto(url)
+                page.wait_for_function("window.codeswarm")
+                cdp = page.context.new_cdp_session(page)
+                cdp.send("Performance.enable")
+                m0 = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+                r = page.evaluate(SYNTHETIC, [rate, args.seconds, args.nodes])
+                m1 = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+                busy = (m1["TaskDuration"] - m0["TaskDuration"]) / r["seconds"]
+                r.update(rate=rate, achieved=r["events"] / r["seconds"], busy=busy,
+                         kept_up=r["seconds"] <= args.seconds * 1.05 and r["fps"] >= 30)
+                results.append(r)
+                print(f"synthetic {rate:>7} ev/s  drew {r['achieved']:8.0f} ev/s  {r['fps']:4.0f} fps  "
+                      f"main thread {100 * min(busy, 1):3.0f}% busy  {'ok' if r['kept_up'] else 'behind'}", flush=True)
+                page.close()
+            browser.close()
+    finally:
+        web.terminate()
+        web.wait()
+    best = max((r["rate"] for r in results if r["kept_up"]), default=0)
+    print(json.dumps({"nodes": args.nodes, "synthetic_kept_up_at_events_per_s": best, "steps": results}))
 
 
 def _launch(page, nodes: int) -> str:
