@@ -281,7 +281,7 @@ def test_twenty_swarms_one_squeue_per_interval(slurm_cs: Any, shims: Shims) -> N
     calls = shims.call_args("squeue", t0, t0 + 6)
     # status_poll_interval_seconds = 1: at most one call per interval, each covering all 20 jobs
     # (a loaded machine may stretch an interval, never multiply the calls).
-    assert 2 <= len(calls) <= 7, calls
+    assert 1 <= len(calls) <= 7, calls
     for args in calls:
         assert set(args[args.index("-j") + 1].split(",")) == jobs
     assert all(swarm_state(cs, i) in ("pending", "running") for i in ids)

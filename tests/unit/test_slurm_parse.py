@@ -128,3 +128,21 @@ def test_first_line_prefers_the_error():
     err = "sbatch: warning: x\nsbatch: error: invalid partition specified: nosuch\nsbatch: error: Batch job submission failed: Invalid partition name specified\n"
     assert first_line(err).endswith("Invalid partition name specified")
     assert first_line("") == ""
+
+
+def test_backoff_grows_only_while_everything_runs_unchanged():
+    from codeswarm.router.providers.base import JobObservation
+    from codeswarm.router.providers.slurm_parse import MAX_BACKOFF, next_backoff, observation_signature
+
+    running = observation_signature({"1": JobObservation(JobState.RUNNING, "RUNNING")})
+    factor, previous = 1.0, None
+    factors = []
+    for _ in range(6):
+        factor = next_backoff(factor, previous, running, True)
+        previous = running
+        factors.append(factor)
+    assert factors[0] == 1.0 and factors[1] > 1.0 and factors[-1] == MAX_BACKOFF
+    assert factors == sorted(factors)
+    ended = observation_signature({"1": JobObservation(JobState.ENDED, "CANCELLED", "cancelled")})
+    assert next_backoff(MAX_BACKOFF, running, ended, False) == 1.0  # a change: back to the base rate
+    assert next_backoff(MAX_BACKOFF, running, running, False) == 1.0  # something pending or missing

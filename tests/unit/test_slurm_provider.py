@@ -271,3 +271,32 @@ def test_install_pyz_is_content_addressed(tmp_path):
     src.write_bytes(b"PK fake zipapp 2")
     b = install_pyz(src, tmp_path / "bin")
     assert b != a and a.exists() and b.read_bytes() == b"PK fake zipapp 2"
+
+
+@pytest.mark.trio
+async def test_poll_interval_backs_off_while_nothing_changes(tmp_path):
+    answer = {"text": "1|RUNNING|None|n1\n", "fail": False}
+
+    def handler(argv, stdin):
+        if answer["fail"]:
+            return CommandResult(1, "", "Unable to contact slurm controller")
+        return ok(answer["text"])
+
+    p, _ = provider(tmp_path, handler)
+    base = p.config.router.status_poll_interval_seconds
+    assert p.poll_interval == base
+    intervals = []
+    for _ in range(6):
+        await p.poll([job(1)])
+        intervals.append(p.poll_interval)
+    assert intervals[0] == base and intervals[-1] == 4 * base and intervals == sorted(intervals)
+    answer["text"] = "1|COMPLETING|None|n1\n"  # a change
+    await p.poll([job(1)])
+    assert p.poll_interval == base
+    for _ in range(3):
+        await p.poll([job(1)])
+    assert p.poll_interval > base
+    answer["fail"] = True
+    with pytest.raises(ProviderError):
+        await p.poll([job(1)])
+    assert p.poll_interval == base  # a failed poll: look again soon

@@ -89,6 +89,8 @@ class SlurmProvider(ClusterProvider):
         self.sbatch_calls = 0
         self.scancel_calls = 0
         self.poll_calls = 0
+        self._backoff = 1.0
+        self._last_signature: tuple | None = None
 
     # -- command execution ---------------------------------------------------------------------------
 
@@ -235,9 +237,23 @@ class SlurmProvider(ClusterProvider):
         host = job.extra.get("login_host")
         return _target(profile, host if isinstance(host, str) else None)
 
+    @property
+    def poll_interval(self) -> float:
+        """Seconds until the next poll: the configured interval, stretched up to 4x while nothing changes."""
+        return self.config.router.status_poll_interval_seconds * self._backoff
+
     async def poll(self, jobs: list[JobHandle]) -> dict[str, JobObservation]:
         """One squeue per login host for every job; raises ProviderError(transient=True) if no answer."""
         self.poll_calls += 1
+        before, self._backoff = self._backoff, 1.0  # stays 1x if this poll fails: see recovery quickly
+        out = await self._poll(jobs)
+        signature = sp.observation_signature(out)
+        running = bool(out) and all(o.state is JobState.RUNNING for o in out.values())
+        self._backoff = sp.next_backoff(before, self._last_signature, signature, running)
+        self._last_signature = signature
+        return out
+
+    async def _poll(self, jobs: list[JobHandle]) -> dict[str, JobObservation]:
         groups: dict[str, tuple[Target, list[str]]] = {}
         for job in jobs:
             t = self._job_target(job)

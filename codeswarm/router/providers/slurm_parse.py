@@ -159,3 +159,21 @@ def first_line(text: str, limit: int = 300) -> str:
     errors = [ln for ln in lines if "error" in ln.lower()]
     pick = (errors or lines or [""])[-1]
     return pick[:limit]
+
+
+# Polling back-off (submitit's approach): while every job runs and nothing changed, stretch the
+# interval step by step up to MAX_BACKOFF x the configured one; any change, a job that is pending,
+# ended or missing, or a failed poll brings it straight back to 1x.
+BACKOFF_STEP = 1.5
+MAX_BACKOFF = 4.0
+
+
+def observation_signature(observations: dict[str, JobObservation]) -> tuple[tuple[str, str, str | None], ...]:
+    return tuple(sorted((job_id, o.state.value, o.scheduler_state) for job_id, o in observations.items()))
+
+
+def next_backoff(factor: float, previous: tuple | None, current: tuple, all_running: bool) -> float:
+    """The next interval multiplier after a successful poll."""
+    if not all_running or previous != current:
+        return 1.0
+    return min(factor * BACKOFF_STEP, MAX_BACKOFF)
