@@ -5,6 +5,7 @@
 // Lifecycle state only ever comes from the router (events or swarm_list); optimistic state is
 // kept apart (swarm.optimistic, op records) so a rejection can drop it without guessing.
 
+import { applyNodeEvent, closeOpen } from './streams.js';
 import { nowSec } from './util.js';
 
 export const LIFECYCLE = ['pending', 'running', 'terminating', 'terminated', 'removed'];
@@ -189,7 +190,7 @@ export class Store {
         s.terminatedAt = s.terminatedAt ?? nowSec();
         this.setState(s, 'terminated', seq);
         this._finishOp(d.request_id, 'terminate');
-        for (const n of s.nodes) this._closeOpen(n);
+        for (const n of s.nodes) closeOpen(n);
         return;
       }
       case 'swarm_removed': {
@@ -213,7 +214,7 @@ export class Store {
     const s = this.swarm(d.swarm_id);
     const node = this.node(s, d.node_id);
     if (!node) return;
-    this._nodeEvent(env.event, d, s, node);
+    applyNodeEvent(this, env.event, d, s, node);
   }
 
   _fill(s, d) {
@@ -323,168 +324,6 @@ export class Store {
     }
   }
 
-  // ------------------------------------------------------------------ node streams
-
-  /** The last block of a node, if it is an open stream of this kind for this injection. */
-  _openOf(node, kind, injectionId) {
-    const b = node.open;
-    if (b && b.kind === kind && b.injectionId === injectionId && node.blocks[node.blocks.length - 1] === b) return b;
-    return null;
-  }
-
-  _closeOpen(node) {
-    node.open = null;
-  }
-
-  _stream(s, node, kind, d, text, final) {
-    let b = this._openOf(node, kind, d.injection_id ?? null);
-    if (!b) {
-      b = this.addBlock(s, node, { kind, injectionId: d.injection_id ?? null, text: '', pending: '', replace: true, final: false });
-      node.open = b;
-    }
-    if (final) {
-      // The complete item is authoritative: it replaces what the deltas built.
-      if (typeof text === 'string' && text.length) {
-        // Deltas must add up to the complete item; a difference means a lost or doubled delta.
-        if (b.text && b.text !== text) this.stats.textMismatches = (this.stats.textMismatches || 0) + 1;
-        b.text = text;
-        b.replace = true;
-        b.pending = '';
-      }
-      b.final = true;
-      if (d.final_answer) b.finalAnswer = true;
-      node.open = null;
-    } else if (typeof text === 'string' && text.length) {
-      b.text += text;
-      b.pending += text;
-    }
-    this.changed(s, node, b);
-  }
-
-  _nodeEvent(event, d, s, node) {
-    const inj = d.injection_id ?? null;
-    switch (event) {
-      case 'node_status':
-        node.worker = d.worker || node.worker;
-        node.headDirty = true;
-        this.changedSwarms.add(s.id);
-        return;
-      case 'thread_status':
-        node.busy = !!(d.status && d.status.type === 'active');
-        node.headDirty = true;
-        this.changedSwarms.add(s.id);
-        return;
-      case 'usage':
-        node.usage = d;
-        node.headDirty = true;
-        this.touch(s);
-        return;
-      case 'inject_ack': {
-        const op = this.ops.get(d.request_id);
-        let b = op && op.kind === 'inject' ? op.blocks.get(node.id) : null;
-        if (b) {
-          op.blocks.delete(node.id);
-          if (op.blocks.size === 0) this.ops.delete(op.requestId);
-        } else {
-          b = this.addBlock(s, node, { kind: 'prompt', text: d.prompt ?? '' });
-        }
-        b.injectionId = inj;
-        b.status = 'acked';
-        if (typeof d.prompt === 'string') b.text = d.prompt;
-        this.changed(s, node, b);
-        this._closeOpen(node);
-        return;
-      }
-      case 'inject_delivered':
-      case 'inject_failed': {
-        const b = node.blocks.find((x) => x.kind === 'prompt' && x.injectionId === inj);
-        if (!b) return;
-        b.status = event === 'inject_delivered' ? (d.queued ? 'queued' : 'delivered') : 'failed';
-        if (event === 'inject_failed') b.error = d.error || d.reason;
-        this.changed(s, node, b);
-        return;
-      }
-      case 'turn_started':
-        this._closeOpen(node);
-        node.busy = true;
-        node.headDirty = true;
-        this.addBlock(s, node, { kind: 'turn', phase: 'start', turnId: d.turn_id, injectionId: inj });
-        return;
-      case 'turn_complete':
-        this._closeOpen(node);
-        node.busy = false;
-        node.headDirty = true;
-        this.addBlock(s, node, { kind: 'turn', phase: 'end', turnId: d.turn_id, injectionId: inj, aborted: !!d.aborted });
-        return;
-      case 'reasoning_delta':
-        this._stream(s, node, 'reasoning', d, d.content, false);
-        return;
-      case 'reasoning':
-        this._stream(s, node, 'reasoning', d, d.content, true);
-        return;
-      case 'assistant_delta':
-        this._stream(s, node, 'assistant', d, d.content, false);
-        return;
-      case 'assistant':
-        this._stream(s, node, 'assistant', d, d.content, true);
-        return;
-      case 'command_started':
-      case 'command_completed': {
-        this._closeOpen(node);
-        let b = node.blocks.find((x) => x.kind === 'tool' && x.callId === d.call_id && x.injectionId === inj);
-        if (!b) b = this.addBlock(s, node, { kind: 'tool', callId: d.call_id, injectionId: inj, status: 'running' });
-        b.command = d.command ?? b.command;
-        b.cwd = d.cwd ?? b.cwd;
-        if (event === 'command_completed') {
-          b.status = d.status || (d.exit_code === 0 ? 'completed' : 'failed');
-          b.exitCode = d.exit_code;
-          b.duration = d.duration;
-          b.stdout = d.stdout || '';
-          b.stderr = d.stderr || '';
-          b.truncated = !!d.truncated;
-        }
-        this.changed(s, node, b);
-        return;
-      }
-      case 'file_change': {
-        this._closeOpen(node);
-        let b = node.blocks.find((x) => x.kind === 'file' && x.callId === d.call_id && x.injectionId === inj);
-        if (!b) b = this.addBlock(s, node, { kind: 'file', callId: d.call_id, injectionId: inj });
-        b.changes = Array.isArray(d.changes) ? d.changes : b.changes || [];
-        b.status = d.status;
-        this.changed(s, node, b);
-        return;
-      }
-      case 'exec_approval_required': {
-        this._closeOpen(node);
-        let b = node.blocks.find((x) => x.kind === 'approval' && x.approvalId === d.approval_id);
-        if (!b) b = this.addBlock(s, node, { kind: 'approval', approvalId: d.approval_id, injectionId: inj });
-        Object.assign(b, {
-          callId: d.call_id, jobId: d.job_id, command: d.command, reason: d.reason, cwd: d.cwd,
-          approvalKind: d.kind, decisions: d.available_decisions || [],
-        });
-        this.changed(s, node, b);
-        return;
-      }
-      case 'exec_approval_resolved': {
-        const b = node.blocks.find((x) => x.kind === 'approval' && x.approvalId === d.approval_id);
-        if (d.request_id) this.ops.delete(d.request_id);
-        if (!b) return;
-        b.resolved = { approved: !!d.approved, decision: d.decision, source: d.source };
-        b.sending = null;
-        b.error = null;
-        this.changed(s, node, b);
-        return;
-      }
-      case 'agent_error':
-        this._closeOpen(node);
-        this.addBlock(s, node, { kind: 'error', text: d.message || 'error', code: d.error_code, fatal: !!d.fatal });
-        return;
-      default:
-        return; // task_started, task_complete and unknown events: nothing to show
-    }
-  }
-
   // ------------------------------------------------------------------ optimistic operations
 
   beginLaunch(requestId, payload, onRejected) {
@@ -497,7 +336,7 @@ export class Store {
     for (const id of nodeIds) {
       const node = this.node(swarm, id);
       blocks.set(id, this.addBlock(swarm, node, { kind: 'prompt', text: content, status: 'sending' }));
-      this._closeOpen(node);
+      closeOpen(node);
     }
     swarm.notice = null;
     this.touch(swarm);
