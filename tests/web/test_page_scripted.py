@@ -20,6 +20,18 @@ from codeswarm.router.web import WebServer
 
 pytestmark = pytest.mark.web
 SWARM = "5c1f0a4e-0000-4000-8000-000000000001"
+PROVIDERS = [
+    {"id": "scripted", "label": "Scripted cluster", "backend": "slurm", "cluster_profile": None,
+     "defaults": {"worker_mode": "codex", "approval_policy": "never"}, "disabled": False,
+     "launch_fields": [
+         {"key": "partition", "label": "Partition", "type": "text", "default": "debug", "required": False},
+         {"key": "gpus", "label": "GPUs", "type": "number", "default": None, "required": False},
+         {"key": "exclusive", "label": "Exclusive", "type": "boolean", "default": False, "required": False},
+         {"key": "qos", "label": "QoS", "type": "select", "default": "normal", "required": True,
+          "options": [{"label": "Normal", "value": "normal"}, {"label": "High", "value": "high"}]}]},
+    {"id": "off", "label": "Switched off", "backend": "local", "defaults": {}, "disabled": True,
+     "disabled_reason": "no codex binary"},
+]
 
 
 def _ev(seq: int, event: str, **data: Any) -> dict[str, Any]:
@@ -34,6 +46,7 @@ class ScriptedRouter:
         self.log: list[dict[str, Any]] = []
         self.log_id = "log-A"
         self.subscribes: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []
         self.streams: set[trio.SocketStream] = set()
 
     def append(self, event: str, **data: Any) -> None:
@@ -92,7 +105,14 @@ class ScriptedRouter:
                 "subscribed", since=since, head_seq=head, oldest_seq=1, log_id=self.log_id, reset=reset,
                 truncated=False, swarm_id=None)])
         elif name == "providers_list":
-            await self._send(stream, [directed("providers_list", providers=[])])
+            await self._send(stream, [directed("providers_list", providers=PROVIDERS)])
+        elif name in ("swarm_launch", "swarm_terminate"):
+            # Refused, as a backend that cannot submit or cancel would: the page must roll back.
+            self.commands.append(cmd)
+            code = "launch_failed" if name == "swarm_launch" else "termination_failed"
+            self.append("command_rejected", request_id=rid, command=name, code=code,
+                        reason=f"{code.replace('_', ' ')}: scheduler said no")
+            await self._send(stream, [self.log[-1]])
         elif name == "swarm_list":
             launched = next((e["data"] for e in self.log if e["event"] == "swarm_launched"), {})
             await self._send(stream, [directed("swarm_list", swarms={SWARM: {
@@ -237,4 +257,37 @@ def test_blocks_usage_and_keyboard(stack: Stack, open_page: Any, web_output: Pat
     page.keyboard.press("Escape")
     expect(page.locator("#confirm")).to_be_hidden()
     expect(page.locator(".detail-head .badge")).to_have_text("running")
+    assert not errors.items, errors.items
+
+
+def test_rejected_launch_and_terminate_roll_back(stack: Stack, open_page: Any) -> None:
+    """The form is built from launch_fields; launch and terminate rejections revert visibly."""
+    from playwright.sync_api import expect
+
+    r = stack.router
+    stack.call(lambda: r.append("swarm_launched", node_count=1, state="running", provider="slurm",
+                                provider_id="scripted", agent_runtime="codex"))
+    page, errors = open_page(stack.web.url)
+    expect(page.locator("#launch-field-partition")).to_have_value("debug")
+    expect(page.locator("#launch-provider option[value=off]")).to_be_disabled()
+    page.fill("#launch-nodes", "3")
+    page.fill("#launch-field-gpus", "2")
+    page.check("#launch-field-exclusive")
+    page.select_option("#launch-field-qos", "high")
+    page.click("form.launch button[type=submit]")
+    expect(page.locator("form.launch .form-error")).to_have_text("Launch rejected: launch failed: scheduler said no")
+    expect(page.locator(".swarm-item.launching")).to_have_count(0)
+    expect(page.locator("form.launch button[type=submit]")).to_be_enabled()
+    sent = r.commands[-1]["payload"]
+    assert sent == {"provider": "scripted", "nodes": 3,
+                    "provider_params": {"partition": "debug", "gpus": 2, "exclusive": True, "qos": "high"}}
+
+    page.click(f".swarm-item[data-swarm='{SWARM}']")
+    expect(page.locator(".detail-head .badge")).to_have_text("running")
+    page.click(".detail-head button.danger")
+    page.click("#confirm-ok")
+    expect(page.locator(".swarm-notice")).to_have_text("Terminate rejected: termination failed: scheduler said no")
+    expect(page.locator(".detail-head .badge")).to_have_text("running")
+    expect(page.locator(".detail-head button.danger")).to_be_enabled()
+    assert r.commands[-1]["command"] == "swarm_terminate"
     assert not errors.items, errors.items

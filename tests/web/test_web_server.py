@@ -198,3 +198,21 @@ async def test_burst_arrives_in_order_one_frame_per_line(nursery: trio.Nursery, 
         assert seqs == list(range(seqs[0], seqs[0] + 300))
         assert all(len(e["data"]["pad"]) == pad for e in got)
     await ws.aclose()
+
+
+def test_web_command_reports_a_busy_port() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "codeswarm", "web", "--port", str(port), "--router-socket", "/nonexistent"],
+            capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+        )
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert proc.stdout == ""
