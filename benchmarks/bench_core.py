@@ -125,6 +125,8 @@ def main() -> None:
 
         # ---------------------------------------------------------------- ingest of a backlog
         outboxes = {n: tmp / "runs" / job / "mailbox" / "outbox" / f"{job}_{n:02d}.jsonl" for n in range(args.nodes)}
+        sock = home / "router.sock"
+        start_head = head_seq(sock)
         pid = int((home / "router.pid").read_text())
         os.kill(pid, signal.SIGTERM)
         while Path(f"/proc/{pid}").exists():
@@ -136,11 +138,8 @@ def main() -> None:
                 f.write(b"".join(delta_line(last + i + 1, job, n, iids[n], f"tok{i} ") for i in range(args.lines)))
             next_seq[n] = last + args.lines + 1
         total = args.nodes * args.lines
-        start_head = 0
         t0 = time.perf_counter()
         run(env, "router", "start")
-        sock = home / "router.sock"
-        start_head = head_seq(sock)
         while True:
             h = head_seq(sock)
             if h - start_head >= total:

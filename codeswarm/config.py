@@ -348,6 +348,8 @@ def _presets(
         if backend == "slurm" and not profiles:
             raise ConfigError(f"{w}: backend 'slurm' but cluster.slurm is not configured")
         profile = p.get("cluster_profile", p.get("cluster_config"))
+        if profile is not None and not isinstance(profile, str):
+            raise ConfigError(f"{w}: 'cluster_profile' must be a string")
         if profile is not None and backend == "slurm" and profile not in profiles:
             raise ConfigError(f"{w}: cluster_profile '{profile}' is not in cluster.slurm.profiles")
         defaults = p.get("defaults", {})
@@ -365,6 +367,9 @@ def _presets(
         env = p.get("env", {})
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
             raise ConfigError(f"{w}: 'env' must be an object of strings")
+        panels = p.get("launch_panels") or []
+        if not isinstance(panels, list):
+            raise ConfigError(f"{w}: 'launch_panels' must be an array")
         out.append(
             Preset(
                 id=pid,
@@ -373,7 +378,7 @@ def _presets(
                 cluster_profile=profile,
                 defaults=dict(defaults),
                 launch_fields=fields,
-                launch_panels=list(p.get("launch_panels") or []),
+                launch_panels=list(panels),
                 launch_soft_timeout_seconds=_number(p, "launch_soft_timeout_seconds", None, w),
                 launch_hard_timeout_seconds=_number(p, "launch_hard_timeout_seconds", None, w),
                 env=dict(env),

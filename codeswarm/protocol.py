@@ -307,8 +307,10 @@ def _parse_selector_string(text: str) -> list[int]:
     ids: list[int] = []
     for item in compact.split(","):
         lo, sep, hi = item.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
+        if not _digits(lo) or (sep and not _digits(hi)):
             raise ValueError("invalid_payload", f"nodes: bad selector item {item!r}")
+        if len(lo) > 9 or len(hi) > 9:  # far beyond any swarm; also keeps int() cheap
+            raise ValueError("invalid_nodes", f"node index out of range: {item[:20]}")
         a = int(lo)
         b = int(hi) if sep else a
         if a > b:
@@ -317,6 +319,10 @@ def _parse_selector_string(text: str) -> list[int]:
             raise ValueError("invalid_nodes", f"node index out of range: {b}")
         ids.extend(range(a, b + 1))
     return ids
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # "²".isdigit() is True, int("²") fails
 
 
 def resolve_nodes(cmd: Command, value: Any, node_count: int) -> list[int]:

@@ -129,7 +129,10 @@ def required(core: "RouterCore", swarm: Swarm, inj: Injection, data: dict[str, A
 def apply_required(core: "RouterCore", swarm: Swarm, data: dict[str, Any], now: float) -> None:
     aid = data["approval_id"]
     if aid in swarm.approvals:
-        swarm.approvals[aid].available_decisions = list(data.get("available_decisions") or [])
+        existing = swarm.approvals[aid]
+        existing.available_decisions = list(data.get("available_decisions") or [])
+        if existing.rpc_id is None and data.get("rpc_id") is not None:  # keep the id the worker can answer
+            existing.rpc_id = data["rpc_id"]
         return
     swarm.approvals[aid] = Approval(
         approval_id=aid,
@@ -183,10 +186,10 @@ def resolve_by_runtime(core: "RouterCore", swarm: Swarm, node_id: int, call_id: 
             _resolved(core, swarm, a, approved=True, decision=None, source="runtime", request_id=None, now=now)
 
 
-def resolve_for_injection(core: "RouterCore", swarm: Swarm, injection_id: str, source: str) -> None:
+def resolve_for_injection(core: "RouterCore", swarm: Swarm, injection_id: str, source: str, now: float) -> None:
     for a in list(swarm.approvals.values()):
         if not a.resolved and a.injection_id == injection_id:
-            _resolved(core, swarm, a, approved=False, decision=None, source=source, request_id=None, now=a.created_at)
+            _resolved(core, swarm, a, approved=False, decision=None, source=source, request_id=None, now=now)
 
 
 def resolve_all(core: "RouterCore", swarm: Swarm, source: str, now: float) -> None:
@@ -256,7 +259,7 @@ def answer(core: "RouterCore", swarms: dict[str, Swarm], cmd: Any, now: float) -
     pending = [a for a in candidates if not a.resolved]
     if not pending:
         recent = [a for a in candidates if a.resolved and a.resolved_at is not None
-                  and now - a.resolved_at <= IDEMPOTENT_WINDOW_SECONDS and a.resolve_request_id is not None]
+                  and now - a.resolved_at <= IDEMPOTENT_WINDOW_SECONDS]
         if recent and swarm is not None:
             a = recent[-1]
             _resolved(core, swarm, a, approved=bool(a.approved), decision=a.decision, source="client",

@@ -30,7 +30,9 @@ class LineReader:
         while True:
             nl = self.buf.find(b"\n")
             if nl < 0:
-                if len(self.buf) > self.limit:
+                # a CR waiting for its LF belongs to the terminator, not to the line
+                pending_cr = len(self.buf) == self.limit + 1 and self.buf.endswith(b"\r")
+                if len(self.buf) > self.limit and not pending_cr:
                     if not self.discarding:
                         out.append(Rejection("line_too_long", "line exceeds 1 MiB limit"))
                     self.discarding = True

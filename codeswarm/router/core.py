@@ -28,6 +28,9 @@ _TURN_CONTENT = frozenset(
 )
 
 
+_NO_THREAD_STATUS = frozenset({"claude", "mock"})
+
+
 @dataclass(frozen=True)
 class InboxLine:
     """Action: append `line` to node `node_id`'s inbox of `swarm_id`."""
@@ -159,6 +162,12 @@ class RouterCore:
             acked_at=data.get("acked_at", now),
         )
 
+    def _apply_thread_status(self, swarm: Swarm, data: dict[str, Any], now: float) -> None:
+        status = data.get("status")
+        node_id = data.get("node_id")
+        if isinstance(node_id, int) and 0 <= node_id < swarm.node_count:
+            swarm.nodes[node_id].thread_status = status.get("type") if isinstance(status, dict) else None
+
     def _apply_node_status(self, swarm: Swarm, data: dict[str, Any], now: float) -> None:
         node = swarm.nodes[data["node_id"]]
         node.worker = data["worker"]
@@ -224,8 +233,10 @@ class RouterCore:
     ) -> list[InboxLine]:
         """Ack one injection per node (ascending), then return the inbox lines to append."""
         actions = []
+        acked = []
         for node_id in node_ids:
             iid = new_id()
+            acked.append((node_id, iid))
             self.emit(
                 "inject_ack",
                 {
@@ -238,8 +249,9 @@ class RouterCore:
                     "acked_at": now,
                 },
             )
-            node = swarm.nodes[node_id]
-            if node.worker == "exited":
+        # Ordering rule 3: every ack of one inject comes before any outcome of it.
+        for node_id, iid in acked:
+            if swarm.nodes[node_id].worker == "exited":
                 self._fail(swarm, swarm.injections[iid], "node_not_running", "the node's worker has exited")
                 continue
             actions.append(
@@ -280,7 +292,7 @@ class RouterCore:
                 self._fail(swarm, inj, "swarm_terminated", "the swarm was terminated")
         for inj in list(swarm.injections.values()):
             if inj.state in ("delivered", "started"):
-                self._close_turn(swarm, inj, aborted=True, status="interrupted")
+                self._close_turn(swarm, inj, now, aborted=True, status="interrupted")
         approvals.resolve_all(self, swarm, "terminated", now)
         self.emit(
             "swarm_terminated",
@@ -294,20 +306,42 @@ class RouterCore:
             },
         )
 
-    def _close_turn(self, swarm: Swarm, inj: Injection, *, aborted: bool, status: str, extra: dict[str, Any] | None = None) -> None:
-        approvals.resolve_for_injection(self, swarm, inj.injection_id, "turn_complete")
+    def _start_turn(self, swarm: Swarm, inj: Injection, turn_id: Any, outbox_seq: int) -> None:
+        self.emit("turn_started", {**self.runtime_fields(swarm, inj.node_id, inj.injection_id),
+                                   "turn_id": turn_id, "prompt": inj.prompt, "outbox_seq": outbox_seq})
+        self._synthesize_thread_status(swarm, inj, "active")
+
+    def _synthesize_thread_status(self, swarm: Swarm, inj: Injection, status: str) -> None:
+        # PROTOCOL.md 5.8: runtimes without a native thread-status signal get one from the router.
+        if swarm.agent_runtime in _NO_THREAD_STATUS:
+            self.emit("thread_status", {**self.runtime_fields(swarm, inj.node_id, inj.injection_id),
+                                        "status": {"type": status}})
+
+    def _close_turn(self, swarm: Swarm, inj: Injection, now: float, *, aborted: bool, status: str,
+                    extra: dict[str, Any] | None = None) -> None:
+        approvals.resolve_for_injection(self, swarm, inj.injection_id, "turn_complete", now)
         data = self.runtime_fields(swarm, inj.node_id, inj.injection_id)
         data.update(extra or {})
         data.update({"turn_id": inj.turn_id, "aborted": aborted, "status": status})
         self.emit("turn_complete", data)
+        self._synthesize_thread_status(swarm, inj, "idle")
 
     # ------------------------------------------------------------------ worker output
+
+    def _heard_from(self, swarm: Swarm, node_id: int, now: float) -> None:
+        """Any outbox line proves the worker alive (PROTOCOL.md 8.5)."""
+        node = swarm.nodes[node_id]
+        node.last_line_at = now
+        if node.worker == "stale":
+            self.emit("node_status", {**self.runtime_fields(swarm, node_id, None), "worker": "running",
+                                      "last_heartbeat_at": now})
 
     def on_lifecycle(self, swarm: Swarm, node_id: int, line: dict[str, Any], now: float) -> None:
         event = line.get("event")
         data = line.get("data") if isinstance(line.get("data"), dict) else {}
         src = {"outbox_seq": line.get("seq")}
-        node = swarm.nodes[node_id]
+        if event not in ("worker_started", "worker_exited"):
+            self._heard_from(swarm, node_id, now)
         if event == "worker_started":
             self.emit(
                 "node_status",
@@ -316,10 +350,6 @@ class RouterCore:
             )
             if swarm.state == "pending":
                 self.set_state(swarm, "running", None)
-        elif event == "heartbeat":
-            if node.worker == "stale":
-                self.emit("node_status", {**self.runtime_fields(swarm, node_id, None), "worker": "running",
-                                          "last_heartbeat_at": now, **src})
         elif event == "turn_accepted":
             inj = swarm.injections.get(line.get("injection_id") or "")
             if inj is not None and inj.state == "acked" and inj.node_id == node_id:
@@ -350,7 +380,7 @@ class RouterCore:
                     self.emit("agent_error", {**self.runtime_fields(swarm, node_id, inj.injection_id),
                                               "message": f"worker exited during the turn ({reason})",
                                               "error_code": "worker_exited", "fatal": True})
-                self._close_turn(swarm, inj, aborted=True, status="interrupted")
+                self._close_turn(swarm, inj, now, aborted=True, status="interrupted")
         if not requested:
             self.emit("agent_error", {**self.runtime_fields(swarm, node_id, None),
                                       "message": f"worker exited ({reason}, code {data.get('exit_code')})",
@@ -366,6 +396,7 @@ class RouterCore:
         outbox_seq: int, now: float,
     ) -> None:
         """Route normalized events of one outbox line through the injection lifecycle."""
+        self._heard_from(swarm, node_id, now)
         inj = swarm.injections.get(injection_id) if injection_id else None
         if inj is not None and inj.node_id != node_id:
             inj = None
@@ -377,30 +408,22 @@ class RouterCore:
                 continue
             if name == "turn_started":
                 if inj.state == "delivered":
-                    data["prompt"] = inj.prompt
-                    self.emit("turn_started", data)
+                    self._start_turn(swarm, inj, payload.get("turn_id"), outbox_seq)
                 continue
             if name == "turn_complete":
                 if inj.state == "delivered":
-                    self.emit("turn_started", {**self.runtime_fields(swarm, node_id, injection_id),
-                                               "turn_id": payload.get("turn_id"), "prompt": inj.prompt,
-                                               "outbox_seq": outbox_seq})
+                    self._start_turn(swarm, inj, payload.get("turn_id"), outbox_seq)
                 if inj.state in ("delivered", "started"):
                     status = payload.get("status") or "completed"
-                    self._close_turn(swarm, inj, aborted=False, status=status, extra={"outbox_seq": outbox_seq})
+                    self._close_turn(swarm, inj, now, aborted=False, status=status, extra={"outbox_seq": outbox_seq})
                 continue
             if name in _TURN_CONTENT and inj.state == "delivered":
-                self.emit("turn_started", {**self.runtime_fields(swarm, node_id, injection_id),
-                                           "turn_id": payload.get("turn_id"), "prompt": inj.prompt,
-                                           "outbox_seq": outbox_seq})
+                self._start_turn(swarm, inj, payload.get("turn_id"), outbox_seq)
             if name == "exec_approval_required":
                 approvals.required(self, swarm, inj, data, now)
                 continue
             if name == "command_started":
                 approvals.resolve_by_runtime(self, swarm, node_id, payload.get("call_id"), now)
-            if name == "thread_status":
-                status = payload.get("status")
-                swarm.nodes[node_id].thread_status = status.get("type") if isinstance(status, dict) else None
             self.emit(name, data)
 
     # ------------------------------------------------------------------ scheduler evidence
@@ -454,9 +477,17 @@ class RouterCore:
                     self.emit("node_status", {**self.runtime_fields(swarm, node.node_id, None), "worker": "stale",
                                               "last_heartbeat_at": None})
             for inj in list(swarm.injections.values()):
+                node = swarm.nodes[inj.node_id]
+                if inj.state in ("delivered", "started") and node.worker == "stale":
+                    silent = now - (node.last_line_at or inj.acked_at)
+                    if silent > s.worker_heartbeat_timeout_seconds + s.inject_timeout_seconds:
+                        self.emit("agent_error", {**self.runtime_fields(swarm, inj.node_id, inj.injection_id),
+                                                  "message": f"node silent for {silent:.0f} s during the turn",
+                                                  "error_code": "node_stale", "fatal": False})
+                        self._close_turn(swarm, inj, now, aborted=True, status="interrupted")
+                    continue
                 if inj.state != "acked":
                     continue
-                node = swarm.nodes[inj.node_id]
                 if node.worker == "running":
                     start = max(inj.acked_at, node.started_at or inj.acked_at)
                     if now - start > s.inject_timeout_seconds:
@@ -508,6 +539,7 @@ _APPLY: dict[str, Callable[[RouterCore, Swarm, dict[str, Any], float], None]] = 
     "turn_complete": _injection_to("completed"),
     "inject_failed": _injection_to("failed"),
     "node_status": RouterCore._apply_node_status,
+    "thread_status": RouterCore._apply_thread_status,
     "exec_approval_required": approvals.apply_required,
     "exec_approval_resolved": approvals.apply_resolved,
 }

@@ -157,8 +157,9 @@ class RouterServer:
                             continue
                         await self.handlers.handle(conn, cmd)
                 conn.close("client closed")
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
+        except Exception as exc:  # includes ExceptionGroups: a client must never take the router down
+            if not _only_disconnects(exc):
+                log.exception("connection handler failed")
         finally:
             conn.closed = True
             r.connections.discard(conn)
@@ -229,6 +230,12 @@ class RouterServer:
                     r.ingest.drain_swarm(sw.swarm_id)  # worker output comes before swarm_terminated
                 r.core.on_observation(sw, obs, now)
             r.ingest.sync()
+
+
+def _only_disconnects(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_disconnects(e) for e in exc.exceptions)
+    return isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError, OSError))
 
 
 async def serve(config: Config, state_dir: Path, tcp_port: int | None = None) -> None:

@@ -49,6 +49,8 @@ class EventLog:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.log_id = self._load_log_id()
         self.segments: list[int] = sorted(int(p.stem) for p in self.dir.glob("*.jsonl") if p.stem.isdigit())
+        # Events per segment: retention counts events, not seq distance (seq has gaps after a crash).
+        self.seg_counts: dict[int, int] = {first: self._count_lines(first) for first in self.segments[:-1]}
         self.head_seq = 0
         self.truncated_bytes = 0  # a partial last line found (and cut) at open
         self._fd: int | None = None
@@ -83,6 +85,13 @@ class EventLog:
         atomic_write(self.dir / "seq.reserved", str(value).encode())
         self._reserved = value
 
+    def _count_lines(self, first: int) -> int:
+        try:
+            with open(self._seg_path(first), "rb") as f:
+                return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        except FileNotFoundError:
+            return 0
+
     def _seg_path(self, first: int) -> Path:
         return self.dir / f"{first:012d}.jsonl"
 
@@ -99,6 +108,7 @@ class EventLog:
             data = data[:end]
         lines = data.splitlines()
         self._seg_count = len(lines)
+        self.seg_counts[self.segments[-1]] = self._seg_count
         for raw in reversed(lines):
             try:
                 self.head_seq = int(orjson.loads(raw)["seq"])
@@ -143,7 +153,10 @@ class EventLog:
                 n = os.write(self._fd, view)
                 view = view[n:]
             self._seg_count += len(chunk)
+            self.seg_counts[self.segments[-1]] = self._seg_count
             i += len(chunk)
+        if len(self.segments) > 1:
+            self._prune()
 
     def _rotate(self, first_seq: int) -> None:
         if self._fd is not None:
@@ -152,13 +165,15 @@ class EventLog:
         self._fd = os.open(self._seg_path(first_seq), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.segments.append(first_seq)
         self._seg_count = 0
+        self.seg_counts[first_seq] = 0
         fsync_dir(self.dir)
-        self._prune()
 
     def _prune(self) -> None:
         """Drop whole old segments while the rest still holds max_events."""
-        while len(self.segments) > 1 and self.head_seq - self.segments[1] + 1 >= self.max_events:
+        total = sum(self.seg_counts.get(f, 0) for f in self.segments)
+        while len(self.segments) > 1 and total - self.seg_counts.get(self.segments[0], 0) >= self.max_events:
             first = self.segments.pop(0)
+            total -= self.seg_counts.pop(first, 0)
             try:
                 self._seg_path(first).unlink()
             except FileNotFoundError:

@@ -66,7 +66,8 @@ class Harness:
                "backend": "local", "profile": None, "extra": {}}
         actions = self.core.launch(
             request_id=request_id, swarm_id=swarm_id, job=job, node_count=nodes, provider="local",
-            provider_id="local-mock", params={"worker_mode": "mock", **params},
+            # codex reports thread status itself; the router's synthesized one (mock, claude) has its own test
+            provider_id="local-codex", params={"worker_mode": "codex", **params},
             system_prompt=system_prompt, now=self.now,
         )
         return self.core.swarms[swarm_id], actions

@@ -36,7 +36,7 @@ def test_launch_without_system_prompt(h):
     assert h.names() == ["swarm_launched"]
     data = h.events()[0][1]
     assert data["request_id"] == "req-launch" and data["node_count"] == 3 and data["state"] == "pending"
-    assert data["provider"] == "local" and data["provider_id"] == "local-mock" and data["agent_runtime"] == "mock"
+    assert data["provider"] == "local" and data["provider_id"] == "local-codex" and data["agent_runtime"] == "codex"
     assert swarm.state == "pending" and [n.worker for n in swarm.nodes] == ["not_started"] * 3
 
 
@@ -259,9 +259,6 @@ def test_inject_into_an_exited_node_acks_then_fails(h):
     assert [a.node_id for a in actions] == [0]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: RouterCore.inject emits inject_failed for an exited node inside "
-                                       "the ack loop, so a later node's inject_ack follows it (PROTOCOL.md 6, "
-                                       "ordering rule 3: all acks of one inject come first)")
 def test_all_acks_of_one_inject_come_before_any_failure(h):
     swarm, _ = h.launch(nodes=3)
     h.start(swarm)
@@ -622,9 +619,6 @@ def test_replay_after_ttl_removal_forgets_the_swarm(make_harness):
     assert h.replayed().swarms == {} == h.core.swarms
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: on_runtime_events sets node.thread_status directly instead of in "
-                                       "apply, so a recovered router (log replay) loses the idle/active status "
-                                       "that idle dispatch (PROTOCOL.md 4.3) depends on")
 def test_replay_rebuilds_thread_status(h):
     swarm, _ = h.launch(nodes=1)
     h.start(swarm)
@@ -670,9 +664,6 @@ def test_launch_hard_timeout_asks_for_cancel_only_while_pending(h):
 # ---------------------------------------------------------------- gaps against the spec
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: PROTOCOL.md 8.5 says any later outbox line makes a stale node "
-                                       "running again; the core only revives it on heartbeat, so a node that "
-                                       "streams output stays stale (and its acked injections fail node_not_running)")
 def test_any_line_from_a_stale_node_makes_it_running(make_harness):
     h = make_harness(worker_heartbeat_timeout_seconds=60, inject_timeout_seconds=600)
     swarm, _ = h.launch(nodes=1)
@@ -685,9 +676,6 @@ def test_any_line_from_a_stale_node_makes_it_running(make_harness):
     assert swarm.nodes[0].worker == "running"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: PROTOCOL.md 6: a delivered/started injection on a node stale past "
-                                       "the deadline ends with agent_error + turn_complete(aborted); tick() "
-                                       "only fails acked injections, so the turn stays open for ever")
 def test_open_turn_on_a_node_stale_past_the_deadline_is_aborted(make_harness):
     h = make_harness(worker_heartbeat_timeout_seconds=60, inject_timeout_seconds=60)
     swarm, _ = h.launch(nodes=1)
@@ -700,3 +688,17 @@ def test_open_turn_on_a_node_stale_past_the_deadline_is_aborted(make_harness):
     assert swarm.nodes[0].worker == "stale"
     assert per_injection(h, iid)[-2:] == ["agent_error", "turn_complete"]
     assert h.events(injection_id=iid)[-1][1]["aborted"] is True
+
+
+def test_thread_status_is_synthesized_for_runtimes_without_one(h):
+    """PROTOCOL.md 5.8: mock and claude get `active` after turn_started and `idle` after turn_complete."""
+    swarm, _ = h.launch(nodes=1, worker_mode="mock")
+    h.start(swarm)
+    iid = h.inject(swarm, [0])[0]
+    h.accept(swarm, 0, iid)
+    h.runtime(swarm, 0, iid, ("assistant_delta", {"content": "hi"}), ("turn_complete", {}))
+    names = [n for n in per_injection(h, iid) if n in ("turn_started", "thread_status", "turn_complete")]
+    assert names == ["turn_started", "thread_status", "turn_complete", "thread_status"]
+    statuses = [d["status"]["type"] for n, d in h.events(injection_id=iid) if n == "thread_status"]
+    assert statuses == ["active", "idle"]
+    assert swarm.nodes[0].thread_status == "idle"

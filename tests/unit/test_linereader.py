@@ -83,10 +83,6 @@ def test_a_line_exactly_at_the_limit_with_crlf_split_before_the_lf():
 
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: LineReader counts a pending CR against the limit before its LF "
-                                       "arrives, so a limit-sized line ending in CRLF is rejected or accepted "
-                                       "depending on where the stream was split (PROTOCOL.md 2.3: terminator "
-                                       "excluded)")
 def test_a_line_exactly_at_the_limit_with_crlf_does_not_depend_on_chunking():
     r = LineReader(limit=8)
     out = r.feed(b"12345678\r") + r.feed(b"\n")

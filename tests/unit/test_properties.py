@@ -167,8 +167,6 @@ def test_integer_selectors(value, n):
         assert got == "invalid_nodes"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_node_selector raises a one-arg ValueError from int() for "
-                                       "strings that str.isdigit() accepts but int() does not (e.g. '²')")
 @FAST
 @given(st.text(max_size=20) | json_values, st.integers(1, 40))
 @example("²", 4)
@@ -231,8 +229,6 @@ def test_the_base_config_of_the_properties_is_valid():
     assert [p.id for p in cfg.presets] == ["local-mock", "hp-codex"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: some wrongly typed values raise TypeError instead of ConfigError "
-                                       "(launch_panels: 5, cluster_profile: [..]); see test_config.py")
 @FAST
 @given(st.sampled_from(CONFIG_PATHS), json_values, st.booleans())
 @example(("launch_providers", 0, "launch_panels"), 5, False)
@@ -383,9 +379,6 @@ def test_event_log_seq_strictly_increases_across_restarts_and_tears(ops):
         log.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: EventLog._prune measures retention in seq distance, so the "
-                                       "10,000-seq jump after an unclean stop makes it drop segments while "
-                                       "fewer than max_events events are kept (PROTOCOL.md 3.3)")
 def test_event_log_keeps_max_events_after_an_unclean_stop(tmp_path):
     def add(log: EventLog, n: int) -> None:
         seqs = [log.next_seq() for _ in range(n)]

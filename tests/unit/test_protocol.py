@@ -283,9 +283,6 @@ def test_resolve_nodes_turns_errors_into_rejections():
     assert resolve_nodes(c, "1-2", 4) == [1, 2]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: str.isdigit() accepts '²' but int() refuses it; the bare ValueError "
-                                       "has one arg, so resolve_nodes fails to unpack it (router: internal_error "
-                                       "instead of invalid_payload)")
 @pytest.mark.parametrize("value", ["²", "1-²", "0,³"])
 def test_selector_unicode_digits_are_invalid_payload(value):
     with pytest.raises(Rejection) as info:
@@ -293,8 +290,6 @@ def test_selector_unicode_digits_are_invalid_payload(value):
     assert info.value.code == "invalid_payload"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a selector item over 4300 digits makes int() raise a one-arg "
-                                       "ValueError (int max str digits), not (code, message)")
 def test_selector_with_a_5000_digit_number_is_rejected_cleanly():
     with pytest.raises(Rejection) as info:
         resolve_nodes(Command("inject", "r", {}), "9" * 5000, 4)
