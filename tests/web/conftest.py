@@ -1,8 +1,13 @@
-"""Fixtures for the web tests. FakeRouter: a tiny stand-in for the router's Unix socket: JSON lines in, JSON lines out.
+"""Fixtures for the web tests.
 
-It answers every command with one `echo` event (the command as received) and remembers the raw
-lines it got, so tests can check that the bridge relays unchanged. `{"command": "hangup"}` makes
-it close that connection, as a router going away would.
+- FakeRouter / web_pair: a WebServer bridged to a tiny stand-in router (JSON lines in, JSON lines
+  out) on a temp Unix socket. It answers every command with one `echo` event and remembers the raw
+  lines it got, so tests can check that the bridge relays unchanged; `hangup` closes the
+  connection as a router going away would, `burst` sends many lines in one write.
+- browser / open_page: headless Debian Chromium through Playwright (scripts/install-browser.sh);
+  every page records console errors and uncaught exceptions.
+- web: `codeswarm web` from the real .pyz on a free port, its router autostarted on the `cs`
+  fixture's private state dir (tests/conftest.py), which also cleans up router and workers by PID.
 """
 
 from __future__ import annotations
