@@ -85,6 +85,17 @@ def delta_line(seq: int, job: str, node: int, iid: str, text: str) -> bytes:
                       separators=(",", ":")).encode() + b"\n"
 
 
+def stop_everything(env: dict[str, str], home: Path, tmp: Path) -> None:
+    """Stop the router, then every worker this run started (by PID, from the outboxes)."""
+    subprocess.run([sys.executable, str(PYZ), "router", "stop"], env=env, capture_output=True)
+    for outbox in tmp.glob("runs/*/mailbox/outbox/*.jsonl"):
+        try:
+            first = json.loads(outbox.read_bytes().split(b"\n", 1)[0])
+            os.killpg(first["data"]["pid"], signal.SIGKILL)
+        except (ValueError, KeyError, ProcessLookupError, PermissionError, IndexError):
+            pass
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", type=int, default=64)
@@ -195,7 +206,7 @@ def main() -> None:
         results["latency_p99_ms"] = pct(latencies, 99)
         run(env, "terminate", sid, "--force", "--wait")
     finally:
-        subprocess.run([sys.executable, str(PYZ), "router", "stop"], env=env, capture_output=True)
+        stop_everything(env, home, tmp)
     targets = {"list_p50_ms": ("<=", 150), "ingest_events_per_s": (">=", 20000), "latency_p99_ms": ("<", 100)}
     for key, value in results.items():
         line = f"{key:24} {value:12.1f}"

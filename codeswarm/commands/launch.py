@@ -45,16 +45,22 @@ def _skills(directory: str) -> list[dict[str, str]]:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="provider_params override (repeatable).")
 @click.option("--agents-md", type=click.Path(exists=True, dir_okay=False), help="AGENTS.md for every node.")
 @click.option("--skills", type=click.Path(exists=True, file_okay=False), help="Directory of skills files.")
+@click.option("--alias", default=None, help="Name other swarms use in routing directives (/swarm[alias]/...).")
+@click.option("--auto-route", is_flag=True, help="Turn routing directives in this swarm's answers into work.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for the launch.")
 @config_option
 @json_option
 @handle_errors
 def command(nodes: int, prompt: str, provider: str | None, params: tuple[str, ...], agents_md: str | None,
-            skills: str | None, timeout: float, config_path: str | None, state_dir: str | None,
+            skills: str | None, alias: str | None, auto_route: bool, timeout: float, config_path: str | None, state_dir: str | None,
             no_autostart: bool, as_json: bool) -> None:
     payload: dict[str, Any] = {"nodes": nodes, "system_prompt": prompt}
     if provider:
         payload["provider"] = provider
+    if alias:
+        payload["alias"] = alias
+    if auto_route:
+        payload["auto_route"] = True
     if params:
         payload["provider_params"] = _params(params)
     md = Path(agents_md).read_text() if agents_md else None

@@ -39,6 +39,11 @@ class LoggedEvent:
     wire: bytes
 
 
+# Events after which a node may have become idle (queue dispatch) or an answer may route work.
+_DISPATCH_TRIGGERS = frozenset({"turn_complete", "inject_failed", "node_status", "thread_status", "swarm_status",
+                                "inter_swarm_enqueued"})
+
+
 def _swarm_keys(data: dict[str, Any]) -> tuple[str, ...]:
     keys = []
     for k in ("swarm_id", "target_swarm_id", "source_swarm_id"):
@@ -87,6 +92,9 @@ class Router:
         self.swarm_changed: dict[str, trio.Event] = {}
         self.extra_state: dict[str, Any] = {}
         self.recovery_notes: list[str] = []
+        self._routing: list[tuple[str, Any, Any, str]] = []
+        self._dispatch_due: set[str] = set()
+        self._dispatch_wake = trio.Event()
         self.nursery: trio.Nursery | None = None
         self._now = time.time
 
@@ -118,6 +126,8 @@ class Router:
         if name in LIFECYCLE_EVENTS:
             self._pending_durable = True
         sid = data.get("swarm_id") or data.get("target_swarm_id")
+        if name in _DISPATCH_TRIGGERS or (name == "assistant" and data.get("final_answer")):
+            self._note_for_dispatch(name, data)
         if isinstance(sid, str):
             if name == "swarm_removed":
                 self._removed.add(sid)
@@ -131,6 +141,48 @@ class Router:
 
     def emit(self, name: str, data: dict[str, Any]) -> None:
         self.core.emit(name, data)
+
+    # ------------------------------------------------------------------ queue dispatch and routing
+
+    def _note_for_dispatch(self, name: str, data: dict[str, Any]) -> None:
+        """Observer of emitted events: remember what to look at; the dispatcher acts outside emit()."""
+        sid = data.get("swarm_id") or data.get("target_swarm_id")
+        swarm = self.core.swarms.get(sid) if isinstance(sid, str) else None
+        if swarm is None:
+            return
+        if name == "assistant":
+            if swarm.auto_route:
+                self._routing.append((swarm.swarm_id, data.get("node_id"), data.get("injection_id"),
+                                      str(data.get("content") or "")))
+                self._dispatch_wake.set()
+        elif swarm.queue:
+            self._dispatch_due.add(swarm.swarm_id)
+            self._dispatch_wake.set()
+
+    async def dispatcher(self) -> None:
+        """Route final answers and feed idle nodes from the queues, in the order things happened."""
+        from codeswarm.router import queue
+
+        self._dispatch_due.update(sid for sid, sw in self.core.swarms.items() if sw.queue)
+        while True:
+            if not (self._routing or self._dispatch_due):
+                await self._dispatch_wake.wait()
+                self._dispatch_wake = trio.Event()
+            actions = []
+            now = self.now()
+            routing, self._routing = self._routing, []
+            for sid, node_id, iid, text in routing:
+                swarm = self.core.swarms.get(sid)
+                if swarm is not None and isinstance(node_id, int):
+                    actions += queue.route_answer(self.core, swarm, node_id, iid, text, now)
+            due, self._dispatch_due = self._dispatch_due, set()
+            for sid in sorted(due):
+                swarm = self.core.swarms.get(sid)
+                if swarm is not None and swarm.queue:
+                    actions += queue.dispatch_idle(self.core, swarm, now)
+            if actions:
+                await self.commit()
+                await self.send_to_inboxes(actions)
 
     async def wait_swarm_change(self, swarm_id: str) -> None:
         ev = self.swarm_changed.get(swarm_id)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from codeswarm.protocol import LEGACY_STATUS
-from codeswarm.router import approvals
+from codeswarm.router import approvals, queue
 from codeswarm.router.model import OPEN_INJECTION_STATES, Injection, Node, Swarm
 from codeswarm.router.providers.base import JobObservation, JobState
 
@@ -160,6 +160,7 @@ class RouterCore:
             prompt=data.get("prompt", ""),
             state="acked",
             acked_at=data.get("acked_at", now),
+            origin=data.get("origin"),
         )
 
     def _apply_thread_status(self, swarm: Swarm, data: dict[str, Any], now: float) -> None:
@@ -208,6 +209,8 @@ class RouterCore:
             params=params,
             job=job,
             nodes=[Node(node_id=i) for i in range(node_count)],
+            alias=params.get("swarm_alias") or None,
+            auto_route=bool(params.get("auto_route")),
         )
         self.emit(
             "swarm_launched",
@@ -229,13 +232,14 @@ class RouterCore:
         return self.inject(self.swarms[swarm_id], list(range(node_count)), system_prompt, request_id, now)
 
     def inject(
-        self, swarm: Swarm, node_ids: list[int], content: str, request_id: str | None, now: float
+        self, swarm: Swarm, node_ids: list[int], content: str, request_id: str | None, now: float,
+        *, injection_ids: list[str] | None = None, origin: list[Any] | None = None,
     ) -> list[InboxLine]:
         """Ack one injection per node (ascending), then return the inbox lines to append."""
         actions = []
         acked = []
-        for node_id in node_ids:
-            iid = new_id()
+        for i, node_id in enumerate(node_ids):
+            iid = injection_ids[i] if injection_ids else new_id()
             acked.append((node_id, iid))
             self.emit(
                 "inject_ack",
@@ -247,6 +251,7 @@ class RouterCore:
                     "injection_id": iid,
                     "prompt": content,
                     "acked_at": now,
+                    **({"origin": origin} if origin else {}),
                 },
             )
         # Ordering rule 3: every ack of one inject comes before any outcome of it.
@@ -305,6 +310,7 @@ class RouterCore:
                 "terminated_at": now,
             },
         )
+        queue.drop_all(self, swarm, "target terminated")
 
     def _start_turn(self, swarm: Swarm, inj: Injection, turn_id: Any, outbox_seq: int) -> None:
         self.emit("turn_started", {**self.runtime_fields(swarm, inj.node_id, inj.injection_id),
@@ -430,6 +436,8 @@ class RouterCore:
 
     def on_observation(self, swarm: Swarm, obs: JobObservation, now: float) -> None:
         """Apply the failure model to one successful scheduler observation."""
+        if obs.state == JobState.UNKNOWN:  # no evidence either way: keep everything as it is
+            return
         swarm.checked_at = now
         swarm.poll_error = None
         if obs.state == JobState.NOT_FOUND:
@@ -542,4 +550,9 @@ _APPLY: dict[str, Callable[[RouterCore, Swarm, dict[str, Any], float], None]] = 
     "thread_status": RouterCore._apply_thread_status,
     "exec_approval_required": approvals.apply_required,
     "exec_approval_resolved": approvals.apply_resolved,
+    "inter_swarm_enqueued": queue.apply_enqueued,
+    "inter_swarm_dispatched": queue.apply_removed,
+    "inter_swarm_dropped": queue.apply_removed,
+    "auto_route_submitted": queue.apply_routed,
+    "auto_route_ignored": queue.apply_routed,
 }

@@ -86,7 +86,9 @@ class Handlers:
                            self.r.now())
 
     async def cmd_queue_list(self, conn: "Connection", cmd: Command) -> None:
-        items = self.r.extra_state.get("queue", [])
+        from codeswarm.router.queue import all_items, public_item
+
+        items = [public_item(i) for i in all_items(self.r.core)]
         conn.send_directed("queue_list", {"request_id": cmd.request_id, "items": items}, self.r.now())
 
     async def cmd_subscribe(self, conn: "Connection", cmd: Command) -> None:
@@ -152,6 +154,22 @@ class Handlers:
             raise Rejection("invalid_provider_params", f"{exc.args[0]}: {exc.args[1]}",
                             request_id=cmd.request_id, command=cmd.command) from None
         files = persona_files(cmd)
+        alias = require_str(cmd, "alias", optional=True)
+        auto_route = cmd.payload.get("auto_route", False)
+        if not isinstance(auto_route, bool):
+            raise Rejection("invalid_payload", "auto_route: must be a boolean", request_id=cmd.request_id,
+                            command=cmd.command)
+        alias = alias or params.get("swarm_alias")
+        if alias is not None:
+            if not isinstance(alias, str) or not alias.replace("-", "").replace("_", "").isalnum():
+                raise Rejection("invalid_payload", "alias: letters, digits, '-' and '_' only",
+                                request_id=cmd.request_id, command=cmd.command)
+            if any(s.alias == alias and s.active for s in self.r.core.swarms.values()):
+                raise Rejection("invalid_payload", f"alias: {alias!r} is used by an active swarm",
+                                request_id=cmd.request_id, command=cmd.command)
+            params["swarm_alias"] = alias
+        if auto_route:
+            params["auto_route"] = True
         params.setdefault("worker_mode", "codex")
         if preset.launch_hard_timeout_seconds:
             params["_launch_hard_timeout_seconds"] = preset.launch_hard_timeout_seconds
@@ -201,9 +219,9 @@ class Handlers:
         await self._deliver(actions)
 
     async def cmd_enqueue_inject(self, conn: "Connection", cmd: Command) -> None:
-        from codeswarm.router.queue import enqueue
+        from codeswarm.router.queue import enqueue_command
 
-        await enqueue(self, conn, cmd)
+        await enqueue_command(self, conn, cmd)
 
     # ------------------------------------------------------------------ approvals
 

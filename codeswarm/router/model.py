@@ -17,6 +17,7 @@ class Injection:
     state: str  # acked | delivered | started | completed | failed
     acked_at: float
     turn_id: str | None = None
+    origin: list[Any] | None = None  # [swarm_id, node_id] of the node whose directive created it
 
 
 @dataclass
@@ -78,6 +79,10 @@ class Swarm:
     prev_state: str | None = None  # state before terminating, restored if the backend refuses
     miss_count: int = 0
     first_miss_at: float | None = None
+    alias: str | None = None
+    auto_route: bool = False
+    queue: list[dict[str, Any]] = field(default_factory=list)
+    routed_keys: list[str] = field(default_factory=list)
     seq: int = 0  # last log seq applied to this record
 
     def to_json(self) -> dict[str, Any]:

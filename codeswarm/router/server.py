@@ -100,6 +100,7 @@ class RouterServer:
             for note in r.recovery_notes:
                 r.emit("router_warning", {"message": note})
             nursery.start_soon(self._ticker)
+            nursery.start_soon(r.dispatcher)
             for backend, provider in r.providers.items():
                 nursery.start_soon(self._poller, backend, provider)
             for listener in listeners:
@@ -193,10 +194,10 @@ class RouterServer:
     async def _poller(self, backend: str, provider: ClusterProvider) -> None:
         """One batched scheduler query per interval for every active swarm of this backend."""
         r = self.router
-        interval = getattr(provider, "poll_interval", None) or r.settings.status_poll_interval_seconds
         failures = 0
         while True:
-            await trio.sleep(interval)
+            # read every time: a provider may back off while nothing changes (slurm)
+            await trio.sleep(getattr(provider, "poll_interval", None) or r.settings.status_poll_interval_seconds)
             swarms = [sw for sw in r.core.swarms.values() if sw.provider == backend and sw.active]
             if not swarms:
                 continue

@@ -105,7 +105,8 @@ class MockRuntime(Runtime):
         if status == "interrupted":
             self._complete(turn_id, status)
             return
-        answer = f"Node {node} on {self.hostname} finished: {content[:80]}"
+        # The prompt is echoed on lines of its own, so routing directives in it reach the final answer.
+        answer = f"Node {node} on {self.hostname} finished:\n{content[:4000]}"
         pieces = _chunks(answer, 4)
         for i in range(int(marks.get("firehose", 0))):
             pieces.append(f" {i}")
