@@ -9,6 +9,14 @@ mkdir -p dist
 exec 9>dist/.build.lock
 flock 9
 if [ ! -x .venv/bin/python ]; then
+  if ! "$PY" -c 'import ensurepip, venv' 2>/dev/null; then
+    # Debian splits venv/ensurepip out of python3
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    else
+      echo "build.sh: python3 venv support is missing: sudo apt-get install python3-venv" >&2; exit 1
+    fi
+  fi
   "$PY" -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
