@@ -76,7 +76,7 @@ export function createBlock(block, ctx) {
 // cut is invisible), or at CHUNK_HARD when the text has no newline. The browser then re-lays out
 // only the last chunk on each frame instead of the whole, ever longer, text.
 const CHUNK_SOFT = 2048;
-const CHUNK_HARD = 16384;
+const CHUNK_HARD = 4096;
 
 function setText(block, el) {
   const box = el.querySelector(':scope > .text');
