@@ -53,6 +53,8 @@ def main() -> None:
     ap.add_argument("--hidden", action="store_true", help="look at the launch form, not the swarm (no pane drawing)")
     ap.add_argument("--synthetic", action="store_true", help="measure the page alone (events made in the page)")
     args = ap.parse_args()
+    # A SIGTERM (e.g. from `timeout`) must still run the clean-up below: router and workers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     if args.synthetic:
         synthetic(args)
         return

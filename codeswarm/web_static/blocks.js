@@ -131,11 +131,13 @@ export function updateBlock(block, ctx) {
       el.querySelector('.status').textContent = block.error ? `${status}: ${block.error}` : status;
       break;
     }
-    case 'turn':
+    case 'turn': {
+      const id = block.turnId ? String(block.turnId) : '';
+      const name = /^turn/i.test(id) ? id : `turn ${id}`.trim();
       el.querySelector('.label').textContent = block.phase === 'start'
-        ? `turn ${block.turnId || ''} started`
-        : block.aborted ? `turn ${block.turnId || ''} aborted` : `turn ${block.turnId || ''} complete`;
+        ? `${name} started` : `${name} ${block.aborted ? 'aborted' : 'complete'}`;
       break;
+    }
     case 'tool':
       updateTool(block, el);
       break;
