@@ -58,23 +58,30 @@ class RouterCore:
     def runtime_fields(self, swarm: Swarm, node_id: int, injection_id: str | None) -> dict[str, Any]:
         return {"swarm_id": swarm.swarm_id, "job_id": swarm.job_id, "node_id": node_id, "injection_id": injection_id}
 
-    def status_data(self, swarm: Swarm, request_id: str | None, *, with_nodes: bool = False) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "request_id": request_id,
-            "swarm_id": swarm.swarm_id,
+    def list_record(self, swarm: Swarm) -> dict[str, Any]:
+        """A swarm as `swarm_list` shows it; `swarm_status` adds to the same fields."""
+        rec: dict[str, Any] = {
             "job_id": swarm.job_id,
             "node_count": swarm.node_count,
+            "system_prompt": swarm.system_prompt,
             "status": LEGACY_STATUS[swarm.state],
             "state": swarm.state,
             "provider": swarm.provider,
             "provider_id": swarm.provider_id,
             "agent_runtime": swarm.agent_runtime,
             "created_at": swarm.created_at,
-            "checked_at": swarm.checked_at,
         }
+        if swarm.alias:
+            rec["alias"] = swarm.alias
         if swarm.terminated_at is not None:
-            data["terminated_at"] = swarm.terminated_at
-            data["termination_reason"] = swarm.termination_reason
+            rec["terminated_at"] = swarm.terminated_at
+            rec["termination_reason"] = swarm.termination_reason
+        return rec
+
+    def status_data(self, swarm: Swarm, request_id: str | None, *, with_nodes: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {"request_id": request_id, "swarm_id": swarm.swarm_id, **self.list_record(swarm),
+                                "checked_at": swarm.checked_at}
+        del data["system_prompt"]
         if swarm.poll_error:
             data["error"] = swarm.poll_error
         if with_nodes:
@@ -90,23 +97,6 @@ class RouterCore:
                 for n in swarm.nodes
             ]
         return data
-
-    def list_record(self, swarm: Swarm) -> dict[str, Any]:
-        rec = {
-            "job_id": swarm.job_id,
-            "node_count": swarm.node_count,
-            "system_prompt": swarm.system_prompt,
-            "status": LEGACY_STATUS[swarm.state],
-            "state": swarm.state,
-            "provider": swarm.provider,
-            "provider_id": swarm.provider_id,
-            "agent_runtime": swarm.agent_runtime,
-            "created_at": swarm.created_at,
-        }
-        if swarm.terminated_at is not None:
-            rec["terminated_at"] = swarm.terminated_at
-            rec["termination_reason"] = swarm.termination_reason
-        return rec
 
     # ------------------------------------------------------------------ apply
 
