@@ -89,6 +89,7 @@ class Router:
         self._last_snapshot = 0.0
         self._snapshot_due = False
         self._snap_lock = trio.Lock()
+        self._sync_needed = trio.Event()
         self.swarm_changed: dict[str, trio.Event] = {}
         self.extra_state: dict[str, Any] = {}
         self.recovery_notes: list[str] = []
@@ -214,6 +215,9 @@ class Router:
                 self._unsynced = False
             else:
                 self._unsynced = True
+                self._sync_needed.set()
+            if self._dirty:
+                self._sync_needed.set()
             if snaps is not None:
                 await self._write_snapshots(snaps)
             self._fanout(batch)
@@ -245,22 +249,32 @@ class Router:
     def mark_dirty(self, swarm_id: str) -> None:
         """For changes that are not events (outbox positions, heartbeats): saved at the next snapshot."""
         self._dirty.add(swarm_id)
+        self._sync_needed.set()
 
     async def periodic_sync(self) -> None:
-        """Group commit for deltas (fsync at most FSYNC_INTERVAL apart) and periodic snapshots."""
+        """Group commit for deltas (fsync at most FSYNC_INTERVAL apart) and periodic snapshots.
+
+        Sleeps on an event while there is nothing to sync, so an idle router does not wake up."""
         while True:
+            if not (self._unsynced or self._dirty or self._removed):
+                await self._sync_needed.wait()
+            self._sync_needed = trio.Event()
             await trio.sleep(FSYNC_INTERVAL)
             if self._unsynced:
                 self._unsynced = False
                 await trio.to_thread.run_sync(self.log.fsync)
-            if (self._dirty or self._removed) and time.monotonic() - self._last_snapshot >= SNAPSHOT_INTERVAL:
-                if self._pending:  # the committer will snapshot right after writing them
-                    self._snapshot_due = True
-                    self._wake.set()
-                else:
-                    snaps = self._collect_snapshots(force=True)
-                    if snaps is not None:
-                        await self._write_snapshots(snaps)
+            if not (self._dirty or self._removed):
+                continue
+            wait = SNAPSHOT_INTERVAL - (time.monotonic() - self._last_snapshot)
+            if wait > 0:
+                await trio.sleep(wait)
+            if self._pending:  # the committer will snapshot right after writing them
+                self._snapshot_due = True
+                self._wake.set()
+            else:
+                snaps = self._collect_snapshots(force=True)
+                if snaps is not None:
+                    await self._write_snapshots(snaps)
 
     async def _write_snapshots(self, snaps: tuple[dict[str, bytes | None], int, dict[str, Any]]) -> None:
         # trio.Lock is FIFO: snapshots reach the disk in the order they were taken.

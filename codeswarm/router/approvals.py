@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from codeswarm.router.core import RouterCore
 
 IDEMPOTENT_WINDOW_SECONDS = 180
+KEEP_RESOLVED = 256
 
 # family -> (app-server dialect, native dialect)
 _FAMILIES = {
@@ -158,6 +159,9 @@ def apply_resolved(core: "RouterCore", swarm: Swarm, data: dict[str, Any], now: 
         a.decision = data.get("decision")
         a.approved = data.get("approved")
         a.resolve_request_id = data.get("request_id")
+        resolved = [aid for aid, ap in swarm.approvals.items() if ap.resolved]
+        for aid in resolved[: max(0, len(resolved) - KEEP_RESOLVED)]:  # bounded memory on long runs
+            del swarm.approvals[aid]
 
 
 def _resolved(core: "RouterCore", swarm: Swarm, a: Approval, *, approved: bool, decision: Any, source: str,

@@ -28,6 +28,7 @@ _TURN_CONTENT = frozenset(
 )
 
 
+KEEP_CLOSED_INJECTIONS = 256
 _NO_THREAD_STATUS = frozenset({"claude", "mock"})
 
 
@@ -523,8 +524,17 @@ def _injection_to(state: str) -> Callable[[RouterCore, Swarm, dict[str, Any], fl
         inj.state = state
         if data.get("turn_id"):
             inj.turn_id = data["turn_id"]
+        if state in ("completed", "failed"):
+            _forget_old_injections(swarm)
 
     return apply
+
+
+def _forget_old_injections(swarm: Swarm) -> None:
+    """Keep every open injection but only the newest closed ones: a swarm may run for days."""
+    closed = [iid for iid, inj in swarm.injections.items() if inj.state in ("completed", "failed")]
+    for iid in closed[: max(0, len(closed) - KEEP_CLOSED_INJECTIONS)]:
+        del swarm.injections[iid]
 
 
 _APPLY: dict[str, Callable[[RouterCore, Swarm, dict[str, Any], float], None]] = {
