@@ -17,15 +17,19 @@ def _named(evs: list[dict[str, Any]], name: str, **match: Any) -> list[dict[str,
 def test_idle_queue_runs_each_item_once_fifo_one_at_a_time_and_survives_kill_9(cs: Codeswarm) -> None:
     sid = cs.json("launch", "--nodes", "3")["swarm_id"]
     # Keep every node busy while the items are queued, so they really wait in the queue.
-    hold = cs.json("inject", sid, "--prompt", "[mock:slow=3] hold")
+    hold = cs.json("inject", sid, "--prompt", "[mock:slow=4] hold")
     assert [n["outcome"] for n in hold["nodes"]] == ["delivered"] * 3
     prompts = [f"[mock:slow=2] item {i}" for i in range(ITEMS)]
     queue_ids = [cs.run("enqueue", sid, "--prompt", p).stdout.strip() for p in prompts]
     assert len(set(queue_ids)) == ITEMS and all(queue_ids)
 
-    # Kill the router once some items went out and others still wait.
-    evs = cs.wait_for(lambda evs: len(_named(evs, "inter_swarm_dispatched", target_swarm_id=sid)) >= 4,
-                      "--swarm", sid, timeout=60)
+    # Kill the router once some items went out and others still wait (items go out in waves of
+    # three every two seconds, so this state lasts long enough to be seen even on a loaded machine).
+    def mid_way(evs: list[dict[str, Any]]) -> bool:
+        out = len(_named(evs, "inter_swarm_dispatched", target_swarm_id=sid))
+        return len(_named(evs, "inter_swarm_enqueued", target_swarm_id=sid)) == ITEMS and 4 <= out <= ITEMS - 2
+
+    cs.wait_for(mid_way, "--swarm", sid, timeout=60)
     waiting = cs.json("queue")
     assert waiting, "the kill must land while items are still queued"
     assert [i["queue_id"] for i in waiting] == queue_ids[ITEMS - len(waiting):]  # the tail, in order
