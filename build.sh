@@ -19,7 +19,8 @@ if [ ! -x .venv/bin/python ]; then
   fi
   "$PY" -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+# shiv is the only build tool; the runtime deps come from requirements.txt inside the .pyz
+.venv/bin/python -c 'import shiv' 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check "shiv==1.0.8"
 rm -rf build
 .venv/bin/shiv -q -c codeswarm -o dist/codeswarm.pyz.tmp -p '/usr/bin/env python3' \
   --reproducible --compressed -r requirements.txt . >/dev/null

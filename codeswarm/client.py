@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -102,8 +103,11 @@ def start_router(config_path: str | None, sdir: Path, *, tcp_port: int | None = 
     if tcp_port is not None:
         argv += ["--tcp", "--tcp-port", str(tcp_port)]
     with open(sdir / "router.log", "ab") as log:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, env={**os.environ, **self_env()}, close_fds=True)
+    # A long-running caller (codeswarm web) must reap the router when it exits, or it stays a zombie.
+    threading.Thread(target=proc.wait, daemon=True).start()
+    return proc
 
 
 def ensure_router(config_path: str | None, sdir: Path | None = None, *, autostart: bool = True) -> Path:

@@ -88,10 +88,17 @@ def _stop(pid_file: object) -> None:
         return
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _running(pid):
             click.echo(f"router {pid} stopped")
             return
         time.sleep(0.05)
     raise click.ClickException(f"router {pid} did not stop within 15 s")
+
+
+def _running(pid: int) -> bool:
+    """True while the process exists and is not a zombie (its parent may not have reaped it yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
