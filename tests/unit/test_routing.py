@@ -151,3 +151,64 @@ def test_never_raises_and_results_are_well_formed(text: str) -> None:
 def test_arbitrary_text_never_raises(text: Any) -> None:
     for d in parse_directives(text):
         assert d.content
+
+
+# ---------------------------------------------------------------- the core's use of directives (queue.route_answer)
+
+
+def test_route_answer_routes_once_per_directive_and_survives_replay(h: Any) -> None:
+    from codeswarm.router.queue import route_answer
+
+    alpha, _ = h.launch(nodes=2, swarm_alias="alpha", auto_route=True)
+    beta, _ = h.launch(nodes=1, swarm_alias="beta")
+    h.start(alpha)
+    h.start(beta)
+    h.core.set_state(alpha, "running", None)
+    h.core.set_state(beta, "running", None)
+    iid = h.inject(alpha, [1], "delegate")[1]
+    answer = "Done.\n/swarm[beta]/idle run the tests\n\n/swarm[nobody]/all hello\n/swarm[beta]/node[4] x"
+    mark = h.mark()
+    actions = route_answer(h.core, alpha, 1, iid, answer, h.now)
+    names = h.names(after=mark)
+    assert names.count("auto_route_submitted") == 1 and names.count("auto_route_ignored") == 2
+    assert names.count("inter_swarm_dispatched") == 1  # beta's node 0 is idle: dispatched at once
+    assert [a.node_id for a in actions] == [0] and actions[0].swarm_id == beta.swarm_id
+    routed = h.events(after=mark)
+    ack = next(d for n, d in routed if n == "inject_ack")
+    assert ack["prompt"] == "run the tests" and ack["origin"] == [alpha.swarm_id, 1]
+    # the same answer again (a repeated final message, a re-read outbox): nothing more happens
+    mark = h.mark()
+    assert route_answer(h.core, alpha, 1, iid, answer, h.now) == []
+    assert h.names(after=mark) == []
+    # ... also for a core recovered from the log
+    fresh = h.replayed()
+    assert fresh.swarms[alpha.swarm_id].routed_keys == alpha.routed_keys and len(alpha.routed_keys) == 3
+
+
+def test_reply_goes_to_the_origin_node_and_needs_one(h: Any) -> None:
+    from codeswarm.router.queue import route_answer
+
+    alpha, _ = h.launch(nodes=2, swarm_alias="alpha", auto_route=True)
+    beta, _ = h.launch(nodes=1, swarm_alias="beta", auto_route=True)
+    for s in (alpha, beta):
+        h.start(s)
+        h.core.set_state(s, "running", None)
+    plain = h.inject(beta, [0], "no origin")[0]
+    mark = h.mark()
+    assert route_answer(h.core, beta, 0, plain, "/reply nobody asked", h.now) == []
+    assert [(n, d["reason"]) for n, d in h.events(after=mark)] == [("auto_route_ignored", "no origin to reply to")]
+    routed = h.core.inject(beta, [0], "from alpha", None, h.now, origin=[alpha.swarm_id, 1])
+    iid = routed[0].line["injection_id"]
+    actions = route_answer(h.core, beta, 0, iid, "ok\n/reply 42", h.now)
+    assert [(a.swarm_id, a.node_id, a.line["content"]) for a in actions] == [(alpha.swarm_id, 1, "42")]
+
+
+def test_route_answer_is_off_without_auto_route(h: Any) -> None:
+    from codeswarm.router.queue import route_answer
+
+    quiet, _ = h.launch(nodes=1, swarm_alias="quiet")
+    h.launch(nodes=1, swarm_alias="beta")
+    iid = h.inject(quiet, [0], "x")[0]
+    mark = h.mark()
+    assert route_answer(h.core, quiet, 0, iid, "/swarm[beta]/all hi", h.now) == []
+    assert h.names(after=mark) == []
