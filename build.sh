@@ -23,7 +23,7 @@ fi
 .venv/bin/python -c 'import shiv' 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check "shiv==1.0.8"
 rm -rf build
 .venv/bin/shiv -q -c codeswarm -o dist/codeswarm.pyz.tmp -p '/usr/bin/env python3' \
-  --reproducible --compressed -r requirements.txt . >/dev/null
+  --reproducible --compressed --compile-pyc -r requirements.txt . >/dev/null
 mv -f dist/codeswarm.pyz.tmp dist/codeswarm.pyz
 rm -rf build codeswarm.egg-info
 echo "built dist/codeswarm.pyz ($(du -h dist/codeswarm.pyz | cut -f1))"

@@ -68,9 +68,15 @@ def connect(config_path: str | None, state_dir: str | None, no_autostart: bool, 
     from codeswarm.config import load_config
     from codeswarm.paths import state_dir as resolve_state_dir
 
+    from codeswarm.errors import RouterUnavailable
+    from codeswarm.paths import socket_path
+
     load_config(config_path)  # a broken config is a usage error here, not a router failure
     sdir = resolve_state_dir(state_dir)
-    sock = ensure_router(config_path, sdir, autostart=not no_autostart)
+    try:  # the common case: a router is listening; no extra round trip
+        return Client(socket_path(sdir), timeout=timeout)
+    except RouterUnavailable:
+        sock = ensure_router(config_path, sdir, autostart=not no_autostart)
     return Client(Path(sock), timeout=timeout)
 
 
