@@ -110,14 +110,15 @@ def start_router(config_path: str | None, sdir: Path, *, tcp_port: int | None = 
     return proc
 
 
-def ensure_router(config_path: str | None, sdir: Path | None = None, *, autostart: bool = True) -> Path:
+def ensure_router(config_path: str | None, sdir: Path | None = None, *, autostart: bool = True,
+                  tcp_port: int | None = None) -> Path:
     """Return the socket path of a running router, starting one if needed."""
     sdir = sdir or state_dir()
     if router_running(sdir):
         return socket_path(sdir)
     if not autostart:
         raise RouterUnavailable(f"no router is running on {sdir} (start one with `codeswarm router start`)")
-    proc = start_router(config_path, sdir)
+    proc = start_router(config_path, sdir, tcp_port=tcp_port)
     deadline = time.monotonic() + AUTOSTART_TIMEOUT
     while time.monotonic() < deadline:
         if router_running(sdir):

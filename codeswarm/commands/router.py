@@ -31,14 +31,12 @@ def command(action: str, config_path: str | None, state_dir: str | None, tcp: bo
     if action == "run":
         _run(config, sdir, port)
     elif action == "start":
-        from codeswarm.client import ensure_router, router_running, start_router
+        from codeswarm.client import ensure_router, router_running
 
         if router_running(sdir):
             click.echo(f"router already running on {sdir}")
             return
-        if port is not None:
-            start_router(config_path, sdir, tcp_port=port)
-        ensure_router(config_path, sdir)
+        ensure_router(config_path, sdir, tcp_port=port)
         click.echo(f"router started on {sdir}")
     elif action == "status":
         from codeswarm.client import router_running
