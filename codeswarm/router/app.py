@@ -84,6 +84,8 @@ class Router:
         self._removed: set[str] = set()
         self._wake = trio.Event()
         self._committed = trio.Event()
+        self._write_failures = 0
+        self._write_failed_at = 0.0
         self.committed_seq = self.log.head_seq
         self._unsynced = False
         self._last_snapshot = 0.0
@@ -208,7 +210,17 @@ class Router:
             batch, lines = self._pending, self._pending_lines
             durable = self._pending_durable
             self._pending, self._pending_lines, self._pending_durable = [], [], False
-            self.log.append(lines, batch[0].seq)
+            try:
+                self.log.append(lines, batch[0].seq)
+            except OSError as exc:
+                # Disk full or an I/O error: append left the log as it was. Hold the batch (in
+                # order, ahead of newer events), tell the clients, retry with backoff; never die.
+                self._pending[:0], self._pending_lines[:0] = batch, lines
+                self._pending_durable = self._pending_durable or durable
+                await self._log_write_failed(exc)
+                continue
+            if self._write_failures:
+                self._log_write_recovered()
             snaps = self._collect_snapshots(force=durable)
             if durable:
                 await trio.to_thread.run_sync(self.log.fsync)
@@ -224,6 +236,26 @@ class Router:
             self.committed_seq = batch[-1].seq
             self._committed.set()
             self._committed = trio.Event()
+
+    async def _log_write_failed(self, exc: OSError) -> None:
+        self._write_failures += 1
+        if self._write_failures == 1:
+            self._write_failed_at = time.monotonic()
+            log.error("cannot write the event log (%s): events are held in memory until it works again", exc)
+            for conn in list(self.connections):  # not logged (the log is what fails): directed
+                conn.send_directed("router_warning", {
+                    "message": f"cannot write the event log: {exc}; events are held and sent once it works again",
+                    "error_code": "event_log_write_failed"}, self.now())
+        await trio.sleep(min(2.0, 0.05 * 2 ** min(self._write_failures, 6)))
+        self._wake.set()
+
+    def _log_write_recovered(self) -> None:
+        held = time.monotonic() - self._write_failed_at
+        log.warning("event log writable again after %.1f s (%d failed attempts)", held, self._write_failures)
+        self.emit("router_warning", {"message": f"event log writable again after {held:.1f} s "
+                                                f"({self._write_failures} failed writes, nothing lost)",
+                                     "error_code": "event_log_recovered"})
+        self._write_failures = 0
 
     def _collect_snapshots(self, *, force: bool) -> tuple[dict[str, bytes | None], int, dict[str, Any]] | None:
         """Serialize changed swarms now. Called only when every emitted event is in the log
@@ -279,7 +311,16 @@ class Router:
     async def _write_snapshots(self, snaps: tuple[dict[str, bytes | None], int, dict[str, Any]]) -> None:
         # trio.Lock is FIFO: snapshots reach the disk in the order they were taken.
         async with self._snap_lock:
-            await trio.to_thread.run_sync(self.snapshots.write, *snaps)
+            try:
+                await trio.to_thread.run_sync(self.snapshots.write, *snaps)
+            except OSError as exc:  # disk full: the log still has everything; snapshot again later
+                log.error("cannot write snapshots: %s", exc)
+                for sid, data in snaps[0].items():
+                    if data is None:
+                        self._removed.add(sid)
+                    elif sid in self.core.swarms:
+                        self._dirty.add(sid)
+                self._sync_needed.set()
 
     def _fanout(self, batch: list[LoggedEvent]) -> None:
         self.ring.extend(batch)

@@ -135,11 +135,44 @@ class EventLog:
     def next_seq(self) -> int:
         self.head_seq += 1
         if self.head_seq > self._reserved:
-            self._write_reservation(self.head_seq + SEQ_RESERVATION)
+            try:
+                self._write_reservation(self.head_seq + SEQ_RESERVATION)
+            except OSError:
+                # Disk full: retried at the next seq. Only a machine crash (lost page cache) in this
+                # window could reuse a number, and events are sent only once they are in the log.
+                pass
         return self.head_seq
 
     def append(self, lines: list[bytes], first_seq: int) -> None:
-        """Append log lines (each ending in LF) with as few write calls as segments need."""
+        """Append log lines (each ending in LF), all or nothing: on OSError (disk full) the log is
+        put back as it was, so that the caller can retry the same lines later."""
+        last, seg_count = (self.segments[-1] if self.segments else None), self._seg_count
+        size = os.fstat(self._fd).st_size if self._fd is not None else 0
+        try:
+            self._append(lines, first_seq)
+        except OSError:
+            self._undo(last, size, seg_count)
+            raise
+
+    def _undo(self, last: int | None, size: int, seg_count: int) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        while self.segments and self.segments[-1] != last:  # segments this append created
+            first = self.segments.pop()
+            self.seg_counts.pop(first, None)
+            try:
+                self._seg_path(first).unlink()
+            except FileNotFoundError:
+                pass
+        if self.segments:
+            path = self._seg_path(self.segments[-1])
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            os.ftruncate(self._fd, size)
+            self._seg_count = seg_count
+            self.seg_counts[self.segments[-1]] = seg_count
+
+    def _append(self, lines: list[bytes], first_seq: int) -> None:
         i = 0
         while i < len(lines):
             if self._fd is None or self._seg_count >= self.segment_events:
