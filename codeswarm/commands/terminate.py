@@ -49,3 +49,6 @@ def command(swarm_id: str, wait: bool, force: bool, archive: bool, timeout: floa
         print_json(result)
     else:
         click.echo(f"{swarm_id}: {result.get('state')}" + (f" ({result['reason']})" if result.get("reason") else ""))
+        for a in result.get("archives", []):
+            where = a.get("archive_path") or f"failed: {a.get('reason')}"
+            click.echo(f"  node {a.get('node_id')}: {where}")

@@ -28,6 +28,7 @@ log = logging.getLogger("codeswarm.router")
 FSYNC_INTERVAL = 0.05
 SNAPSHOT_INTERVAL = 2.0
 RING_EVENTS = 50_000
+REROUTE_WINDOW = 20_000
 
 
 @dataclass(slots=True)
@@ -392,7 +393,22 @@ class Router:
         self.committed_seq = self.log.head_seq
         for sid in self.core.swarms:
             self._dirty.add(sid)
+        self._reroute_recent_answers()
         log.info("recovered %d swarms, replayed %d events", len(self.core.swarms), replayed)
+
+    def _reroute_recent_answers(self) -> None:
+        """A crash between a final answer and its routing must not lose the directive: look at the
+        recent answers of auto_route swarms again (routing is deduplicated per injection)."""
+        if not any(sw.auto_route for sw in self.core.swarms.values()):
+            return
+        for _seq, raw in self.log.read_since(max(0, self.log.head_seq - REROUTE_WINDOW)):
+            if b'"final_answer":true' not in raw:
+                continue
+            data = orjson.loads(raw).get("data") or {}
+            swarm = self.core.swarms.get(data.get("swarm_id") or "")
+            if swarm is not None and swarm.auto_route and swarm.active:
+                self._routing.append((swarm.swarm_id, data.get("node_id"), data.get("injection_id"),
+                                      str(data.get("content") or "")))
 
     # ------------------------------------------------------------------ inbox side effects
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("codeswarm.router.handlers")
 
 MAX_NODES = 4096
+_ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # what routing directives can name
 TERMINATE_EXIT_WAIT = 10.0
 
 
@@ -161,8 +163,8 @@ class Handlers:
                             command=cmd.command)
         alias = alias or params.get("swarm_alias")
         if alias is not None:
-            if not isinstance(alias, str) or not alias.replace("-", "").replace("_", "").isalnum():
-                raise Rejection("invalid_payload", "alias: letters, digits, '-' and '_' only",
+            if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
+                raise Rejection("invalid_payload", "alias: 1-64 ASCII letters, digits, '-' and '_'",
                                 request_id=cmd.request_id, command=cmd.command)
             if any(s.alias == alias and s.active for s in self.r.core.swarms.values()):
                 raise Rejection("invalid_payload", f"alias: {alias!r} is used by an active swarm",
