@@ -96,13 +96,17 @@ def router_running(sdir: Path) -> bool:
 
 def start_router(config_path: str | None, sdir: Path, *, tcp_port: int | None = None) -> subprocess.Popen[bytes]:
     """Start `codeswarm router run` detached (own session), logging to <state_dir>/router.log."""
-    ensure_state_dir(sdir)
+    try:  # a read-only or full state dir is a clear error, not a traceback
+        ensure_state_dir(sdir)
+        log_file = open(sdir / "router.log", "ab")
+    except OSError as exc:
+        raise RouterUnavailable(f"cannot use the state dir {sdir}: {exc.strerror or exc}") from None
     argv = [*self_command(), "router", "run", "--state-dir", str(sdir)]
     if config_path:
         argv += ["--config", str(Path(config_path).absolute())]
     if tcp_port is not None:
         argv += ["--tcp", "--tcp-port", str(tcp_port)]
-    with open(sdir / "router.log", "ab") as log:
+    with log_file as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, env={**os.environ, **self_env()}, close_fds=True)
     # A long-running caller (codeswarm web) must reap the router when it exits, or it stays a zombie.

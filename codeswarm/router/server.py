@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from codeswarm.config import Config
-from codeswarm.errors import CodeswarmError, ProviderError
+from codeswarm.errors import CodeswarmError, ProviderError, RouterUnavailable
 from codeswarm.paths import ensure_state_dir, lock_path, socket_path
 from codeswarm.protocol import Rejection, parse_command_line
 from codeswarm.router.app import Router
@@ -241,7 +241,10 @@ def _only_disconnects(exc: BaseException) -> bool:
 
 async def serve(config: Config, state_dir: Path, tcp_port: int | None = None) -> None:
     """Run the router until SIGTERM/SIGINT."""
-    fd = take_lock(ensure_state_dir(state_dir))
+    try:
+        fd = take_lock(ensure_state_dir(state_dir))
+    except OSError as exc:  # read-only or missing mount: a message and exit 1, not a traceback
+        raise RouterUnavailable(f"cannot use the state dir {state_dir}: {exc.strerror or exc}") from None
     server = RouterServer(config, state_dir, tcp_port=tcp_port)
     try:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
