@@ -6,7 +6,7 @@ client and the web bridge, so it must import nothing heavier than orjson.
 
 from __future__ import annotations
 
-import datetime as _dt
+import time as _time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,7 +114,11 @@ class Command:
 
 
 def iso_timestamp(epoch: float) -> str:
-    return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).isoformat()
+    """ISO-8601 in UTC with microseconds; hand-rolled because it runs once per event (datetime costs ~2 us)."""
+    t = _time.gmtime(epoch)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00" % (
+        t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, int((epoch % 1) * 1_000_000)
+    )
 
 
 def make_event(

@@ -16,7 +16,7 @@ import orjson
 import trio
 
 from codeswarm.config import Config
-from codeswarm.protocol import LIFECYCLE_EVENTS, PROTOCOL
+from codeswarm.protocol import LIFECYCLE_EVENTS, PROTOCOL, iso_timestamp
 from codeswarm.router.connection import Connection
 from codeswarm.router.core import InboxLine, RouterCore
 from codeswarm.router.ingest import OutboxIngest
@@ -52,14 +52,6 @@ def _swarm_keys(data: dict[str, Any]) -> tuple[str, ...]:
         if isinstance(v, str):
             keys.append(v)
     return tuple(keys)
-
-
-def _iso(now: float) -> str:
-    # Hand-rolled ISO-8601 (UTC) for the hot path: datetime.isoformat costs ~2 us per event.
-    t = time.gmtime(now)
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00" % (
-        t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, int((now % 1) * 1_000_000)
-    )
 
 
 class Router:
@@ -110,7 +102,7 @@ class Router:
     def _emit(self, name: str, data: dict[str, Any]) -> None:
         seq = self.log.next_seq()
         now = self._now()
-        env = {"protocol": PROTOCOL, "type": "event", "timestamp": _iso(now), "event": name, "seq": seq, "data": data}
+        env = {"protocol": PROTOCOL, "type": "event", "timestamp": iso_timestamp(now), "event": name, "seq": seq, "data": data}
         line = orjson.dumps(env) + b"\n"
         if "_record" in data:
             wire_data = {k: v for k, v in data.items() if k != "_record"}
