@@ -21,6 +21,10 @@ from codeswarm.commands.common import (
 )
 
 
+# The events --wait needs; the deltas of a busy swarm would only slow this client down.
+OUTCOME_EVENTS = ["inject_ack", "inject_delivered", "inject_failed", "agent_error", "turn_complete", "command_rejected"]
+
+
 @click.command(help="Send a prompt to all or some nodes of a swarm.")
 @click.argument("swarm_id")
 @click.option("--prompt", required=True, help="Prompt text.")
@@ -40,7 +44,7 @@ def command(swarm_id: str, prompt: str, selector: str, wait: bool, timeout: floa
     deadline = time.monotonic() + (timeout if timeout is not None else (3600 * 24 if wait else 60))
     with connect(config_path, state_dir, no_autostart) as client:
         # Subscribe to the swarm first so that no turn event of ours can slip by.
-        expect(client.request("subscribe", {"swarm_id": swarm_id}), "subscribed")
+        expect(client.request("subscribe", {"swarm_id": swarm_id, "events": OUTCOME_EVENTS}), "subscribed")
         status = expect(client.request("swarm_status", {"swarm_id": swarm_id}), "swarm_status")
         from codeswarm.protocol import parse_node_selector
 

@@ -24,7 +24,9 @@ def command(swarm_id: str, wait: bool, force: bool, archive: bool, timeout: floa
     deadline = time.monotonic() + timeout
     result: dict = {"swarm_id": swarm_id}
     with connect(config_path, state_dir, no_autostart) as client:
-        client.request("subscribe", {"swarm_id": swarm_id})
+        client.request("subscribe", {"swarm_id": swarm_id, "events": [
+            "swarm_status", "swarm_terminated", "workspace_archive_ready", "workspace_archive_failed",
+            "command_rejected"]})
         rid = client.send("swarm_terminate", payload)
         for env in client.events(deadline):
             name, data = env.get("event"), env.get("data") or {}

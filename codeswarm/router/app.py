@@ -327,19 +327,24 @@ class Router:
 
     # ------------------------------------------------------------------ replay for subscribe
 
-    async def replay(self, since: int, until: int, swarm_filter: str | None) -> list[bytes]:
-        """Logged events with since < seq <= until matching the filter, oldest first."""
+    async def replay(self, since: int, until: int, swarm_filter: str | None,
+                     event_filter: frozenset[str] | None = None) -> list[bytes]:
+        """Logged events with since < seq <= until matching the filters, oldest first."""
         if self.ring and self.ring[0].seq <= since + 1:
             return [ev.wire for ev in self.ring if since < ev.seq <= until
-                    and (swarm_filter is None or swarm_filter in ev.swarm_keys)]
-        return await trio.to_thread.run_sync(self._replay_from_disk, since, until, swarm_filter)
+                    and (swarm_filter is None or swarm_filter in ev.swarm_keys)
+                    and (event_filter is None or ev.name in event_filter)]
+        return await trio.to_thread.run_sync(self._replay_from_disk, since, until, swarm_filter, event_filter)
 
-    def _replay_from_disk(self, since: int, until: int, swarm_filter: str | None) -> list[bytes]:
+    def _replay_from_disk(self, since: int, until: int, swarm_filter: str | None,
+                          event_filter: frozenset[str] | None) -> list[bytes]:
         out = []
         for _seq, raw in self.log.read_since(since, until):
             obj = orjson.loads(raw)
             data = obj.get("data") or {}
             if swarm_filter is not None and swarm_filter not in _swarm_keys(data):
+                continue
+            if event_filter is not None and obj.get("event") not in event_filter:
                 continue
             if "_record" in data:
                 data.pop("_record")
