@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +15,10 @@ if TYPE_CHECKING:
     from codeswarm.router.app import LoggedEvent
 
 MAX_BACKLOG_BYTES = 16 << 20
+DROP_NOTICE_SECONDS = 1.0
+REPLAY_STALL_SECONDS = 30.0  # a replaying client that reads nothing for this long is dropped
+
+log = logging.getLogger("codeswarm.router")
 MAX_OWN_REQUEST_IDS = 4096
 
 
@@ -60,12 +66,18 @@ class Connection:
         self.label = label
         self.mode = "live"  # live (all) | filtered | none
         self.swarm_filter: str | None = None
+        self.event_filter: frozenset[str] | None = None  # ext: only these event names
         self.own_request_ids: deque[str] = deque(maxlen=MAX_OWN_REQUEST_IDS)
         self._own_set: set[str] = set()
         self.cursor = 0  # highest log seq already handled for this connection
         self.replaying = False
         self.held: list["LoggedEvent"] = []
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[tuple[bytes, int | None]] = deque()  # (bytes, highest seq they complete)
+        self.sent_seq = 0  # every event up to here has been handed to the socket
+        self._drop_notice: bytes | None = None
+        self._drop_deadline = float("inf")
+        self._send_scope = trio.CancelScope()
+        self._drained = trio.Event()
         self._queued_bytes = 0
         self._wake = trio.Event()
         self.closed = False
@@ -86,7 +98,9 @@ class Connection:
             return True
         if self.mode == "none":
             return False
-        return self.swarm_filter in ev.swarm_keys
+        if self.event_filter is not None and ev.name not in self.event_filter:
+            return False
+        return self.swarm_filter is None or self.swarm_filter in ev.swarm_keys
 
     # ---------------------------------------------------------------- sending
 
@@ -97,30 +111,62 @@ class Connection:
         if self.replaying:
             self.held.extend(events)
             return
+        if events:
+            self.cursor = max(self.cursor, events[-1].seq)
         if self.mode == "live" and joined is not None:  # live mode wants every event
-            self._push(joined)
+            self._push(joined, self.cursor)
         else:
             chosen = [ev.wire for ev in events if self.wants(ev)]
             if chosen:
-                self._push(b"".join(chosen))
-        if events:
-            self.cursor = max(self.cursor, events[-1].seq)
+                self._push(b"".join(chosen), self.cursor)
+            elif events:  # nothing to send, but the client is caught up to here (no wake needed)
+                if self._queue and not self._queue[-1][0]:
+                    self._queue[-1] = (b"", self.cursor)
+                else:
+                    self._queue.append((b"", self.cursor))
 
     def send_directed(self, event: str, data: dict[str, Any], now: float) -> None:
         env = make_event(event, data, seq=self.cursor, timestamp=iso_timestamp(now), directed=True)
-        self._push(encode_line(env))
+        self._push(encode_line(env), self.cursor)
 
     def send_raw(self, data: bytes) -> None:
-        self._push(data)
+        self._push(data, None)
 
-    def _push(self, data: bytes) -> None:
+    async def send_paced(self, data: bytes) -> None:
+        """Queue replay data with back-pressure: a replay longer than the backlog cap waits for the
+        client to read instead of overflowing it; a client that stops reading is dropped."""
+        while self._queued_bytes > MAX_BACKLOG_BYTES // 2 and not self.closed:
+            self._drained = trio.Event()
+            with trio.move_on_after(REPLAY_STALL_SECONDS) as scope:
+                await self._drained.wait()
+            if scope.cancelled_caught:
+                self._drop_slow_consumer()
+        self._push(data, None)
+
+    def _push(self, data: bytes, seq: int | None) -> None:
         if self.closed:
             return
-        self._queue.append(data)
+        self._queue.append((data, seq))
         self._queued_bytes += len(data)
         if self._queued_bytes > MAX_BACKLOG_BYTES:
-            self.close(f"send backlog over {MAX_BACKLOG_BYTES >> 20} MiB (slow consumer); reconnect and resume")
+            self._drop_slow_consumer()
         self._wake.set()
+
+    def _drop_slow_consumer(self) -> None:
+        """Close, with a last directed event saying why and where to resume (sent if the client ever
+        reads within DROP_NOTICE_SECONDS): its seq and resume_since are the last event it was sent."""
+        reason = (f"send backlog over {MAX_BACKLOG_BYTES >> 20} MiB (slow consumer): connection closed; "
+                  f"reconnect and subscribe with since={self.sent_seq}")
+        log.warning("dropping %s client: %s", self.label, reason)
+        env = make_event("router_warning", {"message": reason, "error_code": "slow_consumer",
+                                            "resume_since": self.sent_seq},
+                         seq=self.sent_seq, timestamp=iso_timestamp(time.time()), directed=True)
+        self._drop_notice = encode_line(env)
+        # A send in progress may finish (a slow reader) within the grace time; then the notice goes
+        # out. A client that does not read at all is cut off at the deadline.
+        self._drop_deadline = trio.current_time() + DROP_NOTICE_SECONDS
+        self._send_scope.deadline = self._drop_deadline
+        self.close(reason)
 
     def close(self, reason: str) -> None:
         if not self.closed:
@@ -128,6 +174,7 @@ class Connection:
             self.close_reason = reason
             self._queue.clear()
             self._wake.set()
+            self._drained.set()
 
     async def sender(self) -> None:
         """Drain the queue to the stream; returns when the connection is closed."""
@@ -137,9 +184,22 @@ class Connection:
             while self._queue and not self.closed:
                 chunks = []
                 size = 0
+                upto = None
                 while self._queue and size < (1 << 20):
-                    c = self._queue.popleft()
+                    c, seq = self._queue.popleft()
                     chunks.append(c)
                     size += len(c)
+                    upto = seq if seq is not None else upto
                 self._queued_bytes -= size
-                await self.stream.send_all(b"".join(chunks))
+                if self._queued_bytes <= MAX_BACKLOG_BYTES // 2:
+                    self._drained.set()
+                if size:
+                    with trio.CancelScope(deadline=self._drop_deadline) as self._send_scope:
+                        await self.stream.send_all(b"".join(chunks))
+                    if self._send_scope.cancelled_caught:
+                        return  # cut mid-line: nothing more can be written on this stream
+                if upto is not None:
+                    self.sent_seq = max(self.sent_seq, upto)
+        if self._drop_notice is not None:
+            with trio.move_on_at(self._drop_deadline):
+                await self.stream.send_all(self._drop_notice)

@@ -100,6 +100,11 @@ class Handlers:
                             command=cmd.command)
         swarm_filter = require_str(cmd, "swarm_id", optional=True)
         log_id = require_str(cmd, "log_id", optional=True)
+        names = cmd.payload.get("events")  # ext: a CLI waiting for outcomes need not receive every delta
+        if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+            raise Rejection("invalid_payload", "events: must be a list of event names", request_id=cmd.request_id,
+                            command=cmd.command)
+        event_filter = frozenset(names) if names is not None else None
         reset = log_id is not None and log_id != self.r.log.log_id
         if reset and since is not None:
             since = 0
@@ -108,10 +113,11 @@ class Handlers:
         conn.replaying = True
         try:
             if since is not None:
-                for chunk in await self.r.replay(max(since, 0), head, swarm_filter):
-                    conn.send_raw(chunk)
-            conn.mode = "filtered" if swarm_filter else "live"
+                for chunk in await self.r.replay(max(since, 0), head, swarm_filter, event_filter):
+                    await conn.send_paced(chunk)
+            conn.mode = "filtered" if swarm_filter or event_filter is not None else "live"
             conn.swarm_filter = swarm_filter
+            conn.event_filter = event_filter
             conn.cursor = head
             conn.send_directed("subscribed", {"request_id": cmd.request_id, "since": since, "head_seq": head,
                                               "oldest_seq": self.r.log.oldest_seq, "log_id": self.r.log.log_id,
