@@ -330,6 +330,9 @@ class Router:
     async def replay(self, since: int, until: int, swarm_filter: str | None,
                      event_filter: frozenset[str] | None = None) -> list[bytes]:
         """Logged events with since < seq <= until matching the filters, oldest first."""
+        # Never older than the log keeps: the ring may still hold pruned events, and the answer
+        # must not depend on whether the router restarted since (subscribed.truncated covers it).
+        since = max(since, self.log.oldest_seq - 1)
         if self.ring and self.ring[0].seq <= since + 1:
             return [ev.wire for ev in self.ring if since < ev.seq <= until
                     and (swarm_filter is None or swarm_filter in ev.swarm_keys)
