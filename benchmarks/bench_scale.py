@@ -106,7 +106,10 @@ class Bench:
 
     def start_router(self) -> int:
         log = open(self.tmp / "router.log", "ab")
-        self.router = subprocess.Popen([sys.executable, str(PYZ), "router", "run"], env=self.router_env,
+        # cProfile cannot run a zipapp: the profiled router runs from the source tree
+        prog = ["-m", "cProfile", "-o", self.args.profile, "-m", "codeswarm"] if self.args.profile else [str(PYZ)]
+        env = {**self.router_env, "PYTHONPATH": f"{self.router_env['PYTHONPATH']}{os.pathsep}{ROOT}"}
+        self.router = subprocess.Popen([sys.executable, *prog, "router", "run"], env=env,
                                        stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         sock = self.home / "router.sock"
         deadline = time.monotonic() + 60
@@ -383,6 +386,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="duration of the streaming phase")
     ap.add_argument("--idle-seconds", type=float, default=20.0)
     ap.add_argument("--backlog", type=int, default=40, help="backlog lines per node for the ingest phase")
+    ap.add_argument("--profile", help="run the router under cProfile, writing this file (streaming phase only)")
     args = ap.parse_args()
     if not PYZ.exists():
         subprocess.run([str(ROOT / "build.sh")], check=True)
@@ -393,6 +397,9 @@ def main() -> None:
         b.list_status()
         iids = b.inject()
         b.stream(iids)
+        if args.profile:
+            b.stop_router()  # the profile covers start-up, idle and streaming
+            return
         b.ingest(iids)
     finally:
         b.cleanup()
