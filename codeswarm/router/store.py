@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,11 @@ def fsync_dir(path: Path) -> None:
 class EventLog:
     """Segments `events/<first_seq>.jsonl`; seq starts at 1 and is never reused."""
 
-    def __init__(self, directory: Path, *, max_events: int, segment_events: int) -> None:
+    def __init__(self, directory: Path, *, max_events: int, segment_events: int,
+                 max_age_seconds: float | None = None) -> None:
         self.dir = directory
         self.max_events = max_events
+        self.max_age_seconds = max_age_seconds  # None/0: prune by count only
         self.segment_events = max(1, min(segment_events, max_events))
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.log_id = self._load_log_id()
@@ -202,9 +205,11 @@ class EventLog:
         fsync_dir(self.dir)
 
     def _prune(self) -> None:
-        """Drop whole old segments while the rest still holds max_events."""
+        """Drop whole old segments while the rest still holds max_events, and (with max_age_seconds)
+        closed segments whose newest event is older than that (the file's mtime is its last write)."""
         total = sum(self.seg_counts.get(f, 0) for f in self.segments)
-        while len(self.segments) > 1 and total - self.seg_counts.get(self.segments[0], 0) >= self.max_events:
+        while len(self.segments) > 1 and (total - self.seg_counts.get(self.segments[0], 0) >= self.max_events
+                                          or self._expired(self.segments[0])):
             first = self.segments.pop(0)
             total -= self.seg_counts.pop(first, 0)
             try:
@@ -212,6 +217,14 @@ class EventLog:
             except FileNotFoundError:
                 pass
             self.oldest_seq = self.segments[0]
+
+    def _expired(self, first: int) -> bool:
+        if not self.max_age_seconds:
+            return False
+        try:
+            return self._seg_path(first).stat().st_mtime < time.time() - self.max_age_seconds
+        except FileNotFoundError:
+            return True
 
     def fsync(self) -> None:
         if self._fd is not None:
