@@ -64,3 +64,67 @@ def test_segments_rotate_prune_and_replay_across_them(cs: Codeswarm) -> None:
 def _since(cs: Codeswarm, since: int) -> list[dict[str, Any]]:
     out = cs.run("events", "--since", str(since), "--json").stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def _lines(first: int, n: int) -> list[bytes]:
+    return [json.dumps({"seq": s, "event": "x", "data": {}}).encode() + b"\n" for s in range(first, first + n)]
+
+
+def test_prune_by_age_drops_closed_segments_older_than_max_age(tmp_path: Any) -> None:
+    import os
+    import time
+
+    from codeswarm.router.store import EventLog
+
+    log = EventLog(tmp_path / "events", max_events=10_000, segment_events=10, max_age_seconds=3600)
+    for s in range(1, 36):
+        log.append(_lines(log.next_seq(), 1), s)
+    assert log.segments == [1, 11, 21, 31]
+    old = time.time() - 7200
+    for first in (1, 11):
+        os.utime(log._seg_path(first), (old, old))
+    log.append(_lines(log.next_seq(), 1), 36)
+    assert log.segments == [21, 31] and log.oldest_seq == 21
+    assert [s for s, _ in log.read_since(0)] == list(range(21, 37))
+    # without max_age nothing is dropped by age
+    plain = EventLog(tmp_path / "plain", max_events=10_000, segment_events=10)
+    for s in range(1, 25):
+        plain.append(_lines(plain.next_seq(), 1), s)
+    os.utime(plain._seg_path(1), (old, old))
+    plain.append(_lines(plain.next_seq(), 1), 25)
+    assert plain.segments[0] == 1
+    log.close()
+    plain.close()
+
+
+def test_append_is_all_or_nothing_on_a_write_error(tmp_path: Any, monkeypatch: Any) -> None:
+    """What the disk-full test relies on: a failed append leaves the log exactly as it was."""
+    import os
+
+    from codeswarm.router.store import EventLog
+
+    log = EventLog(tmp_path / "events", max_events=10_000, segment_events=10)
+    log.append(_lines(1, 8), 1)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "events").glob("*.jsonl")}
+    real_write, calls = os.write, [0]
+
+    def flaky(fd: int, data: Any) -> int:
+        calls[0] += 1
+        if calls[0] == 2:  # the second chunk (in a new segment) fails after a partial write
+            real_write(fd, bytes(data[:7]))
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", flaky)
+    try:
+        log.append(_lines(9, 6), 9)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the write error must reach the caller")
+    monkeypatch.setattr(os, "write", real_write)
+    after = {p.name: p.read_bytes() for p in (tmp_path / "events").glob("*.jsonl")}
+    assert after == before and log.segments == [1]
+    log.append(_lines(9, 6), 9)  # the retry writes the same lines once
+    assert [s for s, _ in log.read_since(0)] == list(range(1, 15))
+    log.close()
