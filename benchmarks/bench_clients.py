@@ -172,8 +172,8 @@ def main() -> None:
                 out["router_cpu_pct"] = 100 * (cpu_seconds(rpid) - c0) / (time.monotonic() - t0)
                 out["router_rss_mb"], out["router_rss_peak_mb"] = rss_mb(rpid)
                 with trio.move_on_after(20):
-                    while min(counts.values()) and (counts["socket"] < out["written"] * args.sockets
-                                                    or counts["websocket"] < out["written"] * args.websockets):
+                    while (counts["socket"] < out["written"] * args.sockets
+                           or counts["websocket"] < out["written"] * args.websockets):
                         await trio.sleep(0.1)
                 nursery.cancel_scope.cancel()
 
