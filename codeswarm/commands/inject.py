@@ -31,11 +31,13 @@ OUTCOME_EVENTS = ["inject_ack", "inject_delivered", "inject_failed", "agent_erro
 @click.option("--nodes", "selector", default="all", show_default=True, help='Nodes: all, 3, "0,2-4" or [0,2].')
 @click.option("--wait", is_flag=True, help="Wait until every target node finished its turn.")
 @click.option("--timeout", type=float, default=None, help="Seconds to wait (exit 4 when exceeded).")
+@click.option("--idempotency-key", default=None,
+              help="Retry-safe: the same key with the same prompt injects once and reports that injection.")
 @config_option
 @json_option
 @handle_errors
 def command(swarm_id: str, prompt: str, selector: str, wait: bool, timeout: float | None,
-            config_path: str | None, state_dir: str | None, no_autostart: bool, as_json: bool) -> None:
+            idempotency_key: str | None, config_path: str | None, state_dir: str | None, no_autostart: bool, as_json: bool) -> None:
     nodes: Any = selector
     if selector.strip().isdigit():
         nodes = int(selector)
@@ -52,8 +54,11 @@ def command(swarm_id: str, prompt: str, selector: str, wait: bool, timeout: floa
             targets = parse_node_selector(nodes, int(status["node_count"]))
         except ValueError as exc:
             raise Rejected(f"rejected: {exc.args[1]} ({exc.args[0]})") from None
-        rid = client.send("inject", {"swarm_id": swarm_id, "nodes": nodes, "content": prompt})
-        result = _follow(client, rid, set(targets), wait, deadline)
+        payload: dict[str, Any] = {"swarm_id": swarm_id, "nodes": nodes, "content": prompt}
+        if idempotency_key:
+            payload["idempotency_key"] = idempotency_key
+        rid = client.send("inject", payload)
+        rid, result = _follow(client, swarm_id, rid, set(targets), wait, deadline)
     failed = [n for n in result.values() if n["outcome"] not in ("delivered", "completed")]
     if as_json:
         print_json({"swarm_id": swarm_id, "request_id": rid, "nodes": sorted(result.values(), key=lambda n: n["node_id"])})
@@ -65,11 +70,26 @@ def command(swarm_id: str, prompt: str, selector: str, wait: bool, timeout: floa
         sys.exit(EXIT_PARTIAL)
 
 
-def _follow(client: Any, rid: str, targets: set[int], wait: bool, deadline: float) -> dict[str, dict[str, Any]]:
+def _follow(client: Any, swarm_id: str, rid: str, targets: set[int], wait: bool,
+            deadline: float) -> tuple[str, dict[str, dict[str, Any]]]:
     by_id: dict[str, dict[str, Any]] = {}
     done: set[str] = set()
+    seen: set[int] = set()
     for env in client.events(deadline):
         name, data = env.get("event"), env.get("data") or {}
+        if not env.get("directed"):
+            if env.get("seq") in seen:  # a replay after re-subscribing may repeat live events
+                continue
+            seen.add(env.get("seq"))
+        if name == "command_deduplicated" and data.get("request_id") == rid:
+            # an earlier attempt already ran: follow that one, from its first event
+            rid = data["original_request_id"]
+            since = max(0, (data.get("first_seq") or 1) - 1) if data.get("first_seq") else None
+            sub: dict[str, Any] = {"swarm_id": swarm_id, "events": OUTCOME_EVENTS}
+            if since is not None:
+                sub["since"] = since
+            client.send("subscribe", sub)
+            continue
         if name == "command_rejected" and data.get("request_id") == rid:
             raise Rejected(rejected_message(env))
         iid = data.get("injection_id")
@@ -94,5 +114,5 @@ def _follow(client: Any, rid: str, targets: set[int], wait: bool, deadline: floa
                 rec["reason"] = "aborted" if data.get("aborted") else status
             done.add(iid)
         if len(by_id) == len(targets) and done >= set(by_id):
-            return by_id
-    return by_id
+            return rid, by_id
+    return rid, by_id

@@ -339,6 +339,20 @@ class Router:
                     and (event_filter is None or ev.name in event_filter)]
         return await trio.to_thread.run_sync(self._replay_from_disk, since, until, swarm_filter, event_filter)
 
+    async def first_seq_of(self, request_id: str, after: int) -> int | None:
+        """Seq of the first logged event carrying request_id (searched from `after`), or None."""
+        if self.ring and self.ring[0].seq <= after + 1:
+            return next((ev.seq for ev in self.ring if ev.seq > after and ev.request_id == request_id), None)
+        needle = orjson.dumps(request_id)
+
+        def search() -> int | None:
+            for seq, raw in self.log.read_since(after, self.committed_seq):
+                if needle in raw and (orjson.loads(raw).get("data") or {}).get("request_id") == request_id:
+                    return seq
+            return None
+
+        return await trio.to_thread.run_sync(search)
+
     def _replay_from_disk(self, since: int, until: int, swarm_filter: str | None,
                           event_filter: frozenset[str] | None) -> list[bytes]:
         out = []

@@ -22,6 +22,7 @@ from codeswarm.protocol import (
 )
 from codeswarm.router import approvals
 from codeswarm.router.core import new_id
+from codeswarm.router.idempotency import IdempotencyKeys, deduplicated_data
 from codeswarm.router.model import Swarm
 from codeswarm.router.providers.base import JobHandle, LaunchSpec
 
@@ -40,12 +41,15 @@ class Handlers:
     def __init__(self, router: "Router") -> None:
         self.r = router
         self.terminating: dict[str, trio.Event] = {}  # swarm_id -> "escalate to force" event
+        self.keys = IdempotencyKeys(router.state_dir / "idempotency.json", router.settings.idempotency_ttl_seconds)
 
     # ------------------------------------------------------------------ dispatch
 
     async def handle(self, conn: "Connection", cmd: Command) -> None:
         conn.add_request_id(cmd.request_id)
         try:
+            if "idempotency_key" in cmd.payload and await self._deduplicated(conn, cmd):
+                return
             fn = getattr(self, "cmd_" + cmd.command)
             await fn(conn, cmd)
         except Rejection as rej:
@@ -60,6 +64,19 @@ class Handlers:
                           command=cmd.command).data(),
             )
 
+    async def _deduplicated(self, conn: "Connection", cmd: Command) -> bool:
+        """True when cmd repeats an earlier command with the same key (answered, not executed)."""
+        now = self.r.now()
+        rec = self.keys.check(cmd, now)
+        if rec is None:
+            data = self.keys.remember(cmd, now, self.r.log.head_seq)
+            await trio.to_thread.run_sync(self.keys.write, data)  # durable before the command runs
+            return False
+        conn.add_request_id(rec.request_id)  # later events of the original reach this client (3.5)
+        first = await self.r.first_seq_of(rec.request_id, rec.after_seq)
+        conn.send_directed("command_deduplicated", deduplicated_data(cmd, rec, first), now)
+        return True
+
     def _swarm(self, cmd: Command, key: str = "swarm_id") -> Swarm:
         sid = require_str(cmd, key)
         swarm = self.r.core.swarms.get(sid or "")
@@ -72,7 +89,7 @@ class Handlers:
     async def cmd_ping(self, conn: "Connection", cmd: Command) -> None:
         conn.send_directed("pong", {"request_id": cmd.request_id, "head_seq": self.r.committed_seq,
                                     "oldest_seq": self.r.log.oldest_seq, "log_id": self.r.log.log_id,
-                                    "extensions": [e for e in EXTENSIONS if e != "idempotency_key"]}, self.r.now())
+                                    "extensions": EXTENSIONS}, self.r.now())
 
     async def cmd_providers_list(self, conn: "Connection", cmd: Command) -> None:
         conn.send_directed("providers_list", {"request_id": cmd.request_id,
