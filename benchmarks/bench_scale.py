@@ -379,6 +379,50 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({cpu}), {mem} MiB RAM, {platform.platform()}, Python {platform.python_version()}"
 
 
+def log_growth() -> None:
+    """Bytes per logged event for mock turns (a real 4-node swarm, 5 turns per node per profile)."""
+    import collections
+
+    for prompt in ("Summarize the repo", "[mock:commands=3][mock:long=2000] Fix the failing test"):
+        tmp = Path(tempfile.mkdtemp(prefix="cs-growth-"))
+        cfg = tmp / "config.json"
+        cfg.write_text(json.dumps({
+            "cluster": {"local": {"workspace_root": str(tmp / "runs")}},
+            "launch_providers": [{"id": "mock", "backend": "local", "defaults": {"worker_mode": "mock"}}]}))
+        env = {**os.environ, "CODESWARM_HOME": str(tmp / "home"), "CODESWARM_CONFIG": str(cfg)}
+
+        def cli(*args: str) -> str:
+            return subprocess.run([sys.executable, str(PYZ), *args], env=env, capture_output=True, text=True,
+                                  check=True).stdout
+
+        def log_lines() -> list[bytes]:
+            return [line for p in sorted((tmp / "home" / "events").glob("*.jsonl")) for line in p.read_bytes().splitlines()]
+
+        try:
+            sid = cli("launch", "--nodes", "4").strip()
+            cli("inject", sid, "--prompt", "warm", "--wait")
+            cli("router", "stop")
+            skip = len(log_lines())
+            outbox0 = sum(p.stat().st_size for p in tmp.glob("runs/*/mailbox/outbox/*.jsonl"))
+            for _ in range(5):
+                cli("inject", sid, "--prompt", prompt, "--wait")
+            cli("router", "stop")
+            lines = log_lines()[skip:]
+            outbox = sum(p.stat().st_size for p in tmp.glob("runs/*/mailbox/outbox/*.jsonl")) - outbox0
+            size = sum(len(x) + 1 for x in lines)
+            kinds = collections.Counter(json.loads(x)["event"] for x in lines)
+            print(f"{prompt!r}: {len(lines) / 20:.1f} events/turn, {size / len(lines):.0f} bytes/event, "
+                  f"{size / 20 / 1000:.1f} KB log/turn, {outbox / 20 / 1000:.1f} KB outbox/turn; {dict(kinds)}")
+        finally:
+            for snap in (tmp / "home" / "swarms").glob("*.json"):
+                for proc in json.loads(snap.read_text())["job"]["extra"].get("procs", []):
+                    try:
+                        os.killpg(proc["pid"], signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", type=int, default=1000)
@@ -387,9 +431,13 @@ def main() -> None:
     ap.add_argument("--idle-seconds", type=float, default=20.0)
     ap.add_argument("--backlog", type=int, default=40, help="backlog lines per node for the ingest phase")
     ap.add_argument("--profile", help="run the router under cProfile, writing this file (streaming phase only)")
+    ap.add_argument("--log-growth", action="store_true", help="only measure bytes per event of mock turns")
     args = ap.parse_args()
     if not PYZ.exists():
         subprocess.run([str(ROOT / "build.sh")], check=True)
+    if args.log_growth:
+        log_growth()
+        return
     b = Bench(args)
     try:
         b.launch()
