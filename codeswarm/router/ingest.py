@@ -26,6 +26,7 @@ log = logging.getLogger("codeswarm.router.ingest")
 
 FAST_INTERVAL = 0.005
 GROWTH = 1.5
+EXPECT_WINDOW = 0.5  # a worker normally answers a prompt (turn_accepted) well within this
 
 
 @dataclass
@@ -34,6 +35,7 @@ class NodeWatch:
     node_id: int
     path: str
     interval: float = FAST_INTERVAL
+    fast_until: float = 0.0  # after a prompt was sent, poll fast for a while before backing off
     version: int = 0
     normalizers: dict[str, Any] = field(default_factory=dict)
 
@@ -90,6 +92,7 @@ class OutboxIngest:
         w = self.watches.get((swarm_id, node_id))
         if w is not None:
             w.interval = FAST_INTERVAL
+            w.fast_until = trio.current_time() + EXPECT_WINDOW
             self._schedule(w, FAST_INTERVAL)
             self._wake.set()
 
@@ -120,7 +123,7 @@ class OutboxIngest:
         if swarm is None or (w.swarm_id, w.node_id) not in self.watches:
             return
         settings = self.router.settings
-        if got_lines:
+        if got_lines or trio.current_time() < w.fast_until:
             w.interval = FAST_INTERVAL
         else:
             cap = settings.poll_interval_seconds

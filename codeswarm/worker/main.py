@@ -30,7 +30,7 @@ from codeswarm.worker.outbox import Outbox
 from codeswarm.worker.runtimes.base import Runtime, WorkerContext
 
 INBOX_FAST = 0.01
-INBOX_SLOW = 0.25
+INBOX_SLOW = 0.05  # an idle node picks a prompt up within ~50 ms (no inotify across NFS)
 MAX_CONTROL_IDS = 256
 
 
