@@ -157,7 +157,7 @@ class Connection:
         reads within DROP_NOTICE_SECONDS): its seq and resume_since are the last event it was sent."""
         reason = (f"send backlog over {MAX_BACKLOG_BYTES >> 20} MiB (slow consumer): connection closed; "
                   f"reconnect and subscribe with since={self.sent_seq}")
-        log.warning("dropping %s client: %s", self.label, reason)
+        log.warning("dropping a %s connection: %s", self.label, reason)
         env = make_event("router_warning", {"message": reason, "error_code": "slow_consumer",
                                             "resume_since": self.sent_seq},
                          seq=self.sent_seq, timestamp=iso_timestamp(time.time()), directed=True)
