@@ -60,6 +60,8 @@ def test_kill_9_during_launch(cs: Codeswarm, rng: Random) -> None:
                                    and e["data"].get("worker") == "running") == 3, "--swarm", sid, timeout=30)
         done = cs.json("inject", sid, "--prompt", "after the crash", "--wait", "--timeout", "60")
         assert [n["outcome"] for n in done["nodes"]] == ["completed"] * 3
+        job = next(e["data"]["job_id"] for e in evs if e["event"] == "swarm_launched")
+        assert_outboxes_match_log(cs, cs.events("--swarm", sid), sid, job, 3)
     # A kill between spawning the workers and logging swarm_launched leaves workers the router does
     # not know (docs/RELIABILITY.md); the fixture stops them by pid.
 
