@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -213,6 +214,12 @@ def main() -> None:
             web.kill()
             web.wait()
         subprocess.run([sys.executable, str(PYZ), "router", "stop"], env=env, capture_output=True)
+        for outbox in tmp.glob("runs/*/mailbox/outbox/*.jsonl"):  # workers left by a failed run
+            try:
+                os.killpg(json.loads(outbox.read_bytes().split(b"\n", 1)[0])["data"]["pid"], 9)
+            except (ValueError, KeyError, IndexError, ProcessLookupError, PermissionError):
+                pass
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"machine: {machine()}")
     print(f"method: {args.sockets} socket + {args.websockets} WebSocket subscribers (one trio process), 1 never-reading"
           f" consumer; {args.rate} deltas/s of ~{args.pad + 330} bytes written to 4 outboxes for {args.seconds:g} s")
