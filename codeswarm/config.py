@@ -41,6 +41,7 @@ class RouterSettings:
     download_archive_root: str | None = None
     event_log_max_events: int = 200_000
     event_log_segment_events: int = 50_000
+    event_log_max_age_seconds: float = 0  # 0: prune by count only
     idempotency_ttl_seconds: float = 86_400
     include_raw: bool = False
     state_dir: str | None = None

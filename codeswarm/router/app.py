@@ -64,6 +64,7 @@ class Router:
             state_dir / "events",
             max_events=self.settings.event_log_max_events,
             segment_events=self.settings.event_log_segment_events,
+            max_age_seconds=self.settings.event_log_max_age_seconds or None,
         )
         self.snapshots = SnapshotStore(state_dir)
         self.core = RouterCore(self._emit, self.settings)
@@ -270,11 +271,6 @@ class Router:
         self._dirty.clear()
         self._removed.clear()
         return out, self.log.head_seq, dict(self.extra_state)
-
-    def mark_dirty(self, swarm_id: str) -> None:
-        """For changes that are not events (outbox positions, heartbeats): saved at the next snapshot."""
-        self._dirty.add(swarm_id)
-        self._sync_needed.set()
 
     async def periodic_sync(self) -> None:
         """Group commit for deltas (fsync at most FSYNC_INTERVAL apart) and periodic snapshots.

@@ -27,6 +27,8 @@ log = logging.getLogger("codeswarm.router.ingest")
 FAST_INTERVAL = 0.005
 GROWTH = 1.5
 BUSY_CACHE_SECONDS = 0.1
+STREAMING_WINDOW = 1.0  # a node that wrote within this is polled at least every STREAMING_CAP
+STREAMING_CAP = 0.04  # bench_scale: 1,000 nodes at 5 lines/s each, p99 149 ms with the plain back-off
 EXPECT_WINDOW = 0.5  # a worker normally answers a prompt (turn_accepted) well within this
 
 
@@ -36,7 +38,8 @@ class NodeWatch:
     node_id: int
     path: str
     interval: float = FAST_INTERVAL
-    fast_until: float = 0.0  # after a prompt was sent, poll fast for a while before backing off
+    fast_until: float = 0.0
+    last_data_at: float = float("-inf")  # after a prompt was sent, poll fast for a while before backing off
     version: int = 0
     normalizers: dict[str, Any] = field(default_factory=dict)
 
@@ -126,12 +129,17 @@ class OutboxIngest:
         if swarm is None or (w.swarm_id, w.node_id) not in self.watches:
             return
         settings = self.router.settings
-        if got_lines or trio.current_time() < w.fast_until:
+        now = trio.current_time()
+        if got_lines:
+            w.last_data_at = now
+        if got_lines or now < w.fast_until:
             w.interval = FAST_INTERVAL
         else:
             cap = settings.poll_interval_seconds
             if w.node_id not in self._busy_nodes(swarm):
-                cap *= 4
+                cap *= 4  # idle: only heartbeats are expected
+            elif now - w.last_data_at < STREAMING_WINDOW:
+                cap = min(cap, STREAMING_CAP)  # a turn that is streaming: its next line is near
             w.interval = min(cap, w.interval * GROWTH)
         self._schedule(w, w.interval)
 
@@ -176,7 +184,8 @@ class OutboxIngest:
         for line in batch.lines:
             self.process_line(swarm, w, line, now)
         node.outbox_offset = batch.offset
-        self.router.mark_dirty(swarm.swarm_id)
+        # Not marked dirty here: the read position only needs saving with the events it produced (emit
+        # marks those swarms); lines without events (heartbeats) are simply read again after a crash.
         self.lines_read += len(batch.lines)
         return True
 
