@@ -90,7 +90,11 @@ class Codeswarm:
         try:
             while not predicate(evs):
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or proc.poll() is not None and not sel.select(0):
+                if proc.poll() is not None and not sel.select(0):
+                    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                    raise AssertionError(f"`events --follow` exited ({proc.returncode}): {err.strip()[-500:]}; "
+                                         f"last events: {[e['event'] for e in evs[-30:]]}")
+                if remaining <= 0:
                     raise AssertionError(f"condition not met in {timeout}s; last events: "
                                          f"{[e['event'] for e in evs[-30:]]}")
                 if not sel.select(remaining):

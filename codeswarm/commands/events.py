@@ -25,30 +25,48 @@ def command(swarm_id: str | None, since: int, follow: bool, config_path: str | N
     out = sys.stdout
     with connect(config_path, state_dir, no_autostart) as client:
         rid = client.send("subscribe", payload)
-        last = since
+        # Live events queued before the subscribe took effect may arrive ahead of the replay (and again
+        # inside it): hold everything until `subscribed`, then print it once, in seq order.
+        held: dict[int, dict[str, Any]] = {}
+        last: int | None = None
         for env in client.events():
-            name, data = env.get("event"), env.get("data") or {}
+            data = env.get("data") or {}
             if env.get("directed"):
                 if data.get("request_id") == rid:
                     expect(env, "subscribed")
+                    last = since
+                    for seq in sorted(held):
+                        if seq > last:
+                            _print(out, held[seq], as_json)
+                            last = seq
+                    held.clear()
+                    last = max(last, int(data.get("head_seq") or 0))
                     if not follow:
                         break
+                    out.flush()
                 continue
             seq = env.get("seq") or 0
-            if seq <= last:  # replay and live may overlap right after subscribe
+            if last is None:
+                held[seq] = env
+                continue
+            if seq <= last:
                 continue
             last = seq
-            if as_json:
-                import orjson
-
-                out.write(orjson.dumps(env).decode() + "\n")
-            else:
-                text = render(env)
-                if text is not None:
-                    out.write(text + "\n")
+            _print(out, env, as_json)
             if follow:
                 out.flush()
     out.flush()
+
+
+def _print(out: Any, env: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        import orjson
+
+        out.write(orjson.dumps(env).decode() + "\n")
+    else:
+        text = render(env)
+        if text is not None:
+            out.write(text + "\n")
 
 
 def render(env: dict[str, Any]) -> str | None:
