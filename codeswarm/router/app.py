@@ -87,7 +87,6 @@ class Router:
         self._snap_lock = trio.Lock()
         self._sync_needed = trio.Event()
         self.swarm_changed: dict[str, trio.Event] = {}
-        self.extra_state: dict[str, Any] = {}
         self.recovery_notes: list[str] = []
         self._routing: list[tuple[str, Any, Any, str]] = []
         self._dispatch_due: set[str] = set()
@@ -270,7 +269,7 @@ class Router:
             out[sid] = None
         self._dirty.clear()
         self._removed.clear()
-        return out, self.log.head_seq, dict(self.extra_state)
+        return out, self.log.head_seq, {}
 
     async def periodic_sync(self) -> None:
         """Group commit for deltas (fsync at most FSYNC_INTERVAL apart) and periodic snapshots.
@@ -371,8 +370,7 @@ class Router:
         """Load snapshots, replay the log after them, and resume outbox positions."""
         from codeswarm.router.model import Swarm
 
-        records, problems, applied, extra = self.snapshots.load()
-        self.extra_state = extra
+        records, problems, applied, _extra = self.snapshots.load()
         loaded: dict[str, int] = {}
         for rec in records:
             try:
