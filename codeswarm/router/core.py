@@ -248,7 +248,7 @@ class RouterCore:
         # Ordering rule 3: every ack of one inject comes before any outcome of it.
         for node_id, iid in acked:
             if swarm.nodes[node_id].worker == "exited":
-                self._fail(swarm, swarm.injections[iid], "node_not_running", "the node's worker has exited")
+                self.fail_injection(swarm, swarm.injections[iid], "node_not_running", "the node's worker has exited")
                 continue
             actions.append(
                 InboxLine(
@@ -259,7 +259,7 @@ class RouterCore:
             )
         return actions
 
-    def _fail(self, swarm: Swarm, inj: Injection, reason: str, error: str) -> None:
+    def fail_injection(self, swarm: Swarm, inj: Injection, reason: str, error: str) -> None:
         self.emit(
             "inject_failed",
             {
@@ -285,7 +285,7 @@ class RouterCore:
         """Close everything still open, then emit swarm_terminated (ordering rule 4)."""
         for inj in list(swarm.injections.values()):
             if inj.state == "acked":
-                self._fail(swarm, inj, "swarm_terminated", "the swarm was terminated")
+                self.fail_injection(swarm, inj, "swarm_terminated", "the swarm was terminated")
         for inj in list(swarm.injections.values()):
             if inj.state in ("delivered", "started"):
                 self._close_turn(swarm, inj, now, aborted=True, status="interrupted")
@@ -371,7 +371,7 @@ class RouterCore:
         requested = reason == "shutdown" or swarm.state in ("terminating", "terminated")
         for inj in swarm.open_injections(node_id):
             if inj.state == "acked":
-                self._fail(swarm, inj, "node_not_running", f"worker exited ({reason})")
+                self.fail_injection(swarm, inj, "node_not_running", f"worker exited ({reason})")
             else:
                 if not requested:
                     self.emit("agent_error", {**self.runtime_fields(swarm, node_id, inj.injection_id),
@@ -490,9 +490,9 @@ class RouterCore:
                 if node.worker == "running":
                     start = max(inj.acked_at, node.started_at or inj.acked_at)
                     if now - start > s.inject_timeout_seconds:
-                        self._fail(swarm, inj, "timeout", f"not delivered within {s.inject_timeout_seconds:g} s")
+                        self.fail_injection(swarm, inj, "timeout", f"not delivered within {s.inject_timeout_seconds:g} s")
                 elif node.worker == "stale" and now - inj.acked_at > s.inject_timeout_seconds:
-                    self._fail(swarm, inj, "node_not_running", "the node's worker is not responding")
+                    self.fail_injection(swarm, inj, "node_not_running", "the node's worker is not responding")
             for a, decision in approvals.expire(self, swarm, now):
                 actions.append(InboxLine(swarm.swarm_id, a.node_id,
                                          approvals.control_line(a, decision, False, new_id(), now)))

@@ -228,7 +228,7 @@ class Handlers:
             swarm = self.r.core.swarms.get(act.swarm_id)
             inj = swarm.injections.get(act.line.get("injection_id", "")) if swarm else None
             if swarm is not None and inj is not None and inj.state == "acked":
-                self.r.core._fail(swarm, inj, "node_not_running", f"cannot write the inbox: {error}")
+                self.r.core.fail_injection(swarm, inj, "node_not_running", f"cannot write the inbox: {error}")
 
     # ------------------------------------------------------------------ inject
 
@@ -293,13 +293,15 @@ class Handlers:
     async def terminate(self, swarm: Swarm, request_id: str | None, force: bool, archive: bool, reason: str) -> None:
         """The procedure of PROTOCOL.md 4.5, as a router-level task (a client may disconnect)."""
         r, core = self.r, self.r.core
-        if not swarm.active:
+        resuming = swarm.state == "terminating"  # logged before a crash: finish it, do not announce it again
+        if not (swarm.active or resuming):
             return
         escalate = self.terminating[swarm.swarm_id] = trio.Event()
         try:
-            was_pending = swarm.state == "pending"
-            core.set_state(swarm, "terminating", request_id)
-            await r.commit()
+            was_pending = (swarm.prev_state if resuming else swarm.state) == "pending"
+            if not resuming:
+                core.set_state(swarm, "terminating", request_id)
+                await r.commit()
             graceful = r.settings.local_graceful_terminate_timeout_seconds if swarm.provider == "local" \
                 else r.settings.graceful_terminate_timeout_seconds
             if not force and not was_pending:
@@ -320,7 +322,7 @@ class Handlers:
             await r.send_to_inboxes(shutdown)
             for inj in list(swarm.injections.values()):
                 if inj.state == "acked":
-                    core._fail(swarm, inj, "swarm_terminated", "the swarm is being terminated")
+                    core.fail_injection(swarm, inj, "swarm_terminated", "the swarm is being terminated")
             approvals.resolve_all(core, swarm, "terminated", r.now())
             with trio.move_on_after(0 if was_pending else TERMINATE_EXIT_WAIT):
                 while any(n.worker in ("running", "stale") for n in swarm.nodes):

@@ -96,7 +96,6 @@ class RouterServer:
                     await r.providers[sw.provider].adopt(JobHandle.from_json(sw.job))
                 if sw.state == "terminating":  # interrupted by a crash: finish it
                     nursery.start_soon(self.handlers.terminate, sw, None, True, False, "requested")
-                    sw.state = sw.prev_state or "running"
             for note in r.recovery_notes:
                 r.emit("router_warning", {"message": note})
             nursery.start_soon(self._ticker)
