@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from codeswarm.errors import ConfigError
+from codeswarm.spend.budget import DEFAULT_WARN_FRACTION, parse_budget
+from codeswarm.spend.pricing import PricingCatalog, parse_model_pricing
 
 WORKER_MODES = ("codex", "claude", "mock")
 APPROVAL_POLICIES = ("never", "on-failure", "on-request", "untrusted")
@@ -103,12 +106,24 @@ class Preset:
 
 
 @dataclass(frozen=True)
+class BudgetDefaults:
+    """The config's `budget` section (docs/SPEND.md): defaults for swarms and projects launched
+    without a budget of their own, and where the warning fires."""
+
+    swarm_usd: Decimal | None = None
+    project_usd: Decimal | None = None
+    warn_fraction: Decimal = DEFAULT_WARN_FRACTION
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     router: RouterSettings
     local: LocalCluster | None
     slurm_profiles: dict[str, SlurmProfile]
     presets: list[Preset]
+    pricing: PricingCatalog = field(default_factory=PricingCatalog.build)
+    budget: BudgetDefaults = field(default_factory=BudgetDefaults)
 
     def preset(self, preset_id: str | None) -> Preset | None:
         if preset_id is None:
@@ -168,7 +183,28 @@ def parse_config(obj: Any, path: Path | None, *, base_dir: Path) -> Config:
     if local is None and not profiles:
         raise ConfigError(f"{where}: cluster: configure 'local' or 'slurm' (see configs/local.json)")
     presets = _presets(obj, where, local, profiles)
-    return Config(path=path, router=router, local=local, slurm_profiles=profiles, presets=presets)
+    pricing = PricingCatalog.build(parse_model_pricing(obj.get("model_pricing"), where))
+    return Config(path=path, router=router, local=local, slurm_profiles=profiles, presets=presets,
+                  pricing=pricing, budget=_budget_defaults(_obj(obj, "budget", where), where))
+
+
+_BUDGET_KEYS = ("default_swarm_usd", "default_project_usd", "warn_fraction")
+
+
+def _budget_defaults(b: dict[str, Any], where: str) -> BudgetDefaults:
+    w = f"{where}: budget"
+    unknown = sorted(set(b) - set(_BUDGET_KEYS))
+    if unknown:
+        raise ConfigError(f"{w}: unknown key '{unknown[0]}' (known: {', '.join(_BUDGET_KEYS)})")
+    try:
+        swarm = parse_budget(b.get("default_swarm_usd"), "default_swarm_usd")
+        project = parse_budget(b.get("default_project_usd"), "default_project_usd")
+    except ValueError as exc:
+        raise ConfigError(f"{w}: '{exc.args[0]}' {exc.args[1]}") from None
+    frac = b.get("warn_fraction", 0.8)
+    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac <= 1:
+        raise ConfigError(f"{w}: 'warn_fraction' must be a number in (0, 1], got {frac!r}")
+    return BudgetDefaults(swarm, project, Decimal(repr(float(frac))))
 
 
 def _obj(parent: dict[str, Any], key: str, where: str, *, required: bool = False) -> dict[str, Any]:
@@ -311,7 +347,10 @@ def validate_params(params: dict[str, Any], where: str) -> dict[str, Any]:
             raise ValueError("mock_delay_ms", "must be a non-negative integer")
     if "time_limit" in params and (not isinstance(params["time_limit"], str) or not _TIME_LIMIT.match(params["time_limit"])):
         raise ValueError("time_limit", "must look like HH:MM:SS")
-    for key in ("partition", "account", "qos", "model", "claude_model", "claude_cli_path", "codex_path"):
+    if "budget_usd" in params:
+        parse_budget(params["budget_usd"])  # raises ValueError(key, problem)
+    for key in ("partition", "account", "qos", "model", "claude_model", "claude_cli_path", "codex_path",
+                "pricing_model"):
         if key in params and params[key] is not None and not isinstance(params[key], str):
             raise ValueError(key, "must be a string")
     return params

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -79,7 +80,7 @@ def test_text_turn_recorded() -> None:
     assert usage["cached_input_tokens"] == 0 and usage["reasoning_output_tokens"] == 0
     assert usage["model_context_window"] == 1_000_000
     assert usage["model_name"] == "claude-opus-4-8[1m]" == norm.model
-    assert usage["last_estimated_cost_usd"] == 0.000805
+    assert usage["reported_cost_usd"] == 0.000805  # Claude's own figure; the router prices the tokens
     assert norm.session_id == "97346100-fb43-49c2-b420-96fae961e8cd"
 
 
@@ -124,7 +125,7 @@ def test_session_totals_sum_over_turns() -> None:
     (u,) = of(second, "usage")
     assert (u["input_tokens"], u["output_tokens"], u["total_tokens"]) == (304, 36, 340)
     assert (u["last_input_tokens"], u["last_output_tokens"], u["last_total_tokens"]) == (203, 24, 227)
-    assert u["estimated_cost_usd"] == round(0.000805 + 0.001615, 10)
+    assert u["reported_cost_usd"] == pytest.approx(0.001615)  # this turn's figure: the router sums what each event adds
 
 
 def test_cache_tokens_count_as_input() -> None:
@@ -133,6 +134,7 @@ def test_cache_tokens_count_as_input() -> None:
     (u,) = of(run([result_line(usage)]), "usage")
     assert (u["input_tokens"], u["cached_input_tokens"], u["output_tokens"], u["total_tokens"]) == (115, 100, 7, 122)
     assert (u["last_input_tokens"], u["last_cached_input_tokens"]) == (115, 100)
+    assert (u["cache_write_input_tokens"], u["last_cache_write_input_tokens"]) == (5, 5)
 
 
 # ---------------------------------------------------------------- assistant text and reasoning

@@ -22,18 +22,32 @@ class Normalizer(Protocol):
 
 
 def usage_event(source: str, total: dict[str, Any] | None, last: dict[str, Any] | None,
-                context_window: Any = None, model_name: str | None = None) -> NormalizedEvent:
-    """Build a `usage` event from snake_case counter dicts (either may be None)."""
+                context_window: Any = None, model_name: str | None = None,
+                thread_id: str | None = None) -> NormalizedEvent:
+    """Build a `usage` event from snake_case counter dicts (either may be None).
+
+    The cache-write counters (parts of input_tokens, priced above it) appear only when the runtime
+    reports them; `thread_id` names the agent thread the cumulative counters belong to (spend/meter.py).
+    """
     keys = ("total_tokens", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens")
     data: dict[str, Any] = {}
     for k in keys:
         data[k] = _int_or_none((total or {}).get(k))
         data["last_" + k] = _int_or_none((last or {}).get(k))
+    for k in _OPTIONAL_COUNTERS:
+        t, l = _int_or_none((total or {}).get(k)), _int_or_none((last or {}).get(k))
+        if t is not None or l is not None:
+            data[k], data["last_" + k] = t, l
+    if thread_id:
+        data["thread_id"] = thread_id
     data["model_context_window"] = _int_or_none(context_window)
     data["usage_source"] = source
     if model_name:
         data["model_name"] = model_name
     return ("usage", data)
+
+
+_OPTIONAL_COUNTERS = ("cache_write_input_tokens", "cache_write_1h_input_tokens")
 
 
 def _int_or_none(v: Any) -> int | None:

@@ -27,7 +27,8 @@ USAGE_SOURCE = "claude/result"
 _NEUTRAL_TYPES = frozenset({"system", "stream_event", "rate_limit_event", "keep_alive"})
 _TURN_CONTENT_TYPES = frozenset({"assistant", "user", "stream_event", "permission_request", "result"})
 _TAIL_EVENTS = frozenset({"content_block_stop", "message_delta", "message_stop", "ping"})
-_COUNTERS = ("total_tokens", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens")
+_COUNTERS = ("total_tokens", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens",
+             "cache_write_input_tokens", "cache_write_1h_input_tokens")
 
 
 class ClaudeNormalizer:
@@ -39,7 +40,6 @@ class ClaudeNormalizer:
         self.cwd: str | None = None
         self.context_window: int | None = None
         self._totals: dict[str, int] = {k: 0 for k in _COUNTERS}
-        self._cost_total = 0.0
         self._reset_turn()
         self._in_turn = False
 
@@ -248,8 +248,11 @@ class ClaudeNormalizer:
         if fresh is None and output is None:
             return None
         inp = (fresh or 0) + (cache_new or 0) + (cache_read or 0)
+        split = raw.get("cache_creation") if isinstance(raw.get("cache_creation"), dict) else {}
+        write_1h = min(_count(split.get("ephemeral_1h_input_tokens")) or 0, cache_new or 0)
         last = {"input_tokens": inp, "cached_input_tokens": cache_read or 0, "output_tokens": output or 0,
-                "reasoning_output_tokens": 0, "total_tokens": inp + (output or 0)}
+                "reasoning_output_tokens": 0, "total_tokens": inp + (output or 0),
+                "cache_write_input_tokens": cache_new or 0, "cache_write_1h_input_tokens": write_1h}
         # One `result` per turn, counting that turn only: the session is the sum over turns.
         for k in _COUNTERS:
             self._totals[k] += last[k]
@@ -263,9 +266,9 @@ class ClaudeNormalizer:
         event = usage_event(USAGE_SOURCE, dict(self._totals), last, self.context_window, model_name)
         cost = line.get("total_cost_usd")
         if isinstance(cost, (int, float)) and not isinstance(cost, bool) and cost >= 0:
-            self._cost_total += float(cost)
-            event[1]["last_estimated_cost_usd"] = float(cost)
-            event[1]["estimated_cost_usd"] = round(self._cost_total, 10)
+            # Claude's own figure for this turn; the router prices the tokens and uses this only
+            # for a model without a price (spend/meter.py).
+            event[1]["reported_cost_usd"] = float(cost)
         return event
 
 

@@ -30,6 +30,7 @@ _CAMEL_USAGE = {
     "cachedInputTokens": "cached_input_tokens",
     "outputTokens": "output_tokens",
     "reasoningOutputTokens": "reasoning_output_tokens",
+    "cacheWriteInputTokens": "cache_write_input_tokens",
 }
 _STATUS = {"inProgress": "in_progress", "in_progress": "in_progress", "completed": "completed",
            "failed": "failed", "declined": "declined"}
@@ -100,6 +101,7 @@ class CodexNormalizer:
         self._emitted: dict[tuple[str, str], int] = {}  # (stream, key) -> count emitted
         self._done: set[tuple[str, str]] = set()  # ("started"|"completed"|status, call_id)
         self._usage_totals: tuple[Any, ...] | None = None
+        self._thread_hint: str | None = None  # the agent thread of the latest message (usage thread_id)
         self._pending: dict[str, Any] | None = None
         self._assistants = 0
         self._errors = 0
@@ -129,8 +131,11 @@ class CodexNormalizer:
             self._done.clear()
         held = self._pending
         if method.startswith(LEGACY):
+            self._thread_hint = _s(params.get("conversationId")) or self._thread_hint
             out = self._legacy(method[len(LEGACY):], _d(params.get("msg")))
         else:
+            # Both families report the same model call: remember the thread for the legacy one.
+            self._thread_hint = _s(params.get("threadId")) or _s(_d(params.get("thread")).get("id")) or self._thread_hint
             out = self._v2(method, params, msg.get("id"))
         if held is not None and self._pending is held:
             out = self._flush_before_content(out)
@@ -209,7 +214,7 @@ class CodexNormalizer:
             if not info:
                 return []
             return self._usage("codex/event/token_count", _d(info.get("total_token_usage")),
-                               _d(info.get("last_token_usage")), info.get("model_context_window"))
+                               _d(info.get("last_token_usage")), info.get("model_context_window"), self._thread_hint)
         if kind == "task_started":
             return [("task_started", {})]
         if kind == "task_complete":
@@ -264,7 +269,7 @@ class CodexNormalizer:
         if method == "thread/tokenUsage/updated":
             tu = _d(p.get("tokenUsage"))
             return self._usage("thread/tokenUsage/updated", _snake(tu.get("total")), _snake(tu.get("last")),
-                               tu.get("modelContextWindow"))
+                               tu.get("modelContextWindow"), self._thread_hint)
         if method == "thread/status/changed":
             status = p.get("status")
             status = {"type": status} if isinstance(status, str) else status
@@ -414,11 +419,13 @@ class CodexNormalizer:
             "rpc_id": rpc_id if isinstance(rpc_id, (int, str)) and not isinstance(rpc_id, bool) else None,
         })]
 
-    def _usage(self, source: str, total: dict[str, Any], last: dict[str, Any], window: Any) -> list[NormalizedEvent]:
+    def _usage(self, source: str, total: dict[str, Any], last: dict[str, Any], window: Any,
+               thread_id: str | None) -> list[NormalizedEvent]:
         if not total and not last:
             return []
-        event = usage_event(source, total, last, window, self.model_name)
-        totals = tuple(event[1].get(k) for k in ("total_tokens", "input_tokens", "cached_input_tokens",
+        event = usage_event(source, total, last, window, self.model_name, thread_id)
+        # The thread is part of the key: a fresh thread may repeat the last thread's totals.
+        totals = tuple(event[1].get(k) for k in ("thread_id", "total_tokens", "input_tokens", "cached_input_tokens",
                                                  "output_tokens", "reasoning_output_tokens"))
         if totals == self._usage_totals:
             return []

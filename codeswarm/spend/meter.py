@@ -1,0 +1,160 @@
+"""A node's spend: each `usage` event -> the tokens and dollars it adds, accumulated across threads.
+
+Runtimes report counters cumulative per agent thread (codex: per thread, and a swarm with
+`fresh_thread_per_injection` starts a new thread every turn; the mock: per node). What an event adds
+is its totals minus the previous totals *of the same thread*; a new thread starts from zero. A
+thread whose totals went down was restarted under the same key (a respawned runtime) and starts from
+zero too. Claude's `result` usage counts exactly one turn: its `last_*` counters are what it adds.
+
+Two steps, both pure: `measure` decides (the router logs its figures on the event) and `NodeMeter.apply`
+folds a logged event into the state (recovery replays it; an event at or below the meter's seq is
+ignored, so a replay never counts twice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Mapping
+
+from codeswarm.spend.pricing import PricingCatalog, TokenCounts, combine_labels, cost_usd, pricing_model_for
+
+PER_TURN_SOURCES = frozenset({"claude/result"})  # usage sources whose last_* counters are the whole increment
+MAX_THREADS = 8  # threads remembered per node: one runs at a time, older ones never report again
+COST_PLACES = Decimal("1e-10")
+
+
+def money(value: Decimal) -> float:
+    """Dollars as logged: rounded to 1e-10, so the sum of logged figures is exact to far below a cent."""
+    return float(value.quantize(COST_PLACES))
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What one usage event adds: decided once, logged on the event."""
+
+    tokens: TokenCounts
+    cost_usd: Decimal | None  # None: the model has no price and the runtime reported no cost
+    last_call_cost_usd: Decimal | None
+    pricing_model: str | None
+    cost_source: str | None  # "pricing" (model_pricing) | "runtime" (the runtime's own figure) | None
+    thread_key: str
+
+    def fields(self, node_spend_after: Decimal) -> dict[str, Any]:
+        """The fields added to the `usage` event (PROTOCOL.md 5.5 and docs/SPEND.md)."""
+        return {
+            "pricing_model": self.pricing_model,
+            "estimated_cost_usd": None if self.cost_usd is None else money(self.cost_usd),
+            "last_estimated_cost_usd": None if self.last_call_cost_usd is None else money(self.last_call_cost_usd),
+            "cost_unknown": self.cost_usd is None,
+            "cost_source": self.cost_source,
+            "thread_key": self.thread_key,
+            "delta_tokens": self.tokens.to_json(),
+            "node_spend_usd": money(node_spend_after),
+        }
+
+
+@dataclass
+class NodeMeter:
+    """One node's accumulated usage; JSON-able (it lives in the router state)."""
+
+    tokens: TokenCounts = field(default_factory=TokenCounts)
+    cost_usd: Decimal = Decimal(0)
+    unpriced_tokens: int = 0  # tokens of usage events whose cost is unknown
+    pricing_model: str | None = None  # one model's name, or "mixed"
+    threads: dict[str, list[int]] = field(default_factory=dict)  # thread key -> its last cumulative counters
+    seq: int = 0  # last log seq folded in
+
+    @property
+    def cost_unknown(self) -> bool:
+        return self.unpriced_tokens > 0
+
+    def measure(self, usage: Mapping[str, Any], catalog: PricingCatalog, params: Mapping[str, Any],
+                runtime: str) -> Charge:
+        """Decide what `usage` (a normalized usage event's data) adds to this node. Does not mutate."""
+        thread_key = usage.get("thread_id") if isinstance(usage.get("thread_id"), str) else ""
+        last = TokenCounts.from_json(usage, "last_")
+        if usage.get("usage_source") in PER_TURN_SOURCES or not _has_totals(usage):
+            added = last
+        else:
+            total = TokenCounts.from_json(usage)
+            prev = TokenCounts(*self.threads.get(thread_key, ()))
+            went_down = any(t < p for t, p in zip(total.as_tuple(), prev.as_tuple()))
+            added = total if went_down else TokenCounts(*(t - p for t, p in zip(total.as_tuple(), prev.as_tuple())))
+        model_name = usage.get("model_name") if isinstance(usage.get("model_name"), str) else None
+        pricing_model = pricing_model_for(params, runtime, model_name)
+        price = catalog.lookup(pricing_model)
+        if price is not None:
+            return Charge(added, cost_usd(added, price), cost_usd(last, price), pricing_model, "pricing", thread_key)
+        reported = usage.get("reported_cost_usd")
+        if isinstance(reported, (int, float)) and not isinstance(reported, bool) and reported >= 0:
+            return Charge(added, Decimal(str(reported)), None, pricing_model, "runtime", thread_key)
+        return Charge(added, None, None, pricing_model, None, thread_key)
+
+    def apply(self, event: Mapping[str, Any], seq: int) -> bool:
+        """Fold a logged usage event (with the Charge fields) in; False if it was already counted."""
+        if seq <= self.seq:
+            return False
+        self.seq = seq
+        added = TokenCounts.from_json(event.get("delta_tokens") if isinstance(event.get("delta_tokens"), dict) else {})
+        self.tokens = self.tokens + added
+        cost = event.get("estimated_cost_usd")
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+            self.cost_usd += Decimal(repr(float(cost)))
+        elif added.total:
+            self.unpriced_tokens += added.total
+        if isinstance(event.get("pricing_model"), str):
+            self.pricing_model = combine_labels(self.pricing_model, event["pricing_model"])
+        key = event.get("thread_key")
+        if isinstance(key, str) and _has_totals(event) and event.get("usage_source") not in PER_TURN_SOURCES:
+            self.threads.pop(key, None)
+            self.threads[key] = list(TokenCounts.from_json(event).as_tuple())
+            while len(self.threads) > MAX_THREADS:
+                self.threads.pop(next(iter(self.threads)))
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tokens": self.tokens.to_json(), "cost_usd": str(self.cost_usd), "unpriced_tokens": self.unpriced_tokens,
+                "pricing_model": self.pricing_model, "threads": self.threads, "seq": self.seq}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any] | None) -> "NodeMeter":
+        if not d:
+            return cls()
+        return cls(tokens=TokenCounts.from_json(d.get("tokens")), cost_usd=Decimal(str(d.get("cost_usd") or 0)),
+                   unpriced_tokens=int(d.get("unpriced_tokens") or 0), pricing_model=d.get("pricing_model"),
+                   threads={str(k): list(v) for k, v in (d.get("threads") or {}).items()}, seq=int(d.get("seq") or 0))
+
+
+def _has_totals(usage: Mapping[str, Any]) -> bool:
+    return any(isinstance(usage.get(k), int) for k in ("input_tokens", "output_tokens", "total_tokens"))
+
+
+@dataclass(frozen=True)
+class SpendSummary:
+    """Totals over several nodes (a swarm, a project)."""
+
+    cost_usd: Decimal
+    tokens: TokenCounts
+    unpriced_tokens: int
+    pricing_model: str | None
+
+    @property
+    def cost_unknown(self) -> bool:
+        return self.unpriced_tokens > 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"spend_usd": money(self.cost_usd), "total_tokens": self.tokens.total,
+                "cost_unknown": self.cost_unknown, "unpriced_tokens": self.unpriced_tokens,
+                "pricing_model": self.pricing_model}
+
+
+def summarize(meters: list[NodeMeter]) -> SpendSummary:
+    cost, tokens, unpriced, label = Decimal(0), TokenCounts(), 0, None
+    for m in meters:
+        cost += m.cost_usd
+        tokens = tokens + m.tokens
+        unpriced += m.unpriced_tokens
+        if m.pricing_model is not None:
+            label = combine_labels(label, m.pricing_model)
+    return SpendSummary(cost, tokens, unpriced, label)
