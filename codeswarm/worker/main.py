@@ -90,6 +90,7 @@ class Worker:
         self.turn_send, self.turn_recv = trio.open_memory_channel[tuple[str, str]](10_000)
         self.pending_turns = 0
         self.busy_with: str | None = None
+        self.cancelled: set[str] = set()  # injections the router withdrew (control `interrupt`)
         self.runtime: Runtime | None = None
         self.stop_reason: str | None = None
         self.exit_code = 0
@@ -160,6 +161,8 @@ class Worker:
     async def _turns(self) -> None:
         async for injection_id, content in self.turn_recv:
             self.pending_turns -= 1
+            if injection_id in self.cancelled:
+                continue  # withdrawn while queued: the router has already failed it
             self.busy_with = injection_id
             try:
                 assert self.runtime is not None
@@ -220,11 +223,37 @@ class Worker:
             self.outbox.lifecycle("worker_error", {"message": f"inbox: unknown line type {kind!r}", "fatal": False})
 
     async def _control(self, payload: dict[str, Any]) -> None:
+        if payload.get("kind") == "interrupt":
+            await self._interrupt(payload)
+            return
         try:
             assert self.runtime is not None
             await self.runtime.control(payload)
         except Exception as exc:
             self.outbox.lifecycle("worker_error", {"message": f"control failed: {exc}", "fatal": False})
+
+
+    async def _interrupt(self, payload: dict[str, Any]) -> None:
+        """Withdraw injections: skip the queued ones, stop the running one gently."""
+        ids = payload.get("injection_ids")
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            self.outbox.lifecycle("worker_error", {"message": "control interrupt without injection_ids",
+                                                   "fatal": False})
+            return
+        self.cancelled.update(ids)
+        running = self.busy_with
+        if running is None or running not in ids:
+            return
+        assert self.runtime is not None
+        try:
+            stopped = await self.runtime.interrupt()
+        except Exception as exc:
+            stopped, why = False, repr(exc)
+        else:
+            why = "the runtime has no turn to interrupt yet"
+        if not stopped:
+            self.outbox.lifecycle("worker_error", {"message": f"could not interrupt the turn: {why}",
+                                                   "fatal": False}, running)
 
 
 def main() -> int:

@@ -49,5 +49,10 @@ class Runtime(ABC):
         """Handle an inbox control payload (kind approval_decision). Unknown kinds: raise ValueError."""
         raise ValueError(f"unsupported control kind: {payload.get('kind')!r}")
 
+    async def interrupt(self) -> bool:
+        """Ask the running turn to stop gently (it then completes `interrupted`); False if this
+        runtime cannot (the worker reports that)."""
+        return False
+
     async def stop(self) -> None:
         """Stop gently: close stdin, SIGTERM, then SIGKILL the process group."""

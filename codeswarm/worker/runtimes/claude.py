@@ -400,6 +400,15 @@ class ClaudeRuntime(Runtime):
             pending.done.set()
         self._pending.clear()
 
+    async def interrupt(self) -> bool:
+        """Stop the turn's claude process: the turn ends `interrupted` (codeswarm_turn_end)."""
+        if self._proc is None:
+            return False
+        self._interrupted = True
+        self._deny_all("the turn was interrupted")
+        await terminate(self._proc)
+        return True
+
     async def stop(self) -> None:
         self._interrupted = True
         self._deny_all("the worker is stopping")

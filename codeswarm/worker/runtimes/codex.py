@@ -348,6 +348,13 @@ class CodexRuntime(Runtime):
         self.emit({"method": "turn/completed", "params": {
             "threadId": self.thread_id, "turn": {"id": turn_id, "status": "failed", "error": error}}})
 
+    async def interrupt(self) -> bool:
+        """`turn/interrupt`: codex stops the turn and reports it `interrupted` (turn/completed)."""
+        if self.thread_id is None or self.turn_id is None or self._proc is None:
+            return False
+        await self._request("turn/interrupt", {"threadId": self.thread_id, "turnId": self.turn_id})
+        return True
+
     # -- approvals -----------------------------------------------------------------------------
 
     async def control(self, payload: dict[str, Any]) -> None:

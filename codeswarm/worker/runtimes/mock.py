@@ -8,6 +8,10 @@ It powers the demo, the tests and the benchmarks. Prompt markers (any combinatio
   [mock:approval]     ask approval before the command (accept runs it, decline skips it, cancel ends the turn)
   [mock:firehose=M]   M assistant deltas, as fast as allowed
   [mock:rate=R]       at most R events per second
+  [mock:tokens=N]     N more input tokens on each of the turn's two model calls (spend tests)
+
+A turn reports usage after each of its two model calls: the plan (after the reasoning) and the
+answer (at the end), so a budget can be crossed, and the turn interrupted, in the middle of a turn.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class MockRuntime(Runtime):
         self.totals = {"totalTokens": 0, "inputTokens": 0, "cachedInputTokens": 0, "outputTokens": 0,
                        "reasoningOutputTokens": 0}
         self.decisions: dict[str, tuple[trio.Event, list[Any]]] = {}
+        self._turn_scope = trio.CancelScope()
+        self._turn_id = ""
         self.delay = max(0.0, float(self.ctx.params.get("mock_delay_ms") or 0) / 1000)
         self.approval_timeout = float(self.ctx.params.get("approval_timeout_seconds") or 3600)
 
@@ -58,11 +64,22 @@ class MockRuntime(Runtime):
         self._send(method, {"msg": {"type": kind, **fields}})
 
     async def run_turn(self, injection_id: str, content: str) -> None:
+        with trio.CancelScope() as self._turn_scope:
+            await self._run_turn(content)
+        if self._turn_scope.cancelled_caught:
+            self._complete(self._turn_id, "interrupted")
+
+    async def interrupt(self) -> bool:
+        """Stop the running turn where it is: it completes `interrupted`."""
+        self._turn_scope.cancel()
+        return True
+
+    async def _run_turn(self, content: str) -> None:
         marks = parse_markers(content)
         rate = marks.get("rate")
         self._interval = 1.0 / rate if rate else self.delay
         self.turns += 1
-        turn_id = f"turn-{self.turns}"
+        turn_id = self._turn_id = f"turn-{self.turns}"
         started = trio.current_time()
         node = self.ctx.node_id
         self._send("turn/started", {"threadId": self.thread_id, "turn": {"id": turn_id, "status": "inProgress"}})
@@ -72,6 +89,10 @@ class MockRuntime(Runtime):
             self._msg("codex/event/agent_reasoning_delta", delta=piece)
             await self._pace()
         self._msg("codex/event/agent_reasoning", text=thought)
+        extra = int(marks.get("tokens", 0))
+        prompt_tokens = 200 + len(content) // 4 + extra
+        self._usage(turn_id, {"inputTokens": prompt_tokens, "cachedInputTokens": 64, "outputTokens": 16,
+                              "reasoningOutputTokens": 16})
         if "error" in marks:
             self._send("error", {"error": {"message": "mock failure requested", "codexErrorInfo": "other"},
                                  "willRetry": False, "threadId": self.thread_id, "turnId": turn_id})
@@ -118,12 +139,11 @@ class MockRuntime(Runtime):
         remaining = slow - (trio.current_time() - started)
         if remaining > 0:
             await trio.sleep(remaining)
-        self._usage(turn_id, content, answer)
+        self._usage(turn_id, {"inputTokens": prompt_tokens + 16, "cachedInputTokens": 64,
+                              "outputTokens": 20 + len(answer) // 4, "reasoningOutputTokens": 0})
         self._complete(turn_id, status)
 
-    def _usage(self, turn_id: str, prompt: str, answer: str) -> None:
-        last = {"inputTokens": 200 + len(prompt) // 4, "cachedInputTokens": 64, "outputTokens": 20 + len(answer) // 4,
-                "reasoningOutputTokens": 16}
+    def _usage(self, turn_id: str, last: dict[str, int]) -> None:
         last["totalTokens"] = last["inputTokens"] + last["outputTokens"]
         for k, v in last.items():
             self.totals[k] += v
