@@ -24,6 +24,8 @@ COMMANDS = {
     "terminate": "Terminate a swarm.",
     "events": "Print events (NDJSON with --json), optionally following.",
     "approve": "Answer a pending approval of a node.",
+    "spend": "Dollars and tokens per model and per node.",
+    "budget": "Show or set a swarm's spend budget.",
     "providers": "List launch providers (presets) of the router's config.",
     "router": "Run, start, stop or inspect the router daemon.",
     "worker": "Run one node's worker (started by the router's provider).",

@@ -90,8 +90,20 @@ def render(env: dict[str, Any]) -> str | None:
         body = f"turn started: {str(d.get('prompt') or '')[:80]}"
     elif name == "turn_complete":
         body = f"turn complete ({d.get('status', 'completed')}{', aborted' if d.get('aborted') else ''})"
+        if isinstance(d.get("turn_cost_usd"), (int, float)):
+            body += f"  cost ${d['turn_cost_usd']:.4f}" + ("+?" if d.get("turn_cost_unknown") else "")
     elif name == "usage":
         body = f"tokens {d.get('total_tokens')} (last {d.get('last_total_tokens')})"
+        if d.get("cost_unknown"):
+            body += f"  cost unknown ({d.get('pricing_model') or 'no model'} has no price)"
+        elif isinstance(d.get("estimated_cost_usd"), (int, float)):
+            body += f"  +${d['estimated_cost_usd']:.4f} (node ${d.get('node_spend_usd') or 0:.4f})"
+    elif name in ("budget_warning", "budget_exceeded"):
+        body = (f"{name}: spent ${d.get('spend_usd', 0):.4f} of ${d.get('budget_usd', 0):.2f} "
+                f"({d.get('scope', 'swarm')} budget)")
+    elif name == "budget_updated":
+        budget = d.get("budget_usd")
+        body = "budget removed" if budget is None else f"budget set to ${budget:.2f}"
     elif name in ("inject_ack", "inject_delivered", "inject_failed"):
         body = name + (f": {d.get('reason')}" if d.get("reason") else "")
     elif name == "agent_error":

@@ -47,12 +47,14 @@ def _skills(directory: str) -> list[dict[str, str]]:
 @click.option("--skills", type=click.Path(exists=True, file_okay=False), help="Directory of skills files.")
 @click.option("--alias", default=None, help="Name other swarms use in routing directives (/swarm[alias]/...).")
 @click.option("--auto-route", is_flag=True, help="Turn routing directives in this swarm's answers into work.")
+@click.option("--budget-usd", type=float, default=None,
+              help="Spend budget in US dollars: at 100 % running turns stop and new prompts are refused.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for the launch.")
 @config_option
 @json_option
 @handle_errors
 def command(nodes: int, prompt: str, provider: str | None, params: tuple[str, ...], agents_md: str | None,
-            skills: str | None, alias: str | None, auto_route: bool, timeout: float, config_path: str | None, state_dir: str | None,
+            skills: str | None, alias: str | None, auto_route: bool, budget_usd: float | None, timeout: float, config_path: str | None, state_dir: str | None,
             no_autostart: bool, as_json: bool) -> None:
     payload: dict[str, Any] = {"nodes": nodes, "system_prompt": prompt}
     if provider:
@@ -61,6 +63,10 @@ def command(nodes: int, prompt: str, provider: str | None, params: tuple[str, ..
         payload["alias"] = alias
     if auto_route:
         payload["auto_route"] = True
+    if budget_usd is not None:
+        if not 0 < budget_usd <= 1e9:  # also rejects nan
+            raise click.BadParameter("must be a number of US dollars > 0", param_hint="--budget-usd")
+        payload["budget_usd"] = budget_usd
     if params:
         payload["provider_params"] = _params(params)
     md = Path(agents_md).read_text() if agents_md else None
