@@ -1,0 +1,186 @@
+"""The task graph of a project: parse, validate up front, order, readiness. Pure: no I/O.
+
+Input is `{"tasks": [...]}` (optionally with a project-level `"verify"` for the integration branch)
+or a bare list of tasks. Every problem is a GraphError naming the task, and nothing is created.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+MAX_TASKS = 1000
+MAX_PROMPT = 64 * 1024
+MAX_VERIFY = 4096
+# A task id becomes part of a git ref (codeswarm/<project>/<task>): keep it to safe characters.
+TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class GraphError(ValueError):
+    """A task graph that cannot be run; the message names the task at fault."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    id: str
+    prompt: str
+    title: str = ""
+    depends_on: tuple[str, ...] = ()
+    verify: str | None = None
+    paths: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "prompt": self.prompt, "depends_on": list(self.depends_on),
+                "verify": self.verify, "paths": list(self.paths)}
+
+
+@dataclass(frozen=True)
+class TaskGraph:
+    tasks: tuple[TaskSpec, ...]  # in topological order (stable: input order among equals)
+    verify: str | None = None    # integration verify; None -> every task's verify in order
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(t.id for t in self.tasks)
+
+    def by_id(self) -> dict[str, TaskSpec]:
+        return {t.id: t for t in self.tasks}
+
+    def dependents(self, task_id: str) -> set[str]:
+        """Every task that depends on task_id, directly or not."""
+        out: set[str] = set()
+        frontier = [task_id]
+        while frontier:
+            cur = frontier.pop()
+            for t in self.tasks:
+                if cur in t.depends_on and t.id not in out:
+                    out.add(t.id)
+                    frontier.append(t.id)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tasks": [t.to_json() for t in self.tasks], "verify": self.verify}
+
+
+def _str_list(raw: Any, where: str, key: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise GraphError(f"{where}: {key} must be a list of strings")
+    return tuple(raw)
+
+
+def _task(raw: Any, index: int) -> TaskSpec:
+    if not isinstance(raw, dict):
+        raise GraphError(f"task #{index + 1}: must be an object")
+    tid = raw.get("id")
+    if not isinstance(tid, str) or not tid:
+        raise GraphError(f"task #{index + 1}: id must be a non-empty string")
+    if not TASK_ID.fullmatch(tid) or ".." in tid or tid.endswith(".lock"):
+        raise GraphError(f"task {tid[:80]!r}: id must be 1-64 of A-Z a-z 0-9 . _ - (it names a git branch)")
+    where = f"task {tid!r}"
+    prompt = raw.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise GraphError(f"{where}: empty prompt")
+    if len(prompt) > MAX_PROMPT:
+        raise GraphError(f"{where}: prompt longer than {MAX_PROMPT} characters")
+    title = raw.get("title", "")
+    if not isinstance(title, str):
+        raise GraphError(f"{where}: title must be a string")
+    verify = raw.get("verify")
+    if verify is not None and (not isinstance(verify, str) or len(verify) > MAX_VERIFY):
+        raise GraphError(f"{where}: verify must be a shell command string (at most {MAX_VERIFY} characters)")
+    deps = _str_list(raw.get("depends_on"), where, "depends_on")
+    if len(set(deps)) != len(deps):
+        raise GraphError(f"{where}: depends_on lists a task twice")
+    if tid in deps:
+        raise GraphError(f"{where}: depends on itself (cycle)")
+    return TaskSpec(id=tid, prompt=prompt, title=title or tid, depends_on=deps, verify=verify or None,
+                    paths=_str_list(raw.get("paths"), where, "paths"))
+
+
+def parse_graph(raw: Any) -> TaskGraph:
+    """Validate a decoded JSON task graph and return it in topological order."""
+    verify = None
+    if isinstance(raw, dict):
+        if "tasks" not in raw:
+            raise GraphError('task graph: expected {"tasks": [...]} or a list of tasks')
+        verify = raw.get("verify")
+        if verify is not None and (not isinstance(verify, str) or len(verify) > MAX_VERIFY):
+            raise GraphError("task graph: verify must be a shell command string")
+        raw = raw["tasks"]
+    if not isinstance(raw, list):
+        raise GraphError('task graph: expected {"tasks": [...]} or a list of tasks')
+    if not raw:
+        raise GraphError("task graph: no tasks")
+    if len(raw) > MAX_TASKS:
+        raise GraphError(f"task graph: {len(raw)} tasks, at most {MAX_TASKS}")
+    specs: list[TaskSpec] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        spec = _task(item, i)
+        if spec.id in seen:
+            raise GraphError(f"task {spec.id!r}: duplicate id")
+        seen.add(spec.id)
+        specs.append(spec)
+    for spec in specs:
+        for dep in spec.depends_on:
+            if dep not in seen:
+                raise GraphError(f"task {spec.id!r}: unknown dependency {dep!r}")
+    return TaskGraph(tasks=tuple(topological_order(specs)), verify=verify or None)
+
+
+def topological_order(specs: Iterable[TaskSpec]) -> list[TaskSpec]:
+    """Kahn's algorithm, stable in input order; a cycle raises GraphError naming its tasks."""
+    specs = list(specs)
+    index = {s.id: i for i, s in enumerate(specs)}
+    waiting = {s.id: len(s.depends_on) for s in specs}
+    users: dict[str, list[str]] = {s.id: [] for s in specs}
+    for s in specs:
+        for dep in s.depends_on:
+            users[dep].append(s.id)
+    ready = sorted((s.id for s in specs if not s.depends_on), key=index.__getitem__)
+    out: list[TaskSpec] = []
+    while ready:
+        tid = ready.pop(0)
+        out.append(specs[index[tid]])
+        newly = []
+        for user in users[tid]:
+            waiting[user] -= 1
+            if waiting[user] == 0:
+                newly.append(user)
+        ready = sorted(ready + newly, key=index.__getitem__)
+    if len(out) != len(specs):
+        stuck = [s.id for s in specs if waiting[s.id] > 0]
+        raise GraphError(f"task {stuck[0]!r}: dependency cycle among {', '.join(map(repr, stuck))}")
+    return out
+
+
+def ready_tasks(graph: TaskGraph, states: Mapping[str, str]) -> list[str]:
+    """Tasks in state `pending` whose every dependency is `completed`, in topological order."""
+    return [t.id for t in graph.tasks if states.get(t.id) == "pending"
+            and all(states.get(d) == "completed" for d in t.depends_on)]
+
+
+def blocked_tasks(graph: TaskGraph, states: Mapping[str, str]) -> list[str]:
+    """Pending/ready tasks with a dependency that failed, was blocked or cancelled."""
+    bad = {"failed", "blocked", "cancelled"}
+    return [t.id for t in graph.tasks if states.get(t.id) in ("pending", "ready")
+            and any(states.get(d) in bad for d in t.depends_on)]
+
+
+def extract_plan(answer: str) -> Any:
+    """The task graph in a planner's final answer: the last fenced ```json block (or any fence) that parses."""
+    import json
+
+    blocks = re.findall(r"```(?:json|JSON)?[ \t]*\n(.*?)```", answer, re.S)
+    if not blocks:
+        raise GraphError("planner answer: no fenced JSON block (```json ... ```)")
+    last_error = ""
+    for block in reversed(blocks):
+        try:
+            return json.loads(block)
+        except ValueError as exc:
+            last_error = str(exc)
+    raise GraphError(f"planner answer: the fenced block is not valid JSON ({last_error})")
