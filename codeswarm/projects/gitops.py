@@ -1,0 +1,204 @@
+"""Git for projects, by running the user's git: checkouts, task branches, commits, pushes, verify, merges.
+
+Blocking functions (call them in a thread). The project repo is only ever written through pushes to
+`codeswarm/<project>/...` refs, never to a checked-out branch, so the user's branch and work tree
+are untouched. Each node works in its own clone (inside its workspace, so it works on Slurm nodes
+from a path on the shared filesystem or any URL the node's git reaches).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+BRANCH_PREFIX = "codeswarm"
+OUTPUT_TAIL = 16 * 1024
+GIT_TIMEOUT = 600.0
+_IDENTITY = ["-c", "user.name=codeswarm", "-c", "user.email=codeswarm@localhost", "-c", "commit.gpgsign=false"]
+
+
+class GitError(RuntimeError):
+    """A git step failed; the message says which step and git's own words."""
+
+
+@dataclass(frozen=True)
+class MergeConflict:
+    branch: str
+    files: tuple[str, ...]
+
+
+def task_branch(project_id: str, task_id: str) -> str:
+    return f"{BRANCH_PREFIX}/{project_id}/{task_id}"
+
+
+def integration_branch(project_id: str) -> str:
+    return f"{BRANCH_PREFIX}/{project_id}/integration"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", LC_ALL="C", GIT_MERGE_AUTOEDIT="no")
+    return env
+
+
+def git(cwd: Path | None, *args: str, check: bool = True, timeout: float = GIT_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    cmd = ["git", "-c", "protocol.ext.allow=never", *args]
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        raise GitError(f"git {args[0]}: no answer within {timeout:.0f} s") from exc
+    except OSError as exc:
+        raise GitError(f"cannot run git: {exc}") from exc
+    if check and proc.returncode != 0:
+        words = (proc.stderr or proc.stdout).strip().splitlines()
+        raise GitError(f"git {args[0]} failed: {' | '.join(words[-4:]) or f'exit {proc.returncode}'}")
+    return proc
+
+
+def remote_heads(repo: str, prefix: str = "") -> dict[str, str]:
+    """Branches of repo (path or URL) -> commit, optionally only those under prefix ("a/b/")."""
+    pattern = f"refs/heads/{prefix}*" if prefix else "refs/heads/*"
+    proc = git(None, "ls-remote", "--heads", "--", repo, pattern, check=False, timeout=120)
+    if proc.returncode != 0:
+        words = (proc.stderr or "").strip().splitlines()
+        raise GitError(f"repository {repo!r} is not reachable: {words[-1] if words else 'git ls-remote failed'}")
+    out = {}
+    for line in proc.stdout.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref.startswith("refs/heads/"):
+            out[ref[len("refs/heads/"):]] = sha
+    return out
+
+
+def check_repo(repo: str, base: str) -> str:
+    """The commit of `base` in repo; GitError with a clear reason when the repo or the branch is missing."""
+    heads = remote_heads(repo)
+    if base not in heads:
+        raise GitError(f"repository {repo!r} has no branch {base!r}")
+    return heads[base]
+
+
+def prepare_checkout(repo: str, checkout: Path) -> None:
+    """A clone of repo at `checkout` (made once per node and project), fetched up to date."""
+    if not (checkout / ".git").exists():
+        checkout.parent.mkdir(parents=True, exist_ok=True)
+        git(None, "clone", "-q", "--no-checkout", "--", repo, str(checkout))
+    else:
+        git(checkout, "remote", "set-url", "origin", repo)
+    git(checkout, "fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/remotes/origin/*")
+
+
+def _clean(checkout: Path) -> None:
+    if (checkout / ".git" / "MERGE_HEAD").exists():
+        git(checkout, "merge", "--abort", check=False)
+    git(checkout, "reset", "-q", "--hard", check=False)
+    git(checkout, "clean", "-q", "-fdx")
+
+
+def conflicted_files(checkout: Path) -> tuple[str, ...]:
+    out = git(checkout, "diff", "--name-only", "--diff-filter=U").stdout
+    return tuple(sorted(f for f in out.splitlines() if f))
+
+
+def start_branch(checkout: Path, branch: str, start: str, merges: tuple[str, ...] = (),
+                 allow_conflicts: bool = False) -> MergeConflict | None:
+    """Check out a fresh `branch` at origin/start, then merge origin/<each of merges>.
+
+    A conflict raises GitError unless allow_conflicts: then the markers stay in the work tree
+    (for an agent to resolve) and the conflict is returned.
+    """
+    _clean(checkout)
+    git(checkout, "checkout", "-q", "-B", branch, f"refs/remotes/origin/{start}")
+    for other in merges:
+        proc = git(checkout, *_IDENTITY, "merge", "-q", "--no-ff", "--no-edit", "-m",
+                   f"codeswarm: merge {other}", f"refs/remotes/origin/{other}", check=False)
+        if proc.returncode == 0:
+            continue
+        files = conflicted_files(checkout)
+        if not files:
+            raise GitError(f"git merge of {other} failed: {(proc.stderr or proc.stdout).strip()[-500:]}")
+        if allow_conflicts:
+            return MergeConflict(other, files)
+        git(checkout, "merge", "--abort", check=False)
+        raise GitError(f"merging {other} into {branch} conflicts in {', '.join(files)}")
+    return None
+
+
+def commit_all(checkout: Path, message: str) -> str:
+    """Commit everything in the work tree (also what the agent left uncommitted or unmerged); the new HEAD."""
+    git(checkout, "add", "-A")
+    git(checkout, *_IDENTITY, "commit", "-q", "--allow-empty", "--no-verify", "-m", message)
+    return head(checkout)
+
+
+def head(checkout: Path) -> str:
+    return git(checkout, "rev-parse", "HEAD").stdout.strip()
+
+
+def push(checkout: Path, branch: str) -> None:
+    """Force: a retried task or a resumed project replaces its own codeswarm/ branch, nothing else."""
+    if not branch.startswith(BRANCH_PREFIX + "/"):
+        raise GitError(f"refusing to push to {branch!r}: only {BRANCH_PREFIX}/ branches are written")
+    git(checkout, "push", "-q", "--force", "origin", f"HEAD:refs/heads/{branch}")
+
+
+def run_verify(command: str, cwd: Path, timeout: float) -> tuple[bool, str]:
+    """Run a verify command in the task's checkout; (passed, the tail of its combined output)."""
+    try:
+        proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    except OSError as exc:
+        return False, f"[cannot run verify: {exc}]"
+    try:
+        raw, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole group: a verify's children must not outlive it
+        raw, _ = proc.communicate()
+        return False, _tail(raw or b"") + f"\n[verify timed out after {timeout:.0f} s]"
+    out = _tail(raw or b"")
+    if proc.returncode != 0:
+        out += f"\n[verify exited with {proc.returncode}]"
+    return proc.returncode == 0, out
+
+
+def _tail(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace")
+    return text if len(text) <= OUTPUT_TAIL else "[...]" + text[-OUTPUT_TAIL:]
+
+
+@dataclass(frozen=True)
+class IntegrationStep:
+    """The outcome of merging task branches into the integration branch."""
+
+    merged: tuple[str, ...]             # branches merged by this call, in order
+    commit: str                         # head of the integration branch as pushed
+    conflict: MergeConflict | None      # the first branch that does not merge cleanly (not merged)
+
+
+def integrate(repo: str, workdir: Path, integration: str, start: str, branches: tuple[str, ...]) -> IntegrationStep:
+    """Merge branches (topological order) onto `start` as `integration`, stopping at the first conflict.
+
+    What merged cleanly is pushed either way, so a conflict can be handed to an agent on top of it.
+    """
+    prepare_checkout(repo, workdir)
+    start_branch(workdir, integration, start)
+    merged: list[str] = []
+    conflict = None
+    for branch in branches:
+        proc = git(workdir, *_IDENTITY, "merge", "-q", "--no-ff", "--no-edit", "-m", f"codeswarm: integrate {branch}",
+                   f"refs/remotes/origin/{branch}", check=False)
+        if proc.returncode != 0:
+            files = conflicted_files(workdir)
+            git(workdir, "merge", "--abort", check=False)
+            if not files:
+                raise GitError(f"git merge of {branch} failed: {(proc.stderr or proc.stdout).strip()[-500:]}")
+            conflict = MergeConflict(branch, files)
+            break
+        merged.append(branch)
+    push(workdir, integration)
+    return IntegrationStep(tuple(merged), head(workdir), conflict)
