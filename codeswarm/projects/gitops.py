@@ -14,7 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-BRANCH_PREFIX = "codeswarm"
+from codeswarm.projects.gitops_names import BRANCH_PREFIX, integration_branch, task_branch
+
 OUTPUT_TAIL = 16 * 1024
 GIT_TIMEOUT = 600.0
 _IDENTITY = ["-c", "user.name=codeswarm", "-c", "user.email=codeswarm@localhost", "-c", "commit.gpgsign=false"]
@@ -28,14 +29,6 @@ class GitError(RuntimeError):
 class MergeConflict:
     branch: str
     files: tuple[str, ...]
-
-
-def task_branch(project_id: str, task_id: str) -> str:
-    return f"{BRANCH_PREFIX}/{project_id}/{task_id}"
-
-
-def integration_branch(project_id: str) -> str:
-    return f"{BRANCH_PREFIX}/{project_id}/integration"
 
 
 def _env() -> dict[str, str]:

@@ -87,7 +87,8 @@ class Worker:
         self.outbox = Outbox(outbox_path(root, ctx.job_id, ctx.node_id), ctx.job_id, ctx.node_id)
         self.accepted: set[str] = self.outbox.accepted_injections()
         self.offset, self.control_ids = self._load_offset()
-        self.turn_send, self.turn_recv = trio.open_memory_channel[tuple[str, str]](10_000)
+        self.turn_send, self.turn_recv = trio.open_memory_channel[tuple[str, str, Any]](10_000)
+        self.last_turn_status: str | None = None
         self.pending_turns = 0
         self.busy_with: str | None = None
         self.cancelled: set[str] = set()  # injections the router withdrew (control `interrupt`)
@@ -98,6 +99,11 @@ class Worker:
     # ------------------------------------------------------------------ outbox helpers
 
     def _emit_runtime(self, payload: dict[str, Any]) -> None:
+        if payload.get("method") == "turn/completed":
+            turn = (payload.get("params") or {}).get("turn")
+            self.last_turn_status = turn.get("status") if isinstance(turn, dict) else None
+        elif payload.get("type") == "codeswarm_turn_end":  # claude
+            self.last_turn_status = str(payload.get("status") or "completed")
         self.outbox.runtime(self.runtime.name if self.runtime else "mock", payload, self.busy_with)
 
     def _load_offset(self) -> tuple[int, list[str]]:
@@ -159,14 +165,17 @@ class Worker:
                                                 "active_injection_id": self.busy_with})
 
     async def _turns(self) -> None:
-        async for injection_id, content in self.turn_recv:
+        async for injection_id, content, task in self.turn_recv:
             self.pending_turns -= 1
             if injection_id in self.cancelled:
                 continue  # withdrawn while queued: the router has already failed it
             self.busy_with = injection_id
             try:
                 assert self.runtime is not None
-                await self.runtime.run_turn(injection_id, content)
+                if task is not None:
+                    await self._project_turn(injection_id, content, task)
+                else:
+                    await self.runtime.run_turn(injection_id, content)
             except Exception as exc:
                 self.outbox.lifecycle("worker_error", {"message": f"turn failed: {exc!r}", "fatal": False},
                                       injection_id)
@@ -174,6 +183,27 @@ class Worker:
                                     "params": {"turn": {"id": None, "status": "failed"}}})
             finally:
                 self.busy_with = None
+
+    async def _project_turn(self, injection_id: str, content: str, task: Any) -> None:
+        from codeswarm.worker.project_task import run_project_turn, valid_spec
+
+        assert self.runtime is not None
+        runtime = self.runtime
+        problem = valid_spec(task)
+        if problem is not None:
+            self.outbox.lifecycle("worker_error", {"message": f"inbox: {problem}", "fatal": False}, injection_id)
+            self._emit_runtime({"method": "turn/completed", "params": {"turn": {"id": None, "status": "failed"}}})
+            return
+
+        async def turn() -> str | None:
+            self.last_turn_status = None
+            await runtime.run_turn(injection_id, content)
+            return self.last_turn_status
+
+        result = await run_project_turn(self.ctx.workspace, task, runtime, turn)
+        if result["stage"] == "checkout":  # the agent never ran: close the turn for the router
+            self._emit_runtime({"method": "turn/completed", "params": {"turn": {"id": None, "status": "failed"}}})
+        self.outbox.lifecycle("project_task_result", result, injection_id)
 
     async def _read_inbox(self) -> None:
         delay = INBOX_FAST
@@ -208,7 +238,7 @@ class Worker:
             self.accepted.add(iid)
             self.outbox.lifecycle("turn_accepted", {"queued": queued}, iid)
             self.pending_turns += 1
-            await self.turn_send.send((iid, content))
+            await self.turn_send.send((iid, content, line.get("project_task")))
         elif kind == "control":
             cid = line.get("control_id")
             if cid in self.control_ids:

@@ -37,6 +37,10 @@ class Runtime(ABC):
     def __init__(self, ctx: WorkerContext, emit: Emit) -> None:
         self.ctx = ctx
         self.emit = emit
+        # Set by the worker around a project task's turn: the task's checkout and its spec
+        # (project_id, task_id, attempt, kind); None for a plain prompt.
+        self.turn_cwd: Path | None = None
+        self.task: dict[str, Any] | None = None
 
     async def start(self) -> None:
         """Start the runtime process / session (called once before the first turn)."""

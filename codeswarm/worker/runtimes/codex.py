@@ -290,7 +290,7 @@ class CodexRuntime(Runtime):
         self.turn_id = None
         try:
             rid = await self._request("turn/start", {
-                "threadId": self.thread_id, "cwd": str(self.ctx.workspace),
+                "threadId": self.thread_id, "cwd": str(self.turn_cwd or self.ctx.workspace),
                 "input": [{"type": "text", "text": content, "text_elements": []}]})
         except CodexError:
             await self._on_exit()

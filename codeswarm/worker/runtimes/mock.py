@@ -12,6 +12,10 @@ It powers the demo, the tests and the benchmarks. Prompt markers (any combinatio
 
 A turn reports usage after each of its two model calls: the plan (after the reasoning) and the
 answer (at the end), so a budget can be crossed, and the turn interrupted, in the middle of a turn.
+Project tasks (docs/PROJECTS.md), in the task's checkout:
+  [mock:write=PATH]   append "<task> attempt <A> by node <N> of <job>" to PATH (relative, inside the checkout)
+  [mock:from_attempt=A]  the writes happen only from attempt A on (so a verify checking PATH fails before)
+  an integration task resolves git conflict markers by keeping both sides, in order
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import trio
 
 from codeswarm.worker.runtimes.base import Runtime
 
-_MARKER = re.compile(r"\[mock:([a-z]+)(?:=([0-9.]+))?\]")
+_MARKER = re.compile(r"\[mock:([a-z_]+)(?:=([0-9.]+))?\]")
+_WRITE = re.compile(r"\[mock:write=([^\]\s]+)\]")
+_CONFLICT_LINE = re.compile(r"^(<<<<<<<|=======|>>>>>>>)( |$)")
 
 
 def parse_markers(prompt: str) -> dict[str, float]:
@@ -126,6 +132,8 @@ class MockRuntime(Runtime):
         if status == "interrupted":
             self._complete(turn_id, status)
             return
+        if self.task is not None and self.turn_cwd is not None:
+            self._project_edits(content, marks)
         # The prompt is echoed on lines of its own, so routing directives in it reach the final answer.
         answer = f"Node {node} on {self.hostname} finished:\n{content[:4000]}"
         pieces = _chunks(answer, 4)
@@ -142,6 +150,27 @@ class MockRuntime(Runtime):
         self._usage(turn_id, {"inputTokens": prompt_tokens + 16, "cachedInputTokens": 64,
                               "outputTokens": 20 + len(answer) // 4, "reasoningOutputTokens": 0})
         self._complete(turn_id, status)
+
+    def _project_edits(self, content: str, marks: dict[str, float]) -> None:
+        """What a mock agent does in a project task's checkout (the worker commits it)."""
+        assert self.task is not None and self.turn_cwd is not None
+        root = self.turn_cwd.resolve()
+        attempt = int(self.task.get("attempt") or 1)
+        if self.task.get("kind") == "integration":
+            for name in self.task.get("conflict_files") or []:
+                path = (root / name).resolve()
+                if path.is_relative_to(root) and path.is_file():
+                    lines = path.read_text().splitlines(keepends=True)
+                    path.write_text("".join(x for x in lines if not _CONFLICT_LINE.match(x)))
+        if attempt < int(marks.get("from_attempt", 1)):
+            return
+        for rel in _WRITE.findall(content):
+            path = (root / rel).resolve()
+            if not path.is_relative_to(root) or ".git" in path.relative_to(root).parts:
+                raise ValueError(f"[mock:write={rel}] is outside the task's checkout")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as fh:
+                fh.write(f"{self.task.get('task_id')} attempt {attempt} by node {self.ctx.node_id} of {self.ctx.job_id}\n")
 
     def _usage(self, turn_id: str, last: dict[str, int]) -> None:
         last["totalTokens"] = last["inputTokens"] + last["outputTokens"]

@@ -1,0 +1,406 @@
+"""Deciders of projects: inputs -> project events and effects. Pure (no I/O, clock or randomness).
+
+A decider never reads back what it emitted: what a multi-step decision needs is kept in locals.
+`out` has `emit(name, data)` and `effect(x)`; `ids()` returns a fresh id string.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from codeswarm.projects.graph import TaskGraph
+from codeswarm.projects.state import ACTIVE_TASK_STATES, FINISHED_PROJECT_STATES, OPEN_TASK_STATES, Project, \
+    ProjectsState, Task
+
+MAX_OUTPUT_IN_PROMPT = 4000
+VERIFY_TIMEOUT = 600.0
+
+
+class Out(Protocol):
+    def emit(self, name: str, data: dict[str, Any]) -> None: ...
+    def effect(self, effect: Any) -> None: ...
+
+
+class ProjectError(ValueError):
+    """A project command that cannot be carried out; `reason` is the rejection reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# ---------------------------------------------------------------------- inputs and effects
+
+@dataclass(frozen=True)
+class CreateProject:
+    request_id: str | None
+    name: str
+    repo: str
+    base: str
+    base_commit: str          # checked by the shell (git ls-remote) before deciding
+    swarms: tuple[str, ...]
+    graph: TaskGraph
+    max_attempts: int = 2
+    start: bool = False
+
+
+@dataclass(frozen=True)
+class StartProject:
+    request_id: str | None
+    project_id: str
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Look at every open project: readiness, blocking, assignment to idle nodes, integration, the end."""
+    idle: dict[str, tuple[int, ...]]          # swarm_id -> idle node ids (worker running, no open injection)
+    gone: frozenset[str] = frozenset()        # injection ids of active tasks whose node or injection is gone
+    checkouts: dict[str, str] = field(default_factory=dict)  # unused by the decision; kept for symmetry
+
+
+@dataclass(frozen=True)
+class TurnStarted:
+    injection_id: str
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    injection_id: str
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IntegrationDone:
+    project_id: str
+    merged: tuple[str, ...]
+    commit: str | None
+    conflict_branch: str | None = None
+    conflict_files: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Resume:
+    request_id: str | None
+    project_id: str
+    swarms: tuple[str, ...]              # new worker swarms (empty: keep)
+    retry_failed: bool
+    heads: dict[str, str]                # codeswarm/<project>/ branches in the repo -> commit
+    live: frozenset[str]                 # injection ids of active tasks whose node is still there
+
+
+@dataclass(frozen=True)
+class Cancel:
+    request_id: str | None
+    project_id: str
+
+
+@dataclass(frozen=True)
+class SendTask:
+    """Effect: inject `content` with `project_task` to one node (idempotent by injection_id)."""
+    project_id: str
+    task_id: str
+    swarm_id: str
+    node_id: int
+    injection_id: str
+    content: str
+    project_task: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Integrate:
+    """Effect: merge `branches` onto `start` as the integration branch, push, verify; answer IntegrationDone."""
+    project_id: str
+    repo: str
+    integration_branch: str
+    start: str
+    branches: tuple[str, ...]
+    verify: str | None
+
+
+# ---------------------------------------------------------------------- create / start / cancel
+
+_SLUG = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def project_id_for(name: str, ids: Callable[[], str]) -> str:
+    slug = _SLUG.sub("-", name).strip("-")[:32]
+    suffix = ids().replace("-", "")[:8]
+    return f"{slug}-{suffix}" if slug else f"p-{suffix}"
+
+
+def create(st: ProjectsState, inp: CreateProject, now: float, ids: Callable[[], str], out: Out) -> str:
+    if not inp.swarms:
+        raise ProjectError("invalid_payload", "a project needs at least one worker swarm")
+    if not 1 <= inp.max_attempts <= 20:
+        raise ProjectError("invalid_payload", "max_attempts must be between 1 and 20")
+    pid = project_id_for(inp.name, ids)
+    while pid in st.projects:
+        pid = project_id_for(inp.name, ids)
+    out.emit("project_created", {
+        "request_id": inp.request_id, "project_id": pid, "name": inp.name or pid, "repo": inp.repo,
+        "base": inp.base, "base_commit": inp.base_commit, "swarms": list(inp.swarms),
+        "max_attempts": inp.max_attempts, "verify": inp.graph.verify, "created_at": now,
+        "tasks": [t.to_json() for t in inp.graph.tasks]})
+    if inp.start:
+        out.emit("project_started", {"request_id": inp.request_id, "project_id": pid, "started_at": now})
+    return pid
+
+
+def _get(st: ProjectsState, project_id: str) -> Project:
+    p = st.projects.get(project_id)
+    if p is None:
+        raise ProjectError("unknown_project", f"unknown project {project_id!r}")
+    return p
+
+
+def start(st: ProjectsState, inp: StartProject, now: float, ids: Callable[[], str], out: Out) -> None:
+    p = _get(st, inp.project_id)
+    if p.state != "created":
+        raise ProjectError("invalid_state", f"project {p.project_id} is {p.state}; use project resume")
+    out.emit("project_started", {"request_id": inp.request_id, "project_id": p.project_id, "started_at": now})
+
+
+def cancel(st: ProjectsState, inp: Cancel, now: float, ids: Callable[[], str], out: Out) -> None:
+    p = _get(st, inp.project_id)
+    if p.state in FINISHED_PROJECT_STATES:
+        raise ProjectError("invalid_state", f"project {p.project_id} is already {p.state}")
+    out.emit("project_cancelled", {"request_id": inp.request_id, "project_id": p.project_id, "finished_at": now})
+
+
+# ---------------------------------------------------------------------- the task contract
+
+def combined_verify(p: Project) -> str | None:
+    if p.verify:
+        return p.verify
+    cmds = [t.verify for t in p.tasks.values() if t.kind == "task" and t.verify and t.state == "completed"]
+    return " && ".join(f"( {c} )" for c in cmds) or None
+
+
+def task_work(p: Project, t: Task, attempt: int) -> tuple[str, dict[str, Any]]:
+    """The prompt and the worker's project_task spec of one attempt."""
+    if t.kind == "integration":
+        start, merges, verify = t.start or p.integration_branch, list(t.merge), t.verify
+    else:
+        deps = [p.tasks[d].branch for d in t.depends_on]
+        start, merges, verify = (deps[0], deps[1:], t.verify) if deps else (p.base, [], t.verify)
+    spec = {"project_id": p.project_id, "task_id": t.id, "attempt": attempt, "kind": t.kind, "repo": p.repo,
+            "branch": t.branch, "start": start, "merges": merges, "verify": verify,
+            "verify_timeout": VERIFY_TIMEOUT}
+    lines = [f"Codeswarm project {p.name} ({p.project_id}), task {t.id}: {t.title}",
+             f"Your current directory is a git checkout of the project on branch {t.branch} "
+             f"(projects/{p.project_id} in your workspace).",
+             ""]
+    if t.kind == "integration":
+        lines.append(f"Merging {', '.join(t.merge)} into the integration branch left conflicts in: "
+                     f"{', '.join(t.conflict_files)}. Resolve every conflict so that both sides' intent is kept.")
+    elif t.depends_on:
+        lines.append(f"The branch already holds the results of the tasks it depends on: {', '.join(t.depends_on)}.")
+    lines += ["", t.prompt, ""]
+    if verify:
+        lines.append(f"When you are done this check must pass in the checkout: `{verify}`")
+    lines.append("Leave your changes in the work tree: Codeswarm commits everything, runs the check and pushes "
+                 "the branch. Reply with a short summary of what you changed.")
+    if attempt > 1:
+        lines += ["", f"This is attempt {attempt} of {p.max_attempts}. The previous attempt failed: {t.error}"]
+        if t.last_output:
+            lines += ["```", t.last_output[-MAX_OUTPUT_IN_PROMPT:], "```"]
+    return "\n".join(lines), spec
+
+
+# ---------------------------------------------------------------------- dispatch
+
+def dispatch(st: ProjectsState, inp: Dispatch, now: float, ids: Callable[[], str], out: Out) -> None:
+    claimed: set[tuple[str, int]] = set()
+    for p in st.projects.values():
+        if p.state in ("running", "integrating"):
+            _dispatch_project(p, inp, now, ids, out, claimed)
+
+
+def _dispatch_project(p: Project, inp: Dispatch, now: float, ids: Callable[[], str], out: Out,
+                      claimed: set[tuple[str, int]]) -> None:
+    pid = p.project_id
+    states = {tid: t.state for tid, t in p.tasks.items()}   # local view: emitted changes are not applied yet
+    busy = {(t.swarm_id, t.node_id) for t in p.tasks.values() if t.state in ACTIVE_TASK_STATES}
+    attempts = {tid: t.attempts for tid, t in p.tasks.items()}
+    for t in p.tasks.values():
+        if t.state in ACTIVE_TASK_STATES and t.injection_id in inp.gone:
+            out.emit("project_task_ready", {"project_id": pid, "task_id": t.id, "requeued": True,
+                                            "reason": "its node or injection is gone"})
+            states[t.id] = "ready"
+            attempts[t.id] = max(0, t.attempts - 1)  # as the reducer does: the lost attempt does not count
+            busy.discard((t.swarm_id, t.node_id))
+    # readiness and blocking, in topological order so that a chain settles in one pass
+    for t in p.tasks.values():
+        if states[t.id] not in ("pending", "ready"):
+            continue
+        bad = [d for d in t.depends_on if states.get(d) in ("failed", "blocked", "cancelled")]
+        if bad:
+            out.emit("project_task_blocked", {"project_id": pid, "task_id": t.id, "blocked_by": bad})
+            states[t.id] = "blocked"
+        elif states[t.id] == "pending" and all(states.get(d) == "completed" for d in t.depends_on):
+            out.emit("project_task_ready", {"project_id": pid, "task_id": t.id})
+            states[t.id] = "ready"
+    # assignment: ready tasks (topological order) to idle nodes of the project's swarms
+    free = [(sid, n) for sid in p.swarms for n in inp.idle.get(sid, ())
+            if (sid, n) not in claimed and (sid, n) not in busy]
+    for t in p.tasks.values():
+        if states[t.id] != "ready" or not free:
+            continue
+        sid, node = free.pop(0)
+        claimed.add((sid, node))
+        attempt = attempts[t.id] + 1
+        iid = ids()
+        content, spec = task_work(p, t, attempt)
+        out.emit("project_task_assigned", {"project_id": pid, "task_id": t.id, "swarm_id": sid, "node_id": node,
+                                           "injection_id": iid, "attempt": attempt, "branch": t.branch})
+        out.effect(SendTask(pid, t.id, sid, node, iid, content, spec))
+        states[t.id] = "assigned"
+    if any(s in OPEN_TASK_STATES for s in states.values()) or p.integrating:
+        return
+    _finish_or_integrate(p, states, now, out)
+
+
+def _finish_or_integrate(p: Project, states: dict[str, str], now: float, out: Out) -> None:
+    pid = p.project_id
+    tasks = [t for t in p.tasks.values() if t.kind == "task"]
+    done = [t.branch for t in tasks if states[t.id] == "completed"]
+    integration_failed = [t.id for t in p.tasks.values() if t.kind == "integration" and states[t.id] == "failed"]
+    if integration_failed:
+        out.emit("project_failed", {"project_id": pid, "finished_at": now,
+                                    "reason": f"integration conflict not resolved ({', '.join(integration_failed)})"})
+        return
+    if done and not p.integration_done:
+        todo = tuple(b for b in done if b not in p.integrated)
+        out.emit("project_integration_started", {"project_id": pid, "branches": list(todo)})
+        out.effect(Integrate(pid, p.repo, p.integration_branch, p.integration_start or p.base, todo,
+                             p.verify))
+        return
+    bad = [t.id for t in tasks if states[t.id] != "completed"]
+    if not bad:
+        out.emit("project_completed", {"project_id": pid, "finished_at": now,
+                                       "integration_branch": p.integration_branch,
+                                       "integration_commit": p.integration_commit})
+    else:
+        failed = [t for t in bad if states[t] == "failed"]
+        blocked = [t for t in bad if states[t] != "failed"]
+        out.emit("project_failed", {"project_id": pid, "finished_at": now, "failed": failed, "blocked": blocked,
+                                    "reason": f"{len(failed)} task(s) failed, {len(blocked)} blocked or cancelled"})
+
+
+# ---------------------------------------------------------------------- worker evidence
+
+def turn_started(st: ProjectsState, inp: TurnStarted, now: float, ids: Callable[[], str], out: Out) -> None:
+    found = st.task_of(inp.injection_id)
+    if found and found[1].state == "assigned":
+        out.emit("project_task_started", {"project_id": found[0].project_id, "task_id": found[1].id,
+                                          "injection_id": inp.injection_id, "attempt": found[1].attempts,
+                                          "swarm_id": found[1].swarm_id, "node_id": found[1].node_id,
+                                          "started_at": now})
+
+
+def task_result(st: ProjectsState, inp: TaskResult, now: float, ids: Callable[[], str], out: Out) -> None:
+    """A worker's project_task_result line. Anything but the active attempt's own result is ignored,
+    so a replayed or forged line never completes a task twice."""
+    found = st.task_of(inp.injection_id)
+    if not found:
+        return
+    p, t = found
+    r = inp.result
+    if t.state not in ACTIVE_TASK_STATES or r.get("task_id") != t.id or r.get("project_id") != p.project_id:
+        return
+    base = {"project_id": p.project_id, "task_id": t.id, "attempt": t.attempts, "injection_id": inp.injection_id}
+    commit = r.get("commit") if isinstance(r.get("commit"), str) else None
+    if r.get("ok") is True and commit:
+        if t.verify:
+            out.emit("project_task_verified", {**base, "commit": commit, "output": _short(r.get("verify_output"))})
+        out.emit("project_task_completed", {**base, "commit": commit, "branch": t.branch, "finished_at": now})
+        return
+    final = t.attempts >= p.max_attempts
+    out.emit("project_task_failed", {**base, "final": final, "finished_at": now, "stage": r.get("stage"),
+                                     "error": str(r.get("error") or "the attempt failed")[:2000],
+                                     "output": _short(r.get("verify_output"))})
+
+
+def _short(text: Any) -> str | None:
+    return text[-MAX_OUTPUT_IN_PROMPT:] if isinstance(text, str) else None
+
+
+def integration_done(st: ProjectsState, inp: IntegrationDone, now: float, ids: Callable[[], str], out: Out) -> None:
+    p = st.projects.get(inp.project_id)
+    if p is None or not p.integrating or p.state != "integrating":
+        return
+    pid = p.project_id
+    if inp.error:
+        out.emit("project_failed", {"project_id": pid, "finished_at": now, "reason": f"integration: {inp.error}"})
+        return
+    if inp.conflict_branch:
+        n = sum(1 for t in p.tasks.values() if t.kind == "integration") + 1
+        tid = f"integration-{n}"
+        verify = combined_verify(p)
+        prompt = (f"Resolve the merge conflicts of {inp.conflict_branch} in {', '.join(inp.conflict_files)} "
+                  f"(conflict markers are in the files). Keep both sides' changes.")
+        out.emit("project_integration_conflict", {
+            "project_id": pid, "task_id": tid, "branch": inp.conflict_branch, "files": list(inp.conflict_files),
+            "merged": list(inp.merged), "integration_commit": inp.commit, "prompt": prompt, "verify": verify})
+        return
+    out.emit("project_integrated", {"project_id": pid, "integration_branch": p.integration_branch,
+                                    "integration_commit": inp.commit, "merged": list(p.integrated) + list(inp.merged)})
+
+
+# ---------------------------------------------------------------------- resume
+
+@dataclass(frozen=True)
+class ResumePlan:
+    reset: tuple[str, ...]        # back to pending: completed with a missing branch, failed (--retry-failed), ...
+    requeue: tuple[str, ...]      # active tasks whose node is gone
+    will_run: tuple[str, ...]     # every task that resume then runs (the preview's answer)
+    missing_branches: tuple[str, ...]
+
+    def public(self) -> dict[str, Any]:
+        return {"reset": list(self.reset), "requeue": list(self.requeue), "will_run": list(self.will_run),
+                "missing_branches": list(self.missing_branches)}
+
+
+def resume_plan(p: Project, heads: dict[str, str], live: frozenset[str], retry_failed: bool) -> ResumePlan:
+    reset, requeue, missing = [], [], []
+    states = {tid: t.state for tid, t in p.tasks.items()}
+    for t in p.tasks.values():
+        if t.state in ACTIVE_TASK_STATES and t.injection_id not in live:
+            requeue.append(t.id)
+        if t.kind != "task":
+            continue
+        if t.state == "completed" and t.branch not in heads:
+            reset.append(t.id)
+            missing.append(t.branch)
+        elif t.state in ("cancelled", "blocked") or (t.state == "failed" and retry_failed):
+            reset.append(t.id)
+    for tid in reset:
+        states[tid] = "pending"
+    for tid in requeue:
+        states[tid] = "ready"
+    # a task that stays blocked by a failure that is not retried does not run
+    stuck: set[str] = set()
+    for t in p.tasks.values():
+        if states[t.id] == "failed" or any(d in stuck for d in t.depends_on):
+            stuck.add(t.id)
+    will_run = tuple(t.id for t in p.tasks.values()
+                     if states[t.id] in ("pending", "ready") and t.id not in stuck)
+    return ResumePlan(tuple(reset), tuple(requeue), will_run, tuple(missing))
+
+
+def resume(st: ProjectsState, inp: Resume, now: float, ids: Callable[[], str], out: Out) -> ResumePlan:
+    p = _get(st, inp.project_id)
+    plan = resume_plan(p, inp.heads, inp.live, inp.retry_failed)
+    pid = p.project_id
+    for tid in plan.requeue:
+        out.emit("project_task_ready", {"project_id": pid, "task_id": tid, "requeued": True,
+                                        "reason": "resume: its node is gone"})
+    for tid in plan.reset:
+        out.emit("project_task_reset", {"project_id": pid, "task_id": tid, "reason": "resume"})
+    out.emit("project_resumed", {"request_id": inp.request_id, "project_id": pid,
+                                 "swarms": list(inp.swarms) or list(p.swarms), "rerun": bool(plan.reset),
+                                 **plan.public()})
+    return plan
