@@ -12,6 +12,7 @@ It powers the demo, the tests and the benchmarks. Prompt markers (any combinatio
 
 A turn reports usage after each of its two model calls: the plan (after the reasoning) and the
 answer (at the end), so a budget can be crossed, and the turn interrupted, in the middle of a turn.
+
 Project tasks (docs/PROJECTS.md), in the task's checkout:
   [mock:write=PATH]   append "<task> attempt <A> by node <N> of <job>" to PATH (relative, inside the checkout)
   [mock:from_attempt=A]  the writes happen only from attempt A on (so a verify checking PATH fails before)
