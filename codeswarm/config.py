@@ -15,15 +15,14 @@ from typing import Any
 import orjson
 
 from codeswarm.errors import ConfigError
+from codeswarm.launch_policy import field_problems
 from codeswarm.spend.budget import DEFAULT_WARN_FRACTION, parse_budget
 from codeswarm.spend.pricing import PricingCatalog, parse_model_pricing
 
 WORKER_MODES = ("codex", "claude", "mock")
 APPROVAL_POLICIES = ("never", "on-failure", "on-request", "untrusted")
 SANDBOX_MODES = ("danger-full-access", "workspace-write", "read-only")
-_INT_SETTINGS = frozenset(
-    {"max_terminated_swarms", "job_gone_confirmations", "event_log_max_events", "event_log_segment_events"}
-)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
 
 
@@ -51,6 +50,7 @@ class RouterSettings:
     tcp_enabled: bool = False
     tcp_host: str = "127.0.0.1"
     tcp_port: int = 8765
+    tcp_token: str | None = None  # when set, a TCP connection's first command must carry it (auth_token)
 
 
 @dataclass(frozen=True)
@@ -218,44 +218,100 @@ def _obj(parent: dict[str, Any], key: str, where: str, *, required: bool = False
     return value
 
 
-def _number(d: dict[str, Any], key: str, default: Any, where: str, *, integer: bool = False) -> Any:
+MAX_SECONDS = 10 * 365 * 86_400  # beyond this a setting is a typo (and trio deadlines overflow)
+
+# Router settings: (minimum, integer). A minimum keeps a typo from spinning a CPU (poll 1e-9) or
+# flapping every node (heartbeat 0); 0 where 0 has a documented meaning ("off", "at once").
+_ROUTER_BOUNDS: dict[str, tuple[float, bool]] = {
+    "inject_timeout_seconds": (1, False),
+    "terminated_ttl_seconds": (0, False),
+    "max_terminated_swarms": (0, True),
+    "poll_interval_seconds": (0.01, False),
+    "status_poll_interval_seconds": (0.1, False),
+    "job_gone_confirmations": (1, True),
+    "job_gone_window_seconds": (0, False),
+    "worker_heartbeat_timeout_seconds": (1, False),
+    "worker_start_timeout_seconds": (1, False),
+    "approval_timeout_seconds": (0, False),
+    "graceful_terminate_timeout_seconds": (0, False),
+    "local_graceful_terminate_timeout_seconds": (0, False),
+    "event_log_max_events": (1, True),
+    "event_log_segment_events": (1, True),
+    "event_log_max_age_seconds": (0, False),
+    "idempotency_ttl_seconds": (0, False),
+}
+LOOPBACK_NAMES = ("localhost",)
+MIN_TCP_TOKEN = 16
+
+
+def _number(d: dict[str, Any], key: str, default: Any, where: str, *, integer: bool = False,
+            minimum: float = 0, maximum: float = MAX_SECONDS) -> Any:
     value = d.get(key, default)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
         kind = "an integer" if integer else "a number"
         raise ConfigError(f"{where}: '{key}' must be {kind}, got {value!r}")
-    if value < 0:
+    if value < 0 and minimum >= 0:
         raise ConfigError(f"{where}: '{key}' must not be negative")
+    if value < minimum:
+        raise ConfigError(f"{where}: '{key}' must be at least {minimum:g}, got {value!r}")
+    if value > maximum:
+        raise ConfigError(f"{where}: '{key}' must be at most {maximum:g}, got {value!r}")
     return value
 
 
+def _bool(d: dict[str, Any], key: str, default: bool, where: str) -> bool:
+    value = d.get(key, default)
+    if not isinstance(value, bool):  # bool("false") is True: a string is an error, never truthy
+        raise ConfigError(f"{where}: '{key}' must be true or false, got {value!r}")
+    return value
+
+
+def is_loopback_host(host: str) -> bool:
+    import ipaddress
+
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _router_settings(r: dict[str, Any], where: str) -> RouterSettings:
-    defaults = RouterSettings()
     kwargs: dict[str, Any] = {}
     w = f"{where}: router"
-    for name in RouterSettings.__dataclass_fields__:
-        if name.startswith("tcp_") or name in ("download_archive_root", "state_dir", "include_raw"):
-            continue
-        default = getattr(defaults, name)
-        kwargs[name] = _number(r, name, default, w, integer=name in _INT_SETTINGS)
+    defaults = RouterSettings()
+    for name, (minimum, integer) in _ROUTER_BOUNDS.items():
+        kwargs[name] = _number(r, name, getattr(defaults, name), w, integer=integer, minimum=minimum)
     if kwargs["poll_interval_seconds"] <= 0:
         raise ConfigError(f"{w}: 'poll_interval_seconds' must be > 0")
     for name in ("download_archive_root", "state_dir"):
         value = r.get(name)
-        if value is not None and not isinstance(value, str):
+        if value is not None and (not isinstance(value, str) or not value or "\0" in value):
             raise ConfigError(f"{w}: '{name}' must be a string path")
         kwargs[name] = value
-    include_raw = r.get("include_raw", False)
-    if not isinstance(include_raw, bool):
-        raise ConfigError(f"{w}: 'include_raw' must be true or false")
-    kwargs["include_raw"] = include_raw
-    tcp = r.get("tcp") or {}
+    kwargs["include_raw"] = _bool(r, "include_raw", False, w)
+    tcp = r.get("tcp")
+    if tcp is None:
+        tcp = {}
     if not isinstance(tcp, dict):
         raise ConfigError(f"{w}: 'tcp' must be an object")
-    kwargs["tcp_enabled"] = bool(tcp.get("enabled", False))
-    kwargs["tcp_host"] = str(tcp.get("host", "127.0.0.1"))
-    kwargs["tcp_port"] = int(_number(tcp, "port", 8765, f"{w}.tcp", integer=True))
+    wt = f"{w}.tcp"
+    kwargs["tcp_enabled"] = _bool(tcp, "enabled", False, wt)
+    host = tcp.get("host", "127.0.0.1")
+    if not isinstance(host, str) or not is_loopback_host(host):
+        raise ConfigError(f"{wt}: 'host' must be a loopback address (127.0.0.1, ::1 or localhost), got {host!r}: "
+                          "the TCP listener is for clients on this machine only")
+    kwargs["tcp_host"] = host
+    kwargs["tcp_port"] = _number(tcp, "port", 8765, wt, integer=True, minimum=1, maximum=65535)
+    token = tcp.get("token")
+    if token is not None and (not isinstance(token, str) or len(token) < MIN_TCP_TOKEN
+                              or not token.isascii() or not token.isprintable() or " " in token):
+        raise ConfigError(f"{wt}: 'token' must be a string of at least {MIN_TCP_TOKEN} printable ASCII "
+                          "characters without spaces (e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe())'`)")
+    kwargs["tcp_token"] = token
     return RouterSettings(**kwargs)
 
 
@@ -308,9 +364,10 @@ def _slurm_profiles(cluster: dict[str, Any], where: str) -> dict[str, SlurmProfi
         extra = merged.get("sbatch_extra", [])
         if not isinstance(extra, list) or not all(isinstance(x, str) for x in extra):
             raise ConfigError(f"{w}: sbatch_extra must be a list of strings")
-        env = merged.get("env", {})
-        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-            raise ConfigError(f"{w}: env must be an object of strings")
+        env = _env(merged, w)
+        for key in ("login_host", "account", "qos"):
+            if merged.get(key) is not None and not isinstance(merged[key], str):
+                raise ConfigError(f"{w}: '{key}' must be a string or null")
         out[name] = SlurmProfile(
             name=name,
             workspace_root=Path(merged["workspace_root"]),
@@ -320,7 +377,7 @@ def _slurm_profiles(cluster: dict[str, Any], where: str) -> dict[str, SlurmProfi
             login_host=str(merged.get("login_host") or ""),
             account=merged.get("account") or None,
             qos=merged.get("qos") or None,
-            ssh_retry_attempts=int(_number(merged, "ssh_retry_attempts", 4, w, integer=True)),
+            ssh_retry_attempts=int(_number(merged, "ssh_retry_attempts", 4, w, integer=True, minimum=1, maximum=100)),
             ssh_retry_delay_seconds=float(_number(merged, "ssh_retry_delay_seconds", 1.5, w)),
             sbatch_extra=tuple(extra),
             env=dict(env),
@@ -404,9 +461,10 @@ def _presets(
             fields = _builtin_fields(backend)
         if not isinstance(fields, list):
             raise ConfigError(f"{w}: 'launch_fields' must be an array")
-        env = p.get("env", {})
-        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-            raise ConfigError(f"{w}: 'env' must be an object of strings")
+        problem = field_problems(fields)
+        if problem:
+            raise ConfigError(f"{w}: {problem}")
+        env = _env(p, w)
         panels = p.get("launch_panels") or []
         if not isinstance(panels, list):
             raise ConfigError(f"{w}: 'launch_panels' must be an array")
@@ -427,17 +485,25 @@ def _presets(
     return out
 
 
+def _env(section: dict[str, Any], w: str) -> dict[str, str]:
+    """An `env` object: variable names, string values (`${VAR}` is expanded at launch, not here)."""
+    env = section.get("env", {})
+    if env is None:
+        return {}
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise ConfigError(f"{w}: 'env' must be an object of strings")
+    for name, value in env.items():
+        if not _ENV_NAME.match(name):
+            raise ConfigError(f"{w}: env: {name!r} is not a valid environment variable name")
+        if "\0" in value:
+            raise ConfigError(f"{w}: env.{name}: the value contains a NUL byte")
+    return dict(env)
+
+
 def _builtin_fields(backend: str) -> list[dict[str, Any]]:
-    fields: list[dict[str, Any]] = [
-        {
-            "key": "worker_mode",
-            "label": "Agent runtime",
-            "type": "select",
-            "default": None,
-            "required": False,
-            "options": [{"label": m, "value": m} for m in WORKER_MODES],
-        }
-    ]
+    """Fields a preset without launch_fields offers: scheduler settings only. The runtime, its binary
+    and its policies come from the preset's defaults unless the preset lists them as fields."""
+    fields: list[dict[str, Any]] = []
     if backend == "slurm":
         fields += [
             {"key": "partition", "label": "Partition", "type": "text", "default": None, "required": False},

@@ -59,7 +59,8 @@ def test_configs_local_json_loads(monkeypatch):
     assert cfg.preset("local-claude").backend == "local" and cfg.preset("nope") is None
     public = cfg.preset("local-mock").public()
     assert public["launch_soft_timeout_seconds"] == 30 and public["launch_hard_timeout_seconds"] == 120
-    assert public["disabled"] is False and public["launch_fields"]
+    # No launch_fields: a local preset offers no field; its runtime is the preset's (issue 12 #1).
+    assert public["disabled"] is False and public["launch_fields"] == []
 
 
 def test_configs_hpcfund_json_loads():
@@ -224,7 +225,7 @@ def test_bad_slurm_profile_values(tmp_path, profile, needle):
         ({"max_terminated_swarms": 1.5}, "'max_terminated_swarms' must be an integer"),
         ({"job_gone_confirmations": "3"}, "'job_gone_confirmations'"),
         ({"event_log_max_events": 10.0}, "'event_log_max_events' must be an integer"),
-        ({"poll_interval_seconds": 0}, "'poll_interval_seconds' must be > 0"),
+        ({"poll_interval_seconds": 0}, "'poll_interval_seconds' must be at least 0.01"),
         ({"include_raw": "yes"}, "'include_raw'"),
         ({"state_dir": 5}, "'state_dir'"),
         ({"download_archive_root": ["a"]}, "'download_archive_root'"),
@@ -319,3 +320,62 @@ def test_validate_params_accepts_the_known_good_values():
 def test_parse_config_without_a_path_names_the_embedded_default():
     with pytest.raises(ConfigError, match="embedded default"):
         parse_config({"cluster": {}}, None, base_dir=Path("/"))
+
+
+# ---------------------------------------------------------------- issue 12 #10: strict types and bounds
+
+
+@pytest.mark.parametrize(
+    "router, needle",
+    [
+        ({"tcp": {"enabled": "false"}}, "router.tcp: 'enabled' must be true or false, got 'false'"),
+        ({"tcp": {"enabled": 1}}, "'enabled' must be true or false"),
+        ({"tcp": {"port": 70000}}, "router.tcp: 'port' must be at most 65535, got 70000"),
+        ({"tcp": {"port": 0}}, "'port' must be at least 1"),
+        ({"tcp": {"host": "0.0.0.0"}}, "router.tcp: 'host' must be a loopback address"),
+        ({"tcp": {"host": "192.168.1.5"}}, "'host' must be a loopback address"),
+        ({"tcp": {"host": 127}}, "'host' must be a loopback address"),
+        ({"tcp": {"token": "short"}}, "router.tcp: 'token' must be a string of at least 16"),
+        ({"tcp": {"token": "has a space in it, so no"}}, "'token'"),
+        ({"poll_interval_seconds": 1e-9}, "router: 'poll_interval_seconds' must be at least 0.01, got 1e-09"),
+        ({"status_poll_interval_seconds": 0}, "'status_poll_interval_seconds' must be at least 0.1"),
+        ({"worker_heartbeat_timeout_seconds": 0}, "'worker_heartbeat_timeout_seconds' must be at least 1"),
+        ({"inject_timeout_seconds": 1e300}, "'inject_timeout_seconds' must be at most"),
+        ({"job_gone_confirmations": 0}, "'job_gone_confirmations' must be at least 1"),
+        ({"event_log_max_events": 0}, "'event_log_max_events' must be at least 1"),
+        ({"state_dir": ""}, "'state_dir' must be a string path"),
+    ],
+)
+def test_router_strict_types_and_bounds(tmp_path, router, needle):
+    msg = error(tmp_path, local_cfg(router=router))
+    assert needle in msg, msg
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.2"])
+def test_loopback_tcp_hosts_load(tmp_path, host):
+    s = load_config(write(tmp_path, local_cfg(router={"tcp": {"enabled": False, "host": host,
+                                                               "token": "t" * 16}}))).router
+    assert (s.tcp_enabled, s.tcp_host, s.tcp_token) == (False, host, "t" * 16)
+
+
+@pytest.mark.parametrize(
+    "over, needle",
+    [
+        ({"launch_fields": [{"label": "x"}]}, "launch_fields[0].key must be a non-empty string"),
+        ({"launch_fields": [{"key": "a", "type": "file"}]}, "launch_fields[0].type must be one of"),
+        ({"launch_fields": [{"key": "a", "type": "select"}]}, "a select needs a non-empty 'options'"),
+        ({"launch_fields": [{"key": "a"}, {"key": "a"}]}, "duplicate key 'a'"),
+        ({"launch_fields": [{"key": "_launch_hard_timeout_seconds"}]}, "is set by the router"),
+        ({"env": {"BAD-NAME": "x"}}, "'BAD-NAME' is not a valid environment variable name"),
+        ({"launch_soft_timeout_seconds": True}, "'launch_soft_timeout_seconds'"),
+    ],
+)
+def test_preset_strictness(tmp_path, over, needle):
+    assert needle in error(tmp_path, local_cfg(launch_providers=[preset(**over)]))
+
+
+@pytest.mark.parametrize("profile, needle", [({"login_host": 5}, "'login_host' must be a string"),
+                                             ({"ssh_retry_attempts": 0}, "'ssh_retry_attempts' must be at least 1"),
+                                             ({"env": {"1X": "a"}}, "not a valid environment variable name")])
+def test_slurm_profile_strictness(tmp_path, profile, needle):
+    assert needle in error(tmp_path, slurm_cfg(**profile))
