@@ -59,9 +59,29 @@ class LazyGroup(click.Group):
 Exit codes: 0 ok; 1 router unavailable or unexpected error; 2 usage or config
 error; 3 rejected by the router; 4 timeout; 5 partial failure.""")
 @click.version_option(__version__, prog_name="codeswarm")
-def main() -> None:
+def cli() -> None:
     pass
 
 
+def non_utf8_argument(argv: list[str]) -> int | None:
+    """Index of the first argument that is not valid UTF-8 (Python keeps its bytes as surrogates)."""
+    for i, arg in enumerate(argv):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return i
+    return None
+
+
+def main() -> None:
+    bad = non_utf8_argument(sys.argv[1:])
+    if bad is not None:
+        shown = sys.argv[1 + bad].encode("utf-8", "surrogateescape")[:60]
+        click.echo(f"Error: argument {bad + 1} is not valid UTF-8: {shown!r}; the router's protocol is UTF-8 "
+                   "(pass such content with --prompt-file after converting it)", err=True)
+        sys.exit(2)
+    cli()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

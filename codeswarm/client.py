@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from codeswarm.errors import RouterUnavailable
+from codeswarm.errors import CommandTooLarge, RouterUnavailable
 from codeswarm.paths import ensure_state_dir, self_command, self_env, socket_path, state_dir
-from codeswarm.protocol import make_command
+from codeswarm.protocol import MAX_LINE_BYTES, make_command
 
 AUTOSTART_TIMEOUT = 20.0
 
@@ -47,7 +47,11 @@ class Client:
 
     def send(self, command: str, payload: dict[str, Any] | None = None, request_id: str | None = None) -> str:
         rid = request_id or str(uuid.uuid4())
-        self.sock.sendall(orjson.dumps(make_command(command, payload or {}, rid)) + b"\n")
+        line = orjson.dumps(make_command(command, payload or {}, rid))
+        if len(line) > MAX_LINE_BYTES:  # the router would drop it with a line_too_long nobody waits for
+            raise CommandTooLarge(f"the {command} command is {len(line):,} bytes; the router takes at most "
+                                  f"{MAX_LINE_BYTES:,} bytes per command (prompt, AGENTS.md and skills together)")
+        self.sock.sendall(line + b"\n")
         return rid
 
     def events(self, deadline: float | None = None) -> Iterator[dict[str, Any]]:
@@ -80,9 +84,16 @@ class Client:
         rid = self.send(command, payload)
         deadline = time.monotonic() + timeout
         for env in self.events(deadline):
-            if (env.get("data") or {}).get("request_id") == rid:
+            if (env.get("data") or {}).get("request_id") == rid or is_connection_rejection(env):
                 return env
         raise RouterUnavailable("the router closed the connection")  # pragma: no cover
+
+
+def is_connection_rejection(env: dict[str, Any]) -> bool:
+    """A directed command_rejected without a request_id (line_too_long, invalid_json, unauthorized):
+    the router could not tell which command it refused, so it is the answer to the one we sent."""
+    data = env.get("data") or {}
+    return env.get("event") == "command_rejected" and bool(env.get("directed")) and data.get("request_id") is None
 
 
 def router_running(sdir: Path) -> bool:

@@ -25,3 +25,7 @@ class ProviderError(CodeswarmError):
     def __init__(self, message: str, *, transient: bool) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class CommandTooLarge(CodeswarmError):
+    """A command would exceed the protocol's 1 MiB line limit; caught before it is sent."""

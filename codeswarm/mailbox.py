@@ -6,7 +6,9 @@ that both sides use; nothing here knows about trio.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,10 +50,58 @@ def prepare_swarm_root(swarm_root: Path, node_count: int) -> None:
         make_private_dirs(workspace_path(swarm_root, i))
 
 
+class UnsafeMailboxFile(OSError):
+    """A mailbox file that is a symlink, a FIFO, a device or a directory: never read or written."""
+
+
+def open_mailbox_file(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -> int:
+    """os.open for every mailbox file (inbox, outbox, offsets): the last component must not be a
+    symlink (O_NOFOLLOW) and the file must be a regular file. O_NONBLOCK so that a FIFO planted
+    in its place cannot block the opener; it has no effect on regular files.
+
+    Raises UnsafeMailboxFile naming what was found; FileNotFoundError passes through.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeMailboxFile(errno.ELOOP, "is a symlink (refused)", str(path)) from None
+        if exc.errno in (errno.ENXIO, errno.EISDIR):
+            raise UnsafeMailboxFile(exc.errno, "is not a regular file (refused)", str(path)) from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise UnsafeMailboxFile(errno.EINVAL, "is not a regular file (refused)", str(path))
+    return fd
+
+
+def read_mailbox_file(path: str | os.PathLike[str]) -> bytes:
+    """The whole file, through open_mailbox_file."""
+    fd = open_mailbox_file(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def replace_mailbox_file(path: Path, data: bytes) -> None:
+    """Write tmp (created fresh, never through a link) then rename over path: old or new after a crash."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        os.unlink(tmp)  # a leftover (or planted) tmp of any kind; O_EXCL below then creates our own
+    except FileNotFoundError:
+        pass
+    fd = open_mailbox_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
 def append_line(path: Path, obj: dict[str, Any]) -> None:
     """Append one JSON line with a single write on an O_APPEND descriptor (single writer)."""
     data = orjson.dumps(obj) + b"\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = open_mailbox_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         os.write(fd, data)
     finally:
@@ -63,16 +113,20 @@ class LineBatch:
     lines: list[dict[str, Any]]
     bad: list[str]  # descriptions of lines that could not be parsed
     offset: int  # byte offset after the last complete line consumed
+    refused: str | None = None  # the file is a symlink or not a regular file: nothing was read
 
 
 def read_complete_lines(path: Path, offset: int, max_bytes: int = 8 << 20) -> LineBatch:
     """Read complete lines from offset. A partial tail stays for the next call."""
     try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            chunk = f.read(max_bytes)
+        fd = open_mailbox_file(path, os.O_RDONLY)
     except FileNotFoundError:
         return LineBatch([], [], offset)
+    except UnsafeMailboxFile as exc:
+        return LineBatch([], [], offset, refused=f"{exc.filename} {exc.strerror}")
+    with os.fdopen(fd, "rb") as f:
+        f.seek(offset)
+        chunk = f.read(max_bytes)
     return parse_chunk(chunk, offset)
 
 

@@ -10,9 +10,10 @@ from typing import Any, Callable
 import click
 import orjson
 
-from codeswarm.errors import ConfigError, RouterUnavailable
+from codeswarm.errors import CommandTooLarge, ConfigError, RouterUnavailable
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_REJECTED, EXIT_TIMEOUT, EXIT_PARTIAL = 0, 1, 2, 3, 4, 5
+MAX_INLINE_PROMPT = 128 << 10  # a longer --prompt goes through --prompt-file or stdin (argv limits, ps)
 
 
 class Rejected(click.ClickException):
@@ -29,6 +30,52 @@ class Unavailable(click.ClickException):
 
 class BadConfig(click.ClickException):
     exit_code = EXIT_USAGE
+
+
+def prompt_options(f: Callable[..., Any], *, required: bool = True, what: str = "Prompt text") -> Callable[..., Any]:
+    """--prompt TEXT (`-` reads stdin) and --prompt-file FILE; resolve them with read_prompt."""
+    f = click.option("--prompt-file", type=click.Path(dir_okay=False), default=None,
+                     help=f"{what} from a UTF-8 file (for long prompts).")(f)
+    return click.option("--prompt", default=None,
+                        help=f"{what} ('-' reads stdin; over 128 KiB use --prompt-file)." +
+                        ("" if required else " Optional."))(f)
+
+
+def read_prompt(prompt: str | None, prompt_file: str | None, *, required: bool = True) -> str:
+    """The prompt of --prompt/--prompt-file/stdin, checked: UTF-8, inline at most 128 KiB."""
+    if prompt is not None and prompt_file is not None:
+        raise click.UsageError("give --prompt or --prompt-file, not both")
+    if prompt_file is not None:
+        return read_text_file(prompt_file, "--prompt-file")
+    if prompt == "-":
+        data = sys.stdin.buffer.read()
+        return _decode(data, "stdin", "--prompt -")
+    if prompt is None:
+        if required:
+            raise click.UsageError("missing --prompt TEXT (or --prompt-file FILE, or --prompt - for stdin)")
+        return ""
+    if len(prompt.encode("utf-8", "surrogatepass")) > MAX_INLINE_PROMPT:
+        raise click.UsageError(f"--prompt is longer than {MAX_INLINE_PROMPT // 1024} KiB: pass it with "
+                               "--prompt-file FILE or --prompt - (stdin)")
+    return prompt
+
+
+def read_text_file(path: str, option: str) -> str:
+    """A UTF-8 text file named on the command line; a clear usage error otherwise."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise click.BadParameter(f"{path}: {exc.strerror or exc}", param_hint=option) from None
+    return _decode(data, path, option)
+
+
+def _decode(data: bytes, name: str, option: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.BadParameter(f"{name} is not valid UTF-8 (byte {exc.start}: {data[exc.start:exc.start + 1]!r})",
+                                 param_hint=option) from None
 
 
 def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,6 +99,8 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
             return f(*args, **kwargs)
         except ConfigError as exc:
             raise BadConfig(str(exc)) from None
+        except CommandTooLarge as exc:
+            raise click.UsageError(str(exc)) from None
         except RouterUnavailable as exc:
             raise Unavailable(str(exc)) from None
         except TimeoutError as exc:

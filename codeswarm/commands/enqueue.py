@@ -6,12 +6,21 @@ from typing import Any
 
 import click
 
-from codeswarm.commands.common import config_option, connect, expect, handle_errors, json_option, print_json
+from codeswarm.commands.common import (
+    config_option,
+    connect,
+    expect,
+    handle_errors,
+    json_option,
+    print_json,
+    prompt_options,
+    read_prompt,
+)
 
 
 @click.command(help="Queue a prompt for a swarm: the first idle node takes it (default), or all / some nodes.")
 @click.argument("swarm_id")
-@click.option("--prompt", required=True, help="Prompt text.")
+@prompt_options
 @click.option("--selector", type=click.Choice(["idle", "all", "nodes"]), default=None,
               help="Dispatch policy (default: idle, or nodes when --nodes is given).")
 @click.option("--nodes", "selector_nodes", default=None, help='Target nodes for --selector nodes: 3, "0,2-4".')
@@ -19,9 +28,10 @@ from codeswarm.commands.common import config_option, connect, expect, handle_err
 @config_option
 @json_option
 @handle_errors
-def command(swarm_id: str, prompt: str, selector: str | None, selector_nodes: str | None,
+def command(swarm_id: str, prompt: str | None, prompt_file: str | None, selector: str | None, selector_nodes: str | None,
             source_swarm_id: str | None, config_path: str | None, state_dir: str | None, no_autostart: bool,
             as_json: bool) -> None:
+    prompt = read_prompt(prompt, prompt_file)
     if not prompt:
         raise click.BadParameter("must not be empty", param_hint="--prompt")
     if selector is None:

@@ -17,6 +17,8 @@ from codeswarm.commands.common import (
     handle_errors,
     json_option,
     print_json,
+    prompt_options,
+    read_prompt,
     rejected_message,
 )
 
@@ -27,7 +29,7 @@ OUTCOME_EVENTS = ["inject_ack", "inject_delivered", "inject_failed", "agent_erro
 
 @click.command(help="Send a prompt to all or some nodes of a swarm.")
 @click.argument("swarm_id")
-@click.option("--prompt", required=True, help="Prompt text.")
+@prompt_options
 @click.option("--nodes", "selector", default="all", show_default=True, help='Nodes: all, 3, "0,2-4" or [0,2].')
 @click.option("--wait", is_flag=True, help="Wait until every target node finished its turn.")
 @click.option("--timeout", type=float, default=None, help="Seconds to wait (exit 4 when exceeded).")
@@ -36,11 +38,14 @@ OUTCOME_EVENTS = ["inject_ack", "inject_delivered", "inject_failed", "agent_erro
 @config_option
 @json_option
 @handle_errors
-def command(swarm_id: str, prompt: str, selector: str, wait: bool, timeout: float | None,
-            idempotency_key: str | None, config_path: str | None, state_dir: str | None, no_autostart: bool, as_json: bool) -> None:
+def command(swarm_id: str, prompt: str | None, prompt_file: str | None, selector: str, wait: bool,
+            timeout: float | None, idempotency_key: str | None, config_path: str | None, state_dir: str | None,
+            no_autostart: bool, as_json: bool) -> None:
+    prompt = read_prompt(prompt, prompt_file)
     nodes: Any = selector
-    if selector.strip().isdigit():
-        nodes = int(selector)
+    stripped = selector.strip()
+    if stripped.isascii() and stripped.isdigit():  # "²".isdigit() is True too; int() would raise
+        nodes = int(stripped)
     if not prompt:
         raise click.BadParameter("must not be empty", param_hint="--prompt")
     deadline = time.monotonic() + (timeout if timeout is not None else (3600 * 24 if wait else 60))
@@ -70,6 +75,12 @@ def command(swarm_id: str, prompt: str, selector: str, wait: bool, timeout: floa
         sys.exit(EXIT_PARTIAL)
 
 
+def is_connection_rejection(env: dict[str, Any]) -> bool:
+    from codeswarm.client import is_connection_rejection as check
+
+    return check(env)
+
+
 def _follow(client: Any, swarm_id: str, rid: str, targets: set[int], wait: bool,
             deadline: float) -> tuple[str, dict[str, dict[str, Any]]]:
     by_id: dict[str, dict[str, Any]] = {}
@@ -90,7 +101,7 @@ def _follow(client: Any, swarm_id: str, rid: str, targets: set[int], wait: bool,
                 sub["since"] = since
             client.send("subscribe", sub)
             continue
-        if name == "command_rejected" and data.get("request_id") == rid:
+        if name == "command_rejected" and (data.get("request_id") == rid or is_connection_rejection(env)):
             raise Rejected(rejected_message(env))
         iid = data.get("injection_id")
         if name == "inject_ack" and data.get("request_id") == rid:

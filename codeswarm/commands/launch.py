@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import click
 
-from codeswarm.commands.common import config_option, connect, expect, handle_errors, json_option, print_json
+from codeswarm.commands.common import (
+    config_option,
+    connect,
+    expect,
+    handle_errors,
+    json_option,
+    print_json,
+    prompt_options,
+    read_prompt,
+    read_text_file,
+)
 
 
 def _params(items: tuple[str, ...]) -> dict[str, Any]:
@@ -27,20 +38,35 @@ def _params(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _skills(directory: str) -> list[dict[str, str]]:
+    """Every regular file under the directory. A symlink is refused, never copied as its target
+    (a link to ~/.ssh/id_rsa would otherwise land in every node's workspace)."""
+    import os
+    import stat
+
     root = Path(directory)
     files = []
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath) / name
+            mode = p.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                raise click.BadParameter(f"{p} is a symlink: skills are copied into every workspace, links are "
+                                         "refused (copy the file itself into the directory)", param_hint="--skills")
+            if stat.S_ISDIR(mode):
+                continue
+            if not stat.S_ISREG(mode):
+                raise click.BadParameter(f"{p} is not a regular file", param_hint="--skills")
             try:
-                files.append({"path": p.relative_to(root).as_posix(), "content": p.read_text()})
+                text = p.read_bytes().decode("utf-8")
             except UnicodeDecodeError:
-                raise click.BadParameter(f"{p}: skills files must be text", param_hint="--skills") from None
-    return files
+                raise click.BadParameter(f"{p}: skills files must be UTF-8 text", param_hint="--skills") from None
+            files.append({"path": p.relative_to(root).as_posix(), "content": text})
+    return sorted(files, key=lambda f: f["path"])
 
 
 @click.command(help="Launch a swarm of N nodes; prints the swarm id.")
 @click.option("--nodes", type=click.IntRange(1, 4096), default=1, show_default=True, help="Node count.")
-@click.option("--prompt", default="", help="System prompt, injected into every node as its first turn.")
+@functools.partial(prompt_options, required=False, what="System prompt, injected into every node as its first turn,")
 @click.option("--provider", default=None, help="Launch preset id (default: the config's first).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="provider_params override (repeatable).")
 @click.option("--agents-md", type=click.Path(exists=True, dir_okay=False), help="AGENTS.md for every node.")
@@ -53,10 +79,11 @@ def _skills(directory: str) -> list[dict[str, str]]:
 @config_option
 @json_option
 @handle_errors
-def command(nodes: int, prompt: str, provider: str | None, params: tuple[str, ...], agents_md: str | None,
-            skills: str | None, alias: str | None, auto_route: bool, budget_usd: float | None, timeout: float, config_path: str | None, state_dir: str | None,
+def command(nodes: int, prompt: str | None, prompt_file: str | None, provider: str | None, params: tuple[str, ...],
+            agents_md: str | None, skills: str | None, alias: str | None, auto_route: bool, budget_usd: float | None,
+            timeout: float, config_path: str | None, state_dir: str | None,
             no_autostart: bool, as_json: bool) -> None:
-    payload: dict[str, Any] = {"nodes": nodes, "system_prompt": prompt}
+    payload: dict[str, Any] = {"nodes": nodes, "system_prompt": read_prompt(prompt, prompt_file, required=False)}
     if provider:
         payload["provider"] = provider
     if alias:
@@ -69,7 +96,7 @@ def command(nodes: int, prompt: str, provider: str | None, params: tuple[str, ..
         payload["budget_usd"] = budget_usd
     if params:
         payload["provider_params"] = _params(params)
-    md = Path(agents_md).read_text() if agents_md else None
+    md = read_text_file(agents_md, "--agents-md") if agents_md else None
     if skills:
         payload["agents_bundle"] = {"mode": "directory", "agents_md_content": md or "",
                                     "skills_files": _skills(skills)}

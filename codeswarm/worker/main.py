@@ -24,6 +24,8 @@ from codeswarm.mailbox import (
     make_private_dirs,
     outbox_path,
     read_complete_lines,
+    read_mailbox_file,
+    replace_mailbox_file,
     workspace_path,
 )
 from codeswarm.worker.outbox import Outbox
@@ -108,15 +110,14 @@ class Worker:
 
     def _load_offset(self) -> tuple[int, list[str]]:
         try:
-            d = orjson.loads(self.offset_file.read_bytes())
+            d = orjson.loads(read_mailbox_file(self.offset_file))
             return int(d.get("offset", 0)), list(d.get("control_ids") or [])
         except (OSError, ValueError, AttributeError):
             return 0, []
 
     def _save_offset(self) -> None:
-        tmp = self.offset_file.with_suffix(".offset.tmp")
-        tmp.write_bytes(orjson.dumps({"offset": self.offset, "control_ids": self.control_ids[-MAX_CONTROL_IDS:]}))
-        os.replace(tmp, self.offset_file)
+        replace_mailbox_file(self.offset_file, orjson.dumps(
+            {"offset": self.offset, "control_ids": self.control_ids[-MAX_CONTROL_IDS:]}))
 
     # ------------------------------------------------------------------ main
 
@@ -207,8 +208,13 @@ class Worker:
 
     async def _read_inbox(self) -> None:
         delay = INBOX_FAST
+        refused: str | None = None
         while self.stop_reason is None:
             batch = await trio.to_thread.run_sync(read_complete_lines, self.inbox, self.offset)
+            if batch.refused != refused:  # said once per change, not once per poll
+                refused = batch.refused
+                if refused:
+                    self.outbox.lifecycle("worker_error", {"message": f"inbox: {refused}", "fatal": False})
             for problem in batch.bad:
                 self.outbox.lifecycle("worker_error", {"message": f"inbox: {problem}", "fatal": False})
             if batch.offset != self.offset or batch.bad:

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from codeswarm.mailbox import MAX_OUTBOX_LINE
+from codeswarm.mailbox import MAX_OUTBOX_LINE, open_mailbox_file
 
 _TRUNCATE_KEYS = ("stdout", "stderr", "aggregated_output", "aggregatedOutput", "output", "delta", "text")
 
@@ -19,22 +19,18 @@ class Outbox:
         self.path = path
         self.job_id = job_id
         self.node_id = node_id
+        # One descriptor for everything: a symlink or non-regular file here is refused (OSError).
+        self.fd = open_mailbox_file(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         self.seq = self._last_seq()
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def _last_seq(self) -> int:
         """Continue numbering after the last complete line of an existing outbox."""
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return 0
-        with open(self.path, "rb") as f:
-            f.seek(max(0, size - (2 << 20)))
-            tail = f.read()
+        size = os.fstat(self.fd).st_size
+        start = max(0, size - (2 << 20))
+        tail = os.pread(self.fd, size - start, start)
         if tail and not tail.endswith(b"\n"):
             # A torn last line (the worker died mid-write): end it so the next line stays parseable.
-            with open(self.path, "ab") as f:
-                f.write(b"\n")
+            os.write(self.fd, b"\n")
         for raw in reversed(tail.splitlines()):
             try:
                 return int(orjson.loads(raw)["seq"])
@@ -46,7 +42,7 @@ class Outbox:
         """Injection ids that already have a turn_accepted (a restarted worker must not rerun them)."""
         out: set[str] = set()
         try:
-            with open(self.path, "rb") as f:
+            with os.fdopen(open_mailbox_file(self.path, os.O_RDONLY), "rb") as f:
                 for raw in f:
                     if b'"turn_accepted"' in raw:
                         try:
