@@ -105,6 +105,30 @@ def router_running(sdir: Path) -> bool:
         return False
 
 
+def socket_problem(path: Path) -> str:
+    """What is wrong with the control socket path, in words, when no router answers on it."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return f"{path} is missing"
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    if stat.S_ISSOCK(mode):
+        return f"{path} does not answer"
+    kind = "a directory" if stat.S_ISDIR(mode) else "a symlink" if stat.S_ISLNK(mode) else \
+        "a regular file" if stat.S_ISREG(mode) else "not a socket"
+    return f"{path} is {kind}, not a socket"
+
+
+def live_holder(sdir: Path) -> int | None:
+    """PID of a router that holds the state dir's lock (alive even if its socket is broken)."""
+    from codeswarm.router.statelock import lock_holder
+
+    return lock_holder(sdir)
+
+
 def start_router(config_path: str | None, sdir: Path, *, tcp_port: int | None = None) -> subprocess.Popen[bytes]:
     """Start `codeswarm router run` detached (own session), logging to <state_dir>/router.log."""
     try:  # a read-only or full state dir is a clear error, not a traceback
@@ -131,8 +155,15 @@ def ensure_router(config_path: str | None, sdir: Path | None = None, *, autostar
     sdir = sdir or state_dir()
     if router_running(sdir):
         return socket_path(sdir)
+    holder = live_holder(sdir)
+    if holder is not None:  # a second router would only fail on the lock: say what is wrong instead
+        raise RouterUnavailable(f"the router (pid {holder}) holds {sdir} but its socket is unusable: "
+                                f"{socket_problem(socket_path(sdir))}; stop it with `codeswarm router stop`")
     if not autostart:
         raise RouterUnavailable(f"no router is running on {sdir} (start one with `codeswarm router start`)")
+    problem = socket_problem(socket_path(sdir))
+    if problem.endswith("not a socket"):  # the router would fail to bind there: say so now
+        raise RouterUnavailable(f"cannot start a router: {problem}; remove it (the router creates its socket there)")
     proc = start_router(config_path, sdir, tcp_port=tcp_port)
     deadline = time.monotonic() + AUTOSTART_TIMEOUT
     while time.monotonic() < deadline:

@@ -25,7 +25,13 @@ OUTPUT = ROOT / "test-output"
 
 @pytest.fixture(scope="session")
 def pyz() -> Path:
-    """dist/codeswarm.pyz, built once if missing or older than the sources."""
+    """dist/codeswarm.pyz, built once if missing or older than the sources.
+
+    CODESWARM_TEST_PYZ=<path> runs the tests against another build (e.g. an older commit's, to see
+    that a new test fails there)."""
+    other = os.environ.get("CODESWARM_TEST_PYZ")
+    if other:
+        return Path(other).absolute()
     newest = max(p.stat().st_mtime for p in (ROOT / "codeswarm").rglob("*") if p.is_file())
     if not PYZ.exists() or PYZ.stat().st_mtime < newest:
         subprocess.run([str(ROOT / "build.sh")], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)

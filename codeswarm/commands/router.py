@@ -18,7 +18,8 @@ from codeswarm.commands.common import BadConfig, handle_errors
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="CODESWARM_CONFIG",
               help="Config file (default: the embedded local default).")
 @click.option("--state-dir", type=click.Path(file_okay=False), envvar="CODESWARM_HOME", help="State directory.")
-@click.option("--tcp", is_flag=True, help="Also listen on 127.0.0.1:8765 for upstream clients (no auth).")
+@click.option("--tcp", is_flag=True, help="Also listen on 127.0.0.1:8765 for upstream clients "
+              "(loopback only; set router.tcp.token in the config to require a token).")
 @click.option("--tcp-port", type=click.IntRange(1, 65535), default=None, help="TCP port (implies --tcp).")
 @handle_errors
 def command(action: str, config_path: str | None, state_dir: str | None, tcp: bool, tcp_port: int | None) -> None:
@@ -39,20 +40,36 @@ def command(action: str, config_path: str | None, state_dir: str | None, tcp: bo
         ensure_router(config_path, sdir, tcp_port=port)
         click.echo(f"router started on {sdir}")
     elif action == "status":
-        from codeswarm.client import router_running
+        from codeswarm.client import live_holder, router_running, socket_problem
+        from codeswarm.paths import socket_path
 
         if router_running(sdir):
             click.echo(f"running (state dir {sdir})")
+            return
+        holder = live_holder(sdir)
+        if holder is not None:
+            click.echo(f"running as pid {holder} (state dir {sdir}) but unreachable: "
+                       f"{socket_problem(socket_path(sdir))}; `codeswarm router stop` stops it by its pid")
         else:
             click.echo(f"not running (state dir {sdir})")
-            sys.exit(1)
+        sys.exit(1)
     else:
-        from codeswarm.client import router_running
+        from codeswarm.client import live_holder, router_running, socket_problem
+        from codeswarm.paths import socket_path
 
-        if not router_running(sdir):
+        holder = live_holder(sdir)
+        if router_running(sdir):
+            if holder is not None:  # the lock names the live router even if router.pid was removed
+                _stop_pid(holder)
+            else:
+                _stop(lock_path(sdir))
+            return
+        if holder is None:
             click.echo("no router is running")
             return
-        _stop(lock_path(sdir))
+        click.echo(f"the router's socket is unusable ({socket_problem(socket_path(sdir))}); "
+                   f"stopping it by its pid {holder}")
+        _stop_pid(holder)
 
 
 def _run(config: object, sdir: object, port: int | None) -> None:
@@ -79,6 +96,10 @@ def _stop(pid_file: object) -> None:
     except (OSError, ValueError):
         click.echo("no router is running")
         return
+    _stop_pid(pid)
+
+
+def _stop_pid(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:

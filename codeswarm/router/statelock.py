@@ -69,3 +69,37 @@ def take_lock(state_dir: Path) -> tuple[int, int]:
 def release_lock(fds: tuple[int, int]) -> None:
     for fd in fds:
         os.close(fd)
+
+
+def lock_holder(state_dir: Path) -> int | None:
+    """PID of the process holding the router lock on this state dir, without touching the lock
+    (taking it, even shared and briefly, could make a starting router fail). Read from /proc/locks:
+    the state dir's inode (this build) or router.pid's (older builds). None when nobody holds it."""
+    inodes = set()
+    for p in (state_dir, lock_path(state_dir)):
+        try:
+            st = os.stat(p, follow_symlinks=False)
+        except OSError:
+            continue
+        inodes.add((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
+    if not inodes:
+        return None
+    try:
+        with open("/proc/locks") as f:
+            table = f.read()
+    except OSError:
+        return None
+    for line in table.splitlines():
+        # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+        parts = line.split()
+        if len(parts) < 6 or parts[1] != "FLOCK" or parts[3] != "WRITE":
+            continue
+        try:
+            pid = int(parts[4])
+            major, minor, ino = parts[5].split(":")
+            key = (int(major, 16), int(minor, 16), int(ino))
+        except ValueError:
+            continue
+        if key in inodes:
+            return pid
+    return None

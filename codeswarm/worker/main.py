@@ -128,6 +128,7 @@ class Worker:
             "pid": os.getpid(), "runtime": mode, "worker_protocol": WORKER_PROTOCOL,
             "resumed_inbox_offset": self.offset,
         })
+        self._take_secrets()
         try:
             self.runtime = make_runtime(self.ctx, self._emit_runtime)
             await self.runtime.start()
@@ -152,6 +153,21 @@ class Worker:
                 pass
         self.outbox.lifecycle("worker_exited", {"exit_code": self.exit_code, "reason": self.stop_reason or "shutdown"})
         return self.exit_code
+
+    def _take_secrets(self) -> None:
+        """The preset's env values, from this node's 0600 file (deleted once read; Slurm only)."""
+        from codeswarm import secrets_env
+
+        directory = os.environ.pop(secrets_env.SECRETS_DIR_ENV, None)
+        if not directory:
+            return
+        try:
+            values = secrets_env.take_node_file(Path(directory), self.ctx.node_id)
+        except (OSError, ValueError) as exc:  # the message names the file, never a value
+            self.outbox.lifecycle("worker_error", {
+                "message": f"worker env file unusable, the preset's env is missing: {exc}", "fatal": False})
+            return
+        os.environ.update(values)  # the runtime and its subprocesses inherit them
 
     async def _watch_signals(self, signals: Any, nursery: trio.Nursery) -> None:
         async for _ in signals:

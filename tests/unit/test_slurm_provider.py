@@ -3,6 +3,7 @@ sacct fallback, transient failures, ssh retries, idempotent submit and cancel.""
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 from typing import Callable
@@ -36,8 +37,10 @@ class Fake:
         self.handler = handler
         self.calls: list[list[str]] = []
         self.hosts: list[str] = []
+        self.envs: list[dict[str, str] | None] = []
 
-    async def __call__(self, argv, stdin, timeout):
+    async def __call__(self, argv, stdin, timeout, env=None):
+        self.envs.append(env)
         host = ""
         if argv[0] == "ssh":
             host = argv[argv.index("--") - 1]
@@ -300,3 +303,52 @@ async def test_poll_interval_backs_off_while_nothing_changes(tmp_path):
     with pytest.raises(ProviderError):
         await p.poll([job(1)])
     assert p.poll_interval == base  # a failed poll: look again soon
+
+
+# ---------------------------------------------------------------- issue 12 #11: secrets never in the script
+
+
+def secret_spec(env: dict[str, str]) -> LaunchSpec:
+    return LaunchSpec("sw-secret", 2, {"worker_mode": "mock"}, {"CODESWARM_WORKER_MODE": "mock", **env}, None)
+
+
+@pytest.mark.trio
+async def test_preset_env_goes_to_0600_node_files_not_the_script_nor_sbatch_env(tmp_path, monkeypatch):
+    canary = "canary-7d1f0c9a"
+    monkeypatch.setenv("CS_TEST_KEY", canary)
+    seen = {}
+
+    def handler(argv, stdin):
+        seen["script"] = stdin.decode()
+        return ok("43\n")
+
+    p, fake = provider(tmp_path, handler)
+    handle = await p.submit(secret_spec({"API_KEY": "${CS_TEST_KEY}", "PLAIN": "literal-secret"}))
+    assert canary not in seen["script"] and "literal-secret" not in seen["script"]
+    assert "export CODESWARM_WORKER_MODE=mock" in seen["script"]
+    sbatch_env = fake.envs[0]
+    assert sbatch_env is not None and "CS_TEST_KEY" not in sbatch_env and canary not in sbatch_env.values()
+    secrets_dir = tmp_path / "ws" / "cs" / "secrets" / "sw-secret"
+    assert f"export CODESWARM_SECRETS_DIR={secrets_dir}" in seen["script"]
+    assert (secrets_dir.stat().st_mode & 0o777) == 0o700
+    for node in (0, 1):
+        f = secrets_dir / f"{node}.json"
+        assert (f.stat().st_mode & 0o777) == 0o600
+        assert json.loads(f.read_text()) == {"API_KEY": canary, "PLAIN": "literal-secret"}
+    assert canary not in (handle.swarm_root / "job.sbatch").read_text()
+    from codeswarm.secrets_env import take_node_file
+
+    assert take_node_file(secrets_dir, 0) == {"API_KEY": canary, "PLAIN": "literal-secret"}
+    assert not (secrets_dir / "0.json").exists() and secrets_dir.exists()
+    take_node_file(secrets_dir, 1)
+    assert not secrets_dir.exists()  # the last reader removes the directory
+
+
+@pytest.mark.trio
+async def test_unset_variable_fails_the_launch_naming_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("CS_TEST_UNSET", raising=False)
+    p, fake = provider(tmp_path, lambda argv, stdin: ok("44\n"))
+    with pytest.raises(ProviderError) as info:
+        await p.submit(secret_spec({"API_KEY": "${CS_TEST_UNSET}"}))
+    assert "API_KEY: ${CS_TEST_UNSET} is not set in the router's environment" in str(info.value)
+    assert not info.value.transient and fake.count("sbatch") == 0

@@ -10,11 +10,13 @@ import os
 import secrets
 import signal
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from codeswarm import secrets_env
 from codeswarm.config import Config
 from codeswarm.errors import ProviderError
 from codeswarm.mailbox import prepare_swarm_root, workspace_path
@@ -48,6 +50,11 @@ class LocalProvider(ClusterProvider):
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     async def submit(self, spec: LaunchSpec) -> JobHandle:
+        try:  # ${VAR} from the router's environment; the values stay in the workers' environment
+            env = secrets_env.expand(spec.worker_env, os.environ)
+        except secrets_env.MissingVariable as exc:
+            raise ProviderError(f"cannot launch: {exc}", transient=False) from None
+        spec = replace(spec, worker_env=env)
         job_id = f"local-{secrets.token_hex(6)}"
         swarm_root = self.root / job_id
         try:

@@ -16,12 +16,13 @@ import hashlib
 import os
 import shlex
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 import trio
 
+from codeswarm import secrets_env
 from codeswarm.config import Config, SlurmProfile
 from codeswarm.errors import ProviderError
 from codeswarm.mailbox import make_private_dirs, prepare_swarm_root
@@ -94,13 +95,14 @@ class SlurmProvider(ClusterProvider):
 
     # -- command execution ---------------------------------------------------------------------------
 
-    async def _exec(self, argv: list[str], stdin: bytes | None, timeout: float) -> CommandResult | None:
+    async def _exec(self, argv: list[str], stdin: bytes | None, timeout: float,
+                    env: dict[str, str] | None = None) -> CommandResult | None:
         """Run once; None means it did not finish in time (the process is killed)."""
         with trio.move_on_after(timeout):
             try:
                 proc = await trio.run_process(
                     argv, stdin=stdin if stdin is not None else b"", capture_stdout=True,
-                    capture_stderr=True, check=False,
+                    capture_stderr=True, check=False, env=env,
                 )
             except FileNotFoundError:
                 return CommandResult(127, "", f"{argv[0]}: command not found (is Slurm installed and on PATH?)")
@@ -114,12 +116,13 @@ class SlurmProvider(ClusterProvider):
         return None
 
     async def run(
-        self, target: Target, argv: list[str], *, stdin: str | None = None, retry_transport: bool = True
+        self, target: Target, argv: list[str], *, stdin: str | None = None, retry_transport: bool = True,
+        env: dict[str, str] | None = None,
     ) -> CommandResult | None:
         """Run a Slurm command locally or on the login host; ssh transport failures are retried."""
         data = stdin.encode() if stdin is not None else None
         if not target.login_host:
-            return await self._exec(argv, data, self.command_timeout)
+            return await self._exec(argv, data, self.command_timeout, env)
         ssh = [
             "ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, int(min(self.command_timeout, 30)))}",
             "-o", "ServerAliveInterval=10", target.login_host, "--", shlex.join(argv),
@@ -127,7 +130,7 @@ class SlurmProvider(ClusterProvider):
         attempts = target.ssh_attempts if retry_transport else 1
         result: CommandResult | None = None
         for attempt in range(attempts):
-            result = await self._exec(ssh, data, self.command_timeout)
+            result = await self._exec(ssh, data, self.command_timeout, env)
             # Only exit 255 (ssh's own failure) is retried: a timeout already cost a full timeout.
             if result is None or result.returncode != sp.SSH_TRANSPORT_FAILURE:
                 return result
@@ -161,19 +164,50 @@ class SlurmProvider(ClusterProvider):
         except OSError as exc:
             raise ProviderError(f"cannot prepare {cluster_root}: {exc}", transient=False) from None
         try:
+            public, secret = secrets_env.worker_env_parts(profile.env, extra_env, spec.worker_env, os.environ)
+        except secrets_env.MissingVariable as exc:
+            raise ProviderError(f"cannot launch: {exc}", transient=False) from None
+        refs = secrets_env.references({**profile.env, **spec.worker_env})
+        secrets_dir = cluster_root / "secrets" / spec.swarm_id
+        if secret:  # never in the script (slurmctld keeps scripts in its spool): one 0600 file per node
+            public[secrets_env.SECRETS_DIR_ENV] = str(secrets_dir)
+        try:
             req = resolve_request(
-                profile, spec.swarm_id, spec.node_count, spec.params, {**extra_env, **spec.worker_env}, worker_argv
+                replace(profile, env={}), spec.swarm_id, spec.node_count, spec.params, public, worker_argv
             )
             script = batch_script(req)
         except ValueError as exc:
             raise ProviderError(f"cannot build the batch script: {exc}", transient=False) from None
+        if secret:
+            try:
+                await trio.to_thread.run_sync(secrets_env.write_node_files, secrets_dir, spec.node_count, secret)
+            except OSError as exc:
+                raise ProviderError(f"cannot write the worker env files in {secrets_dir}: {exc.strerror or exc}",
+                                    transient=False) from None
+        try:
+            job_id = await self._sbatch(target, spec.swarm_id, script,
+                                        secrets_env.scrubbed_environ(os.environ, secret, refs))
+        except BaseException:
+            secrets_env.remove_dir(secrets_dir)
+            raise
+        swarm_root = cluster_root / "runs" / job_id
+        await trio.to_thread.run_sync(self._write_swarm_files, swarm_root, spec.node_count, script)
+        return JobHandle(
+            job_id=job_id,
+            swarm_root=swarm_root,
+            backend=self.backend,
+            profile=profile.name,
+            extra={"login_host": profile.login_host, "job_name": job_name(spec.swarm_id),
+                   **({"secrets_dir": str(secrets_dir)} if secret else {})},
+        )
 
+    async def _sbatch(self, target: Target, swarm_id: str, script: str, env: dict[str, str]) -> str:
         self.sbatch_calls += 1
         # sbatch is not idempotent: after a transport failure or timeout the job may exist anyway,
         # so look for it by name and comment instead of submitting twice.
-        res = await self.run(target, ["sbatch", "--parsable"], stdin=script, retry_transport=False)
+        res = await self.run(target, ["sbatch", "--parsable"], stdin=script, retry_transport=False, env=env)
         if res is None or (res.returncode != 0 and sp.is_transient(res.returncode, res.stderr, via_ssh=self._via_ssh(target))):
-            job_id = await self._find_submitted(target, spec.swarm_id)
+            job_id = await self._find_submitted(target, swarm_id)
             if job_id is None:
                 raise self._fail("sbatch", target, res, transient=True)
         elif res.returncode != 0:
@@ -183,16 +217,7 @@ class SlurmProvider(ClusterProvider):
                 job_id = sp.parse_sbatch(res.stdout)
             except ValueError as exc:
                 raise ProviderError(str(exc), transient=False) from None
-
-        swarm_root = cluster_root / "runs" / job_id
-        await trio.to_thread.run_sync(self._write_swarm_files, swarm_root, spec.node_count, script)
-        return JobHandle(
-            job_id=job_id,
-            swarm_root=swarm_root,
-            backend=self.backend,
-            profile=profile.name,
-            extra={"login_host": profile.login_host, "job_name": job_name(spec.swarm_id)},
-        )
+        return job_id
 
     @staticmethod
     def _write_swarm_files(swarm_root: Path, node_count: int, script: str) -> None:
@@ -317,6 +342,9 @@ class SlurmProvider(ClusterProvider):
             if not (sp.is_invalid_job_id(res.stderr) or "already completing or completed" in low):
                 raise self._fail("scancel", target, res)
         await self._confirm_gone(target, job)
+        secrets = job.extra.get("secrets_dir")
+        if isinstance(secrets, str):  # files of nodes that never started
+            await trio.to_thread.run_sync(secrets_env.remove_dir, Path(secrets))
 
     async def _confirm_gone(self, target: Target, job: JobHandle) -> None:
         delay = 0.1

@@ -9,6 +9,8 @@ It powers the demo, the tests and the benchmarks. Prompt markers (any combinatio
   [mock:firehose=M]   M assistant deltas, as fast as allowed
   [mock:rate=R]       at most R events per second
   [mock:tokens=N]     N more input tokens on each of the turn's two model calls (spend tests)
+  [mock:env-sha256=NAME]  the answer names the SHA-256 of env var NAME (tests prove a secret arrived
+                      without ever printing it)
 
 A turn reports usage after each of its two model calls: the plan (after the reasoning) and the
 answer (at the end), so a budget can be crossed, and the turn interrupted, in the middle of a turn.
@@ -32,6 +34,19 @@ from codeswarm.worker.runtimes.base import Runtime
 _MARKER = re.compile(r"\[mock:([a-z_]+)(?:=([0-9.]+))?\]")
 _WRITE = re.compile(r"\[mock:write=([^\]\s]+)\]")
 _CONFLICT_LINE = re.compile(r"^(<<<<<<<|=======|>>>>>>>)( |$)")
+_ENV_DIGEST = re.compile(r"\[mock:env-sha256=([A-Za-z_][A-Za-z0-9_]*)\]")
+
+
+def env_digests(prompt: str) -> str:
+    import hashlib
+    import os
+
+    out = []
+    for m in _ENV_DIGEST.finditer(prompt):
+        value = os.environ.get(m.group(1))
+        digest = hashlib.sha256(value.encode()).hexdigest() if value is not None else "unset"
+        out.append(f"\nenv {m.group(1)} sha256={digest}")
+    return "".join(out)
 
 
 def parse_markers(prompt: str) -> dict[str, float]:
@@ -136,7 +151,7 @@ class MockRuntime(Runtime):
         if self.task is not None and self.turn_cwd is not None:
             self._project_edits(content, marks)
         # The prompt is echoed on lines of its own, so routing directives in it reach the final answer.
-        answer = f"Node {node} on {self.hostname} finished:\n{content[:4000]}"
+        answer = f"Node {node} on {self.hostname} finished:\n{content[:4000]}{env_digests(content)}"
         pieces = _chunks(answer, 4)
         for i in range(int(marks.get("firehose", 0))):
             pieces.append(f" {i}")
