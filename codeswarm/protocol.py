@@ -276,9 +276,10 @@ def parse_node_selector(value: Any, node_count: int) -> list[int]:
     """Resolve `all`, an int, a list of ints or a selector string ("0,2-4") to sorted node ids.
 
     Raises ValueError("invalid_payload", msg) for malformed selectors and
-    ValueError("invalid_nodes", msg) for indices out of range. Work is bounded by the node count,
-    whatever the input: every index is range-checked before anything is expanded, a selector may
-    name at most node_count items, and overlapping ranges are merged, not expanded one by one.
+    ValueError("invalid_nodes", msg) for indices out of range. Work is linear in the input and the
+    node count whatever the input (issue 12 #3: "0-99999" x 200 took 1 s and 806 MB): every range is
+    checked against the node count before anything is expanded, and overlapping ranges are merged,
+    so the ids produced never number more than the nodes.
     """
     if value is None or value == "all":
         return list(range(node_count))
@@ -293,26 +294,18 @@ def parse_node_selector(value: Any, node_count: int) -> list[int]:
             raise ValueError("invalid_payload", "nodes: list items must be integers")
         spans = [(v, v) for v in value]
     elif isinstance(value, str):
-        spans = _parse_selector_string(value, node_count)
+        spans = _parse_selector_string(value)
     else:
         raise ValueError("invalid_payload", "nodes: must be 'all', an integer, a list or a selector string")
-    for a, b in spans:
+    for a, b in spans:  # before any expansion
         for i in (a, b):
             if not 0 <= i < node_count:
                 raise ValueError("invalid_nodes", f"node index out of range: {i}")
-    _check_item_count(len(spans), node_count)
     return _merge_spans(spans)
 
 
-def _check_item_count(items: int, node_count: int) -> None:
-    # The running count: more items than nodes can only repeat nodes, so it is refused before any
-    # expansion (a 1 MiB selector of valid ranges would otherwise cost node_count work per item).
-    if items > max(node_count, 1):
-        raise ValueError("invalid_nodes", f"nodes: {items} selector items for {node_count} node(s)")
-
-
 def _merge_spans(spans: list[tuple[int, int]]) -> list[int]:
-    """Sorted, de-duplicated ids of the inclusive spans; O(items log items + node_count)."""
+    """Sorted, de-duplicated ids of in-range inclusive spans: O(items log items + node_count)."""
     out: list[int] = []
     last = -1
     for a, b in sorted(spans):
@@ -323,7 +316,8 @@ def _merge_spans(spans: list[tuple[int, int]]) -> list[int]:
     return out
 
 
-def _parse_selector_string(text: str, node_count: int) -> list[tuple[int, int]]:
+def _parse_selector_string(text: str) -> list[tuple[int, int]]:
+    """The (start, end) spans of a selector string, syntax-checked; nothing is expanded here."""
     compact = "".join(text.split())
     if compact.startswith("[") and compact.endswith("]"):
         compact = compact[1:-1]
@@ -332,11 +326,7 @@ def _parse_selector_string(text: str, node_count: int) -> list[tuple[int, int]]:
     if not compact:
         raise ValueError("invalid_payload", "nodes: empty selector")
     spans: list[tuple[int, int]] = []
-    limit = max(node_count, 1)
-    start = 0
-    while True:
-        comma = compact.find(",", start)
-        item = compact[start:] if comma < 0 else compact[start:comma]
+    for item in compact.split(","):
         lo, sep, hi = item.partition("-")
         if not _digits(lo) or (sep and not _digits(hi)):
             raise ValueError("invalid_payload", f"nodes: bad selector item {item[:40]!r}")
@@ -346,14 +336,10 @@ def _parse_selector_string(text: str, node_count: int) -> list[tuple[int, int]]:
         b = int(hi) if sep else a
         if a > b:
             raise ValueError("invalid_payload", f"nodes: bad range {item[:40]!r} (start > end)")
-        if b >= node_count:  # checked before the range is expanded
+        if b - a > 100_000:
             raise ValueError("invalid_nodes", f"node index out of range: {b}")
         spans.append((a, b))
-        if len(spans) > limit:
-            _check_item_count(len(spans), node_count)
-        if comma < 0:
-            return spans
-        start = comma + 1
+    return spans
 
 
 def _digits(text: str) -> bool:
