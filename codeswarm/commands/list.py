@@ -23,12 +23,21 @@ def command(config_path: str | None, state_dir: str | None, no_autostart: bool, 
     if not swarms:
         click.echo("no swarms")
         return
-    click.echo(f"{'SWARM':36}  {'STATE':11}  {'NODES':>5}  {'PROVIDER':14}  {'JOB':16}  AGE")
+    click.echo(f"{'SWARM':36}  {'STATE':11}  {'NODES':>5}  {'PROVIDER':14}  {'JOB':16}  {'AGE':4}  SPEND")
     now = time.time()
     for sid, s in sorted(swarms.items(), key=lambda kv: kv[1].get("created_at") or 0):
         age = _age(now - (s.get("created_at") or now))
         click.echo(f"{sid:36}  {s.get('state', s.get('status')):11}  {s.get('node_count'):>5}  "
-                   f"{str(s.get('provider_id')):14}  {str(s.get('job_id')):16}  {age}")
+                   f"{str(s.get('provider_id')):14}  {str(s.get('job_id')):16}  {age:4}  {_spend(s)}")
+
+
+def _spend(s: dict) -> str:
+    if not isinstance(s.get("spend_usd"), (int, float)):
+        return "-"
+    text = f"${s['spend_usd']:,.2f}" + ("+?" if s.get("cost_unknown") else "")
+    if s.get("budget_usd"):
+        text += f"/{s['budget_usd']:,.2f}" + (" EXCEEDED" if s.get("budget_state") == "exceeded" else "")
+    return text
 
 
 def _age(seconds: float) -> str:

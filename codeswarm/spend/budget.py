@@ -76,3 +76,11 @@ def percent(spent: Decimal, state: BudgetState) -> float | None:
     if state.budget_usd is None:
         return None
     return float((spent / state.budget_usd * 100).quantize(Decimal("0.1")))
+
+
+def launch_budget(params: Mapping[str, Any], default: Decimal | None) -> float | None:
+    """A new swarm's budget: its launch `budget_usd` (validated by the shell), else the config default."""
+    b = params.get("budget_usd")
+    if isinstance(b, (int, float)) and not isinstance(b, bool):
+        return float(b)
+    return None if default is None else float(default)

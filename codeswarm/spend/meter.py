@@ -91,8 +91,9 @@ class NodeMeter:
             return Charge(added, Decimal(str(reported)), None, pricing_model, "runtime", thread_key)
         return Charge(added, None, None, pricing_model, None, thread_key)
 
-    def apply(self, event: Mapping[str, Any], seq: int) -> bool:
-        """Fold a logged usage event (with the Charge fields) in; False if it was already counted."""
+    def apply(self, event: Mapping[str, Any], seq: int, *, track_threads: bool = True) -> bool:
+        """Fold a logged usage event (with the Charge fields) in; False if it was already counted.
+        A swarm's total is a NodeMeter that does not track threads."""
         if seq <= self.seq:
             return False
         self.seq = seq
@@ -106,7 +107,8 @@ class NodeMeter:
         if isinstance(event.get("pricing_model"), str):
             self.pricing_model = combine_labels(self.pricing_model, event["pricing_model"])
         key = event.get("thread_key")
-        if isinstance(key, str) and _has_totals(event) and event.get("usage_source") not in PER_TURN_SOURCES:
+        if track_threads and isinstance(key, str) and _has_totals(event) \
+                and event.get("usage_source") not in PER_TURN_SOURCES:
             self.threads.pop(key, None)
             self.threads[key] = list(TokenCounts.from_json(event).as_tuple())
             while len(self.threads) > MAX_THREADS:
