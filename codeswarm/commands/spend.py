@@ -31,8 +31,7 @@ def command(swarm_id: str | None, project_id: str | None, since_text: str | None
     with connect(config_path, state_dir, no_autostart, timeout=60) as client:
         swarm_ids = None
         if project_id is not None:
-            swarms = expect(client.request("swarm_list"), "swarm_list").get("swarms") or {}
-            swarm_ids = {sid for sid, s in swarms.items() if project_id in (s.get("project_id"), s.get("project"))}
+            swarm_ids = _project_swarms(client, project_id)
             if swarm_id is not None:
                 swarm_ids &= {swarm_id}
         elif swarm_id is not None:
@@ -46,6 +45,13 @@ def command(swarm_id: str | None, project_id: str | None, since_text: str | None
     click.echo(render_tables(report))
     if truncated:
         click.echo("note: the oldest events were pruned from the log; `status` has the full totals", err=True)
+
+
+def _project_swarms(client: Any, project_id: str) -> set[str]:
+    """The swarms of a project (docs/PROJECTS.md `project_status`): its spend is theirs."""
+    project = expect(client.request("project_status", {"project_id": project_id}), "project_status").get("project")
+    swarms = (project or {}).get("swarms") or []
+    return {s if isinstance(s, str) else str((s or {}).get("swarm_id")) for s in swarms}
 
 
 def _replay_usage(client: Any, swarm_id: str | None) -> tuple[list[dict[str, Any]], bool]:
