@@ -22,6 +22,7 @@ from codeswarm.spend.pricing import PricingCatalog, TokenCounts, combine_labels,
 PER_TURN_SOURCES = frozenset({"claude/result"})  # usage sources whose last_* counters are the whole increment
 MAX_THREADS = 8  # threads remembered per node: one runs at a time, older ones never report again
 COST_PLACES = Decimal("1e-10")
+MAX_NAME = 200  # thread and model names kept in the state are cut here: a forged outbox line can be 1 MiB
 
 
 def money(value: Decimal) -> float:
@@ -72,7 +73,7 @@ class NodeMeter:
     def measure(self, usage: Mapping[str, Any], catalog: PricingCatalog, params: Mapping[str, Any],
                 runtime: str) -> Charge:
         """Decide what `usage` (a normalized usage event's data) adds to this node. Does not mutate."""
-        thread_key = usage.get("thread_id") if isinstance(usage.get("thread_id"), str) else ""
+        thread_key = usage.get("thread_id")[:MAX_NAME] if isinstance(usage.get("thread_id"), str) else ""
         last = TokenCounts.from_json(usage, "last_")
         if usage.get("usage_source") in PER_TURN_SOURCES or not _has_totals(usage):
             added = last
@@ -81,7 +82,7 @@ class NodeMeter:
             prev = TokenCounts(*self.threads.get(thread_key, ()))
             went_down = any(t < p for t, p in zip(total.as_tuple(), prev.as_tuple()))
             added = total if went_down else TokenCounts(*(t - p for t, p in zip(total.as_tuple(), prev.as_tuple())))
-        model_name = usage.get("model_name") if isinstance(usage.get("model_name"), str) else None
+        model_name = usage.get("model_name")[:MAX_NAME] if isinstance(usage.get("model_name"), str) else None
         pricing_model = pricing_model_for(params, runtime, model_name)
         price = catalog.lookup(pricing_model)
         if price is not None:

@@ -291,3 +291,17 @@ def test_budget_defaults_and_launch_params_validated() -> None:
         with pytest.raises(ValueError):
             validate_params(bad, "t")
     assert validate_params({"budget_usd": 2.5, "pricing_model": "gpt-5.4"}, "t")
+
+
+def test_hostile_usage_lines_cannot_bloat_the_state_or_go_negative() -> None:
+    meter = NodeMeter()
+    forged = {"usage_source": "thread/tokenUsage/updated", "thread_id": "t" * (1 << 20), "model_name": "m" * (1 << 20),
+              "input_tokens": -5, "output_tokens": True, "cached_input_tokens": "9", "total_tokens": 10**30,
+              "last_input_tokens": None, "estimated_cost_usd": -100.0, "node_spend_usd": 1e9}
+    c, logged = charge(meter, forged, runtime="mock")
+    assert c.tokens == TokenCounts() and logged["estimated_cost_usd"] is None and logged["cost_unknown"] is True
+    assert len(logged["thread_key"]) == 200 and len(logged["pricing_model"]) == 200
+    assert meter.cost_usd == 0 and all(len(k) <= 200 for k in meter.threads)
+    huge = {"usage_source": "thread/tokenUsage/updated", "thread_id": "x", "input_tokens": 10**15, "output_tokens": 0}
+    c, _ = charge(meter, huge, runtime="mock", seq=2)
+    assert c.cost_usd == Decimal(10**15) * Decimal("2.5") / 10**6  # exact, no float overflow or rounding
