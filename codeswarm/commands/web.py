@@ -44,7 +44,8 @@ def command(
         # when it exits (otherwise it lingers as a zombie and `router stop` thinks it still runs).
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)
 
-    server = WebServer(router_socket=Path(sock), host=host, port=port)
+    server = WebServer(router_socket=Path(sock), host=host, port=port,
+                       archive_roots=archive_roots(config_path, state_dir))
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -69,3 +70,20 @@ def command(
     if failure:
         exc = failure[0]
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+def archive_roots(config_path: str | None, state_dir_opt: str | None) -> tuple[Path, ...]:
+    """Where the router writes workspace archives (router.archive_root): the configured
+    download_archive_root, and the state dir's archives/ (the default)."""
+    from codeswarm.config import ConfigError, load_config
+    from codeswarm.paths import state_dir
+
+    roots = [state_dir(state_dir_opt) / "archives"]
+    try:
+        configured = load_config(config_path).router.download_archive_root if config_path else None
+    except ConfigError as exc:
+        click.echo(f"codeswarm web: archive downloads only from {roots[0]} ({exc})", err=True)
+        configured = None
+    if configured:
+        roots.insert(0, Path(configured).expanduser().absolute())
+    return tuple(roots)

@@ -6,6 +6,10 @@ own connection to the router's Unix socket and envelopes are relayed unchanged, 
 (PROTOCOL.md 2.2); the bridge never makes up events. When the router goes away the browser socket
 is closed (1012) and the page reconnects and resumes from its last seq.
 
+`/archives/<name>` serves a workspace archive written by a terminate with "archive workspaces"
+(PROTOCOL.md 4.5), with the same token check: only a plain `*.tar.gz` file name, looked up in the
+archive directories this server was given (never a path from the request).
+
 HTTP is parsed here by hand (GET/HEAD of a few static files, `Connection: close`); for `/ws` the
 already-read bytes go to wsproto, which does the handshake and the framing. wsproto is used
 directly (not trio-websocket) so that many router lines can leave in one send.
@@ -14,6 +18,7 @@ directly (not trio-websocket) so that many router lines can leave in one send.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import urllib.parse
 from dataclasses import dataclass, field
@@ -46,6 +51,9 @@ CONTENT_TYPES = {
 }
 _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
             413: "Payload Too Large", 426: "Upgrade Required"}
+ARCHIVE_PREFIX = "/archives/"
+ARCHIVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,250}\.tar\.gz")  # as archive.archive_name() makes them
+ARCHIVE_CHUNK = 256 * 1024
 # WebSocket close codes (RFC 6455 / IANA registry).
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -139,6 +147,7 @@ class WebServer:
     port: int = 0
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     static_dir: Path = STATIC_DIR
+    archive_roots: tuple[Path, ...] = ()  # where the router writes workspace archives
     bridges: int = 0  # open browser<->router bridges, for tests and the status line
 
     @property
@@ -181,6 +190,8 @@ class WebServer:
                 return
             if req.path == "/ws":
                 await self._websocket(stream, req)
+            elif req.path.startswith(ARCHIVE_PREFIX):
+                await self._archive(stream, req)
             else:
                 await self._static(stream, req)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -211,11 +222,11 @@ class WebServer:
     async def _respond(
         self, stream: trio.abc.Stream, status: int, body: bytes, *,
         content_type: str = "text/plain; charset=utf-8", extra: list[tuple[str, str]] | None = None,
-        head_only: bool = False,
+        head_only: bool = False, length: int | None = None,
     ) -> None:
         headers = [
             ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
+            ("Content-Length", str(len(body) if length is None else length)),
             ("Connection", "close"),
             ("Cache-Control", "no-store"),
             ("X-Content-Type-Options", "nosniff"),
@@ -248,6 +259,52 @@ class WebServer:
             extra.append(("Set-Cookie", f"{self.cookie_name}={self.token}; Path=/; HttpOnly; SameSite=Strict"))
         await self._respond(stream, 200, body, content_type=CONTENT_TYPES[path.suffix], extra=extra,
                             head_only=req.method == "HEAD")
+
+    def find_archive(self, url_path: str) -> Path | None:
+        """`/archives/<name>` -> the archive file, or None (-> 404). Only a bare archive name."""
+        name = urllib.parse.unquote(url_path[len(ARCHIVE_PREFIX):])
+        if not ARCHIVE_NAME.fullmatch(name) or ".." in name:
+            return None
+        for root in self.archive_roots:
+            try:
+                base = root.resolve(strict=True)
+                real = (base / name).resolve(strict=True)
+            except (OSError, RuntimeError):
+                continue
+            if real.parent == base and real.is_file():
+                return real
+        return None
+
+    async def _archive(self, stream: trio.abc.Stream, req: HttpRequest) -> None:
+        if not self._token_ok(req):
+            await self._respond(stream, 403, b"403 forbidden: open the URL printed by `codeswarm web`\n")
+            return
+        if req.method not in ("GET", "HEAD"):
+            await self._respond(stream, 405, b"method not allowed\n", extra=[("Allow", "GET, HEAD")])
+            return
+        path = self.find_archive(req.path)
+        if path is None:
+            await self._respond(stream, 404, b"404 no such archive\n")
+            return
+        try:
+            f = await trio.open_file(path, "rb")
+        except OSError:
+            await self._respond(stream, 404, b"404 no such archive\n")
+            return
+        async with f:
+            size = (await f.stat()).st_size
+            # The head says the real size; the body is streamed so a large archive never sits in memory.
+            await self._respond(stream, 200, b"", content_type="application/gzip", head_only=True, length=size, extra=[
+                ("Content-Disposition", f'attachment; filename="{path.name}"')])
+            if req.method == "HEAD":
+                return
+            sent = 0
+            while sent < size:
+                chunk = await f.read(min(ARCHIVE_CHUNK, size - sent))
+                if not chunk:
+                    break  # the file shrank under us: the client sees a short body and fails the download
+                await stream.send_all(chunk)
+                sent += len(chunk)
 
     # ------------------------------------------------------------------ WebSocket bridge
 

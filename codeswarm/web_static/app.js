@@ -5,7 +5,7 @@ import { LaunchForm } from './launch.js';
 import { Renderer } from './render.js';
 import { Store } from './store.js';
 import { decisionApproves, decisionLabel } from './blocks.js';
-import { h, shortId } from './util.js';
+import { h } from './util.js';
 
 const RECONCILE_MS = 10000;
 
@@ -20,33 +20,82 @@ if (new URLSearchParams(location.search).has('token')) {
 
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 
+// Queries a router may not know yet (older routers): their rejection is not the user's concern.
+const quiet = new Set();
+function query(command, payload = {}) {
+  const id = conn.send(command, payload);
+  if (id && ['approvals_list', 'queue_list'].includes(command)) quiet.add(id);
+  return id;
+}
+
+let pendingFocus = null; // {nodeId, block}: an approval to bring into view once it is drawn
+
 const actions = {
   select(id) {
     location.hash = `#/swarm/${id}`;
+  },
+  openNode(swarmId, nodeId) {
+    location.hash = nodeId === null ? `#/swarm/${swarmId}` : `#/swarm/${swarmId}/node/${nodeId}`;
+  },
+  /** From the approvals summary: open the node's transcript with its approval in view. */
+  focus(swarm, nodeId) {
+    const a = store.openApprovals(swarm.id).find((x) => x.node.id === nodeId);
+    pendingFocus = a ? { nodeId, block: a.block } : null;
+    const hash = `#/swarm/${swarm.id}/node/${nodeId}`;
+    if (location.hash === hash) route();
+    else location.hash = hash;
   },
   dismiss(id) {
     store.dismiss(id);
     schedule();
   },
-  inject(swarm, nodes, content, onRejected) {
-    const payload = { swarm_id: swarm.id, nodes, content };
-    const requestId = conn.send('inject', payload);
+  inject(swarm, nodes, ids, content, onRejected) {
+    const requestId = conn.send('inject', { swarm_id: swarm.id, nodes, content });
     if (!requestId) {
       onRejected('not connected to the router');
       return false;
     }
-    const ids = nodes === 'all' ? swarm.nodes.map((n) => n.id) : nodes;
     store.beginInject(requestId, swarm, ids, content, onRejected);
     schedule();
     return true;
   },
+  enqueue(swarm, r, onRejected) {
+    const payload = { source_swarm_id: swarm.id, target_swarm_id: r.target.id, selector: r.selector, content: r.content };
+    if (r.selector === 'nodes') payload.nodes = r.nodes;
+    const requestId = conn.send('enqueue_inject', payload);
+    if (!requestId) {
+      onRejected('not connected to the router');
+      return false;
+    }
+    store.begin(requestId, 'enqueue', 'Enqueue', onRejected);
+    store.notify('info', `Queued for ${store.swarmName(r.target)}: ${r.preview.replace(/^→ /, '')}`);
+    schedule();
+    return true;
+  },
+  cancelQueued(item) {
+    const requestId = conn.send('queue_cancel', { queue_id: item.queue_id });
+    if (!requestId) {
+      store.notify('error', 'Not connected to the router: cancel not sent.');
+    } else {
+      item._cancelling = true;
+      store.queueDirty = true;
+      store.begin(requestId, 'cancel', 'Cancel', () => {
+        item._cancelling = false;
+        store.queueDirty = true;
+      });
+    }
+    schedule();
+  },
   terminate(swarm) {
     const dialog = $('#confirm');
-    $('#confirm-text').textContent = `Terminate swarm ${swarm.jobId || shortId(swarm.id)} (${swarm.nodeCount} nodes)? Its agents are stopped.`;
+    $('#confirm-text').textContent = `Terminate swarm ${store.swarmName(swarm)} (${swarm.nodeCount} nodes)? Its agents are stopped.`;
+    $('#confirm-archive').checked = false;
     dialog.returnValue = '';
     dialog.onclose = () => {
       if (dialog.returnValue !== 'terminate') return;
-      const requestId = conn.send('swarm_terminate', { swarm_id: swarm.id });
+      const payload = { swarm_id: swarm.id };
+      if ($('#confirm-archive').checked) payload.terminate_params = { download_workspaces_on_shutdown: true };
+      const requestId = conn.send('swarm_terminate', payload);
       if (!requestId) {
         store.notify('error', 'Not connected to the router: terminate not sent.');
       } else {
@@ -57,25 +106,30 @@ const actions = {
     dialog.showModal();
     $('#confirm-cancel').focus();
   },
-  approve(swarm, block, decision) {
-    const nodeId = swarm.nodes.findIndex((n) => n.blocks.includes(block));
-    const payload = {
-      job_id: block.jobId || swarm.jobId, call_id: block.callId, node_id: nodeId,
-      approved: decisionApproves(decision), decision,
-    };
+  /** Answer an approval: a precise `decision` from its block, or just approved/declined. */
+  approve(swarm, nodeId, block, approved, decision) {
+    const payload = { job_id: block.jobId || swarm.jobId, call_id: block.callId, node_id: nodeId };
+    if (decision !== undefined && decision !== null) {
+      payload.approved = decisionApproves(decision);
+      payload.decision = decision;
+    } else {
+      payload.approved = !!approved;
+    }
     if (block.injectionId) payload.injection_id = block.injectionId;
     const requestId = conn.send('approve_execution', payload);
     if (!requestId) {
       store.notify('error', 'Not connected to the router: decision not sent.');
     } else {
-      store.beginApprove(requestId, swarm, nodeId, block, decisionLabel(decision));
+      const label = decision !== undefined && decision !== null ? decisionLabel(decision) : approved ? 'Accept' : 'Decline';
+      store.beginApprove(requestId, swarm, nodeId, block, label);
     }
     schedule();
   },
 };
 
 const renderer = new Renderer({
-  store, listEl: $('#swarm-list'), mainEl: $('#main'), noticesEl: $('#notices'), actions,
+  store, listEl: $('#swarm-list'), mainEl: $('#main'), noticesEl: $('#notices'),
+  approvalsEl: $('#approvals-dock'), queueEl: $('#queue-dock'), actions,
 });
 
 const launchForm = new LaunchForm((payload, done) => {
@@ -100,6 +154,7 @@ store.onLaunched = (swarm, op) => {
 
 let scheduled = false;
 let synced = false; // a first resume has completed: "unknown swarm" is then a fact
+let listed = false; // the router's swarm list has arrived at least once
 const perf = { frames: 0, maxLagMs: 0, lastLagMs: 0, eventsAtFrame: 0 };
 
 function flush() {
@@ -110,10 +165,12 @@ function flush() {
     launchForm.setProviders(store.providers);
   }
   if (renderer.selected && !renderer.view) {
-    if (store.swarms.has(renderer.selected)) renderer.show(renderer.selected);
+    if (store.swarms.has(renderer.selected)) renderer.show(renderer.selected, renderer.focusNode);
     else if (synced) $('#main').replaceChildren(h('p', { class: 'hint card' }, 'The router does not know this swarm (it may have been removed).'));
   }
+  if (home && listed) route();
   renderer.flush();
+  if (pendingFocus && renderer.view && renderer.view.panes.focusApproval(pendingFocus.nodeId, pendingFocus.block)) pendingFocus = null;
   perf.frames += 1;
   // How far the page is behind the router: emission time of the newest drawn event.
   if (store.stats.newestTs) {
@@ -136,13 +193,37 @@ function schedule() {
 
 // ------------------------------------------------------------------ routing
 
+let home = false; // the page opened without a route: pick a swarm once the router has answered
+
+/** The most recent running (else pending) swarm: what a user opening the page wants to see. */
+function defaultSwarm() {
+  const live = [...store.swarms.values()].filter((s) => s.state === 'running' || s.state === 'pending');
+  live.sort((a, b) => (a.state === 'running') - (b.state === 'running') || (a.createdAt || 0) - (b.createdAt || 0));
+  return live.length ? live[live.length - 1] : null;
+}
+
 function route() {
-  const m = location.hash.match(/^#\/swarm\/([\w-]+)$/);
+  if (location.hash === '' || location.hash === '#' || location.hash === '#/') {
+    if (!listed) {
+      home = true; // decide once the router has listed its swarms
+      $('#launch-view').hidden = true;
+      $('#main').hidden = false;
+      $('#main').replaceChildren(h('p', { class: 'hint card' }, 'Loading…'));
+      return;
+    }
+    home = false;
+    const s = defaultSwarm();
+    location.replace(s ? `#/swarm/${s.id}` : '#/launch');
+    return;
+  }
+  home = false;
+  const m = location.hash.match(/^#\/swarm\/([\w-]+)(?:\/node\/(\d+))?$/);
   const launch = $('#launch-view');
   if (m) {
     launch.hidden = true;
     $('#main').hidden = false;
-    if (!renderer.show(m[1])) $('#main').replaceChildren(h('p', { class: 'hint card' }, 'Loading swarm…'));
+    const nodeId = m[2] === undefined ? null : Number(m[2]);
+    if (!renderer.show(m[1], nodeId)) $('#main').replaceChildren(h('p', { class: 'hint card' }, 'Loading swarm…'));
   } else {
     renderer.show(null);
     $('#main').hidden = true;
@@ -181,10 +262,19 @@ function showConn(state, info) {
 
 const conn = new Connection({
   url: wsUrl,
-  onEvent: (env) => {
-    store.apply(env);
+  onEvent: (env, live) => {
+    const d = env.data || {};
+    if (env.event === 'command_rejected' && quiet.has(d.request_id)) {
+      quiet.delete(d.request_id);
+      return;
+    }
+    if (env.directed && quiet.has(d.request_id)) quiet.delete(d.request_id);
+    store.apply(env, live);
+    if (env.event === 'swarm_list') listed = true;
     // A rejection may mean our picture is stale (e.g. the swarm ended): ask for the truth.
     if (env.event === 'command_rejected' && conn.state === 'connected') conn.send('swarm_list');
+    // A new swarm: its list record has what the launch event may lack (alias, auto-route).
+    if (env.event === 'swarm_launched' && live) conn.send('swarm_list');
     schedule();
   },
   onState: showConn,
@@ -192,11 +282,14 @@ const conn = new Connection({
     synced = true;
     conn.send('providers_list');
     conn.send('swarm_list');
+    query('queue_list');
+    query('approvals_list');
     schedule();
   },
   onReset: () => {
     store.reset();
-    renderer.show(renderer.selected);
+    renderer.dropView();
+    renderer.show(renderer.selected, renderer.focusNode);
     schedule();
   },
 });

@@ -2,6 +2,7 @@
 // file change, approval, error). create() builds it once; update() brings it up to date cheaply:
 // streaming text is appended to a Text node instead of re-setting the whole string.
 
+import { renderMarkdown } from './md.js';
 import { h, commandText, fmtDuration } from './util.js';
 
 const DECISION_LABELS = {
@@ -78,8 +79,20 @@ export function createBlock(block, ctx) {
 const CHUNK_SOFT = 2048;
 const CHUNK_HARD = 4096;
 
-function setText(block, el) {
+function setText(block, el, markdown = false) {
   const box = el.querySelector(':scope > .text');
+  if (markdown && block.final) {
+    // Streaming text is drawn as it comes; the complete item is drawn once more, as Markdown.
+    if (block.replace || !box.classList.contains('md')) {
+      box.replaceChildren(renderMarkdown(block.text));
+      box.classList.add('md');
+    }
+    block.tail = null;
+    block.pending = '';
+    block.replace = false;
+    return;
+  }
+  box.classList.remove('md');
   if (block.replace) {
     box.replaceChildren();
     block.tail = null;
@@ -116,12 +129,12 @@ export function updateBlock(block, ctx) {
   const el = block.el;
   switch (block.kind) {
     case 'assistant':
-      setText(block, el);
+      setText(block, el, true);
       el.classList.toggle('streaming', !block.final);
       el.classList.toggle('final-answer', !!block.finalAnswer);
       break;
     case 'reasoning':
-      setText(block, el);
+      setText(block, el, true);
       el.querySelector('.meta').textContent = `${block.text.length} chars${block.final ? '' : ' …'}`;
       break;
     case 'prompt': {

@@ -17,7 +17,8 @@ export class Connection {
   /**
    * @param {object} o
    * @param {string} o.url WebSocket URL
-   * @param {(env: object) => void} o.onEvent called for every event to apply, in order
+   * @param {(env: object, live: boolean) => void} o.onEvent called for every event to apply, in
+   *   order; `live` is false for the replay of a resume
    * @param {(state: string, info: object) => void} o.onState connection state changes
    * @param {() => void} o.onSynced resume finished (after `subscribed`)
    * @param {() => void} o.onReset the router's log is a different one: drop local history
@@ -134,7 +135,7 @@ export class Connection {
     }
     if (seq <= this.lastSeq) return; // already processed (replay overlap)
     this.lastSeq = seq;
-    this.onEvent(env);
+    this.onEvent(env, true);
   }
 
   _directed(env) {

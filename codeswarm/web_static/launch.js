@@ -1,7 +1,16 @@
-// The launch form, built from providers_list: preset picker, node count, prompts, and the
-// preset's launch_fields (text/number/boolean/select) which become provider_params.
+// The launch form, built from providers_list: preset picker, node count, alias (+ auto-route),
+// prompts, the persona (AGENTS.md text, file or directory), and the preset's launch_fields
+// (text/number/boolean/select, which become provider_params), grouped by its launch_panels.
+//
+// launch_panels is passed through from the config unchanged (PROTOCOL.md 9.4). Each entry is
+// drawn as a group: a string is a heading; an object gives `title`/`label`, an optional
+// `description`, and `fields` (launch field keys) that are drawn inside it. Fields no panel
+// claims come first; anything else in a panel is shown as text, never as markup.
 
+import { PersonaPicker } from './persona.js';
 import { h } from './util.js';
+
+const ALIAS = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/; // as the router checks it
 
 export class LaunchForm {
   /** @param {(payload: object, done: (error: string|null) => void) => void} onLaunch */
@@ -18,6 +27,10 @@ export class LaunchForm {
       placeholder: 'First prompt for every node (optional)' });
     this.agentsMd = h('textarea', { id: 'launch-agents', name: 'agents_md_content', rows: 4,
       placeholder: 'Written as AGENTS.md in every node workspace (optional)' });
+    this.alias = h('input', { id: 'launch-alias', name: 'alias', type: 'text', maxlength: '64', autocomplete: 'off',
+      placeholder: 'e.g. reviewers (optional)' });
+    this.autoRoute = h('input', { id: 'launch-auto-route', type: 'checkbox' });
+    this.persona = new PersonaPicker();
     this.submit = h('button', { type: 'submit', class: 'primary' }, 'Launch swarm');
     this.el = h('form', { class: 'launch card', 'aria-labelledby': 'launch-title', onsubmit: (e) => this.send(e) },
       h('h2', { id: 'launch-title' }, 'Launch a swarm'),
@@ -25,10 +38,16 @@ export class LaunchForm {
         h('label', { for: 'launch-provider' }, 'Provider', this.provider),
         h('label', { for: 'launch-nodes', class: 'narrow' }, 'Nodes', this.nodes)),
       this.defaultsLine,
+      h('div', { class: 'row' },
+        h('label', { for: 'launch-alias' }, 'Alias', this.alias),
+        h('label', { for: 'launch-auto-route', class: 'check auto-route',
+          title: 'Routing directives in final answers (/swarm[alias]/idle …) are sent on automatically' },
+        this.autoRoute, ' Auto-route answers')),
       h('label', { for: 'launch-prompt' }, 'System prompt', this.systemPrompt),
       this.fieldsBox,
-      h('details', { class: 'advanced' }, h('summary', null, 'AGENTS.md'),
-        h('label', { for: 'launch-agents' }, 'AGENTS.md content', this.agentsMd)),
+      this.persona.el,
+      h('details', { class: 'advanced' }, h('summary', null, 'AGENTS.md as text'),
+        h('label', { for: 'launch-agents' }, 'AGENTS.md content (used when no persona file or directory is picked)', this.agentsMd)),
       this.error,
       h('div', { class: 'actions' }, this.submit));
   }
@@ -64,7 +83,30 @@ export class LaunchForm {
       d.approval_policy && `approvals: ${d.approval_policy}`, d.sandbox_mode && `sandbox: ${d.sandbox_mode}`,
     ].filter(Boolean).join(' · ');
     const fields = Array.isArray(p.launch_fields) ? p.launch_fields : [];
-    this.fieldsBox.replaceChildren(...fields.map((f) => this.fieldInput(f)));
+    const panels = Array.isArray(p.launch_panels) ? p.launch_panels : [];
+    const claimed = new Set();
+    for (const panel of panels) {
+      if (panel && typeof panel === 'object' && Array.isArray(panel.fields)) panel.fields.forEach((k) => claimed.add(k));
+    }
+    const loose = fields.filter((f) => !claimed.has(f.key)).map((f) => this.fieldInput(f));
+    const groups = panels.map((panel, i) => this.panel(panel, i, fields));
+    this.fieldsBox.replaceChildren(...loose, ...groups);
+  }
+
+  panel(panel, i, fields) {
+    if (typeof panel === 'string') return h('h3', { class: 'launch-panel-title' }, panel);
+    if (!panel || typeof panel !== 'object') return h('p', { class: 'hint' }, String(panel));
+    const title = panel.title ?? panel.label ?? panel.name ?? panel.id ?? `Panel ${i + 1}`;
+    const keys = Array.isArray(panel.fields) ? panel.fields : [];
+    const inner = keys.map((k) => fields.find((f) => f.key === k)).filter(Boolean).map((f) => this.fieldInput(f));
+    const known = new Set(['title', 'label', 'name', 'id', 'description', 'fields']);
+    const extra = Object.entries(panel).filter(([k]) => !known.has(k));
+    return h('fieldset', { class: 'launch-panel', dataset: { panel: String(panel.id ?? i) } },
+      h('legend', null, String(title)),
+      panel.description ? h('p', { class: 'hint' }, String(panel.description)) : null,
+      inner,
+      extra.length ? h('dl', { class: 'panel-extra' }, extra.map(([k, v]) => [h('dt', null, k),
+        h('dd', null, typeof v === 'string' ? v : JSON.stringify(v))])) : null);
   }
 
   fieldInput(f) {
@@ -116,9 +158,23 @@ export class LaunchForm {
       this.nodes.focus();
       return;
     }
+    const alias = this.alias.value.trim();
+    if (alias && !ALIAS.test(alias)) {
+      this.error.textContent = 'Alias: 1-64 letters, digits, “-” or “_”, starting with a letter or digit.';
+      this.alias.focus();
+      return;
+    }
+    if (this.persona.error) {
+      this.error.textContent = `Persona: ${this.persona.error}`;
+      this.persona.dir.focus();
+      return;
+    }
     const payload = { provider: p.id, nodes, provider_params: this.params() };
+    if (alias) payload.alias = alias;
+    if (this.autoRoute.checked) payload.auto_route = true;
     if (this.systemPrompt.value.trim()) payload.system_prompt = this.systemPrompt.value;
-    if (this.agentsMd.value.trim()) payload.agents_md_content = this.agentsMd.value;
+    if (this.persona.bundle) payload.agents_bundle = this.persona.bundle;
+    else if (this.agentsMd.value.trim()) payload.agents_md_content = this.agentsMd.value;
     this.error.textContent = '';
     this.submit.disabled = true;
     this.submit.textContent = 'Launching…';

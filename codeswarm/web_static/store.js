@@ -6,10 +6,10 @@
 // kept apart (swarm.optimistic, op records) so a rejection can drop it without guessing.
 
 import { applyNodeEvent, closeOpen } from './streams.js';
-import { nowSec } from './util.js';
 
 export const LIFECYCLE = ['pending', 'running', 'terminating', 'terminated', 'removed'];
 const MAX_BLOCKS_PER_NODE = 400;
+const SEARCH_CHARS = 16384; // per node: the newest output the overview's search looks through
 
 export class Store {
   constructor() {
@@ -25,6 +25,19 @@ export class Store {
     this.nextNoticeId = 1;
     this.stats = { applied: 0, errors: 0, newestTs: 0 };
     this.onLaunched = null; // (swarm, op) => void, set by the app to follow a launch
+    this.approvals = new Map(); // approval_id -> {swarm, node, block}: every open approval
+    this.approvalsDirty = true;
+    this.queue = []; // queue items of every swarm (queue_list / queue_updated snapshots)
+    this.queueDirty = true;
+    this.viewed = null; // {swarmId, nodes: Set} what the renderer shows: activity there is seen
+    // Router clock minus browser clock, in seconds, estimated from live events (the smallest
+    // receipt-minus-emission difference); ages are computed on the router's clock.
+    this.skew = null;
+  }
+
+  /** Epoch seconds on the router's clock (the browser's, corrected by the observed skew). */
+  now() {
+    return Date.now() / 1000 + (this.skew ?? 0);
   }
 
   // ------------------------------------------------------------------ model helpers
@@ -36,6 +49,7 @@ export class Store {
         id, jobId: null, nodeCount: 0, provider: null, providerId: null, runtime: null, model: null,
         createdAt: null, terminatedAt: null, terminationReason: null, systemPrompt: null,
         state: null, stateSeq: -1, history: [], optimistic: null, notice: null, nodes: [],
+        alias: null, autoRoute: false, archives: [], unseen: false, factsRev: 0, lastTs: null,
       };
       this.swarms.set(id, s);
       this.listDirty = true;
@@ -49,6 +63,7 @@ export class Store {
       swarm.nodes.push({
         id: swarm.nodes.length, worker: null, busy: false, usage: null,
         blocks: [], dirty: new Set(), removed: [], headDirty: true, open: null,
+        lastTs: null, failed: null, approvals: 0, unseen: false, search: '', rev: 0,
       });
     }
     if (swarm.nodeCount < swarm.nodes.length) swarm.nodeCount = swarm.nodes.length;
@@ -59,12 +74,12 @@ export class Store {
     return swarm.optimistic || swarm.state || 'unknown';
   }
 
-  setState(swarm, state, seq) {
+  setState(swarm, state, seq, ts) {
     if (!state || seq < swarm.stateSeq) return;
     swarm.stateSeq = seq;
     if (swarm.state !== state) {
       swarm.state = state;
-      swarm.history.push({ state, at: nowSec() });
+      swarm.history.push({ state, at: ts ?? this.now() });
       this.touch(swarm);
     }
     if (swarm.optimistic === 'terminating' && (state === 'terminating' || state === 'terminated' || state === 'removed')) {
@@ -80,6 +95,7 @@ export class Store {
 
   addBlock(swarm, node, block) {
     block.id = this.nextBlockId++;
+    block.nodeId = node.id;
     node.blocks.push(block);
     node.dirty.add(block);
     if (node.blocks.length > MAX_BLOCKS_PER_NODE) {
@@ -96,6 +112,75 @@ export class Store {
     this.changedSwarms.add(swarm.id);
   }
 
+  /** A node fact the overview shows changed (busy, worker, usage, failure, approvals). */
+  fact(swarm, node) {
+    node.headDirty = true;
+    node.rev += 1;
+    swarm.factsRev += 1;
+    this.changedSwarms.add(swarm.id);
+  }
+
+  isViewed(swarm, node) {
+    const v = this.viewed;
+    return !!v && v.swarmId === swarm.id && (!node || v.nodes.has(node.id));
+  }
+
+  /** Output or a lifecycle step on a node: last activity, unseen markers, searchable text. */
+  activity(swarm, node, ts, text) {
+    if (ts) {
+      node.lastTs = ts;
+      swarm.lastTs = ts;
+    }
+    if (text) {
+      node.search += text.toLowerCase();
+      if (node.search.length > 2 * SEARCH_CHARS) node.search = node.search.slice(-SEARCH_CHARS);
+    }
+    if (!this.isViewed(swarm, node)) node.unseen = true;
+    if (!swarm.unseen && !this.isViewed(swarm)) {
+      swarm.unseen = true;
+      this.listDirty = true;
+    }
+    node.rev += 1;
+    swarm.factsRev += 1;
+  }
+
+  approvalOpen(swarm, node, block) {
+    if (!this.approvals.has(block.approvalId)) {
+      this.approvals.set(block.approvalId, { swarm, node, block });
+      node.approvals += 1;
+      this.fact(swarm, node);
+    }
+    this.approvalsDirty = true;
+  }
+
+  approvalClosed(approvalId) {
+    const a = this.approvals.get(approvalId);
+    if (!a) return;
+    this.approvals.delete(approvalId);
+    a.node.approvals = Math.max(0, a.node.approvals - 1);
+    this.fact(a.swarm, a.node);
+    this.approvalsDirty = true;
+  }
+
+  /** Open approvals, oldest first, optionally of one swarm. */
+  openApprovals(swarmId = null) {
+    const out = [];
+    for (const a of this.approvals.values()) if (!swarmId || a.swarm.id === swarmId) out.push(a);
+    return out.sort((x, y) => (x.block.at ?? 0) - (y.block.at ?? 0));
+  }
+
+  /** The active swarm with this alias, if any (aliases are unique among active swarms). */
+  byAlias(alias) {
+    for (const s of this.swarms.values()) {
+      if (s.alias === alias && ['pending', 'running'].includes(s.state)) return s;
+    }
+    return null;
+  }
+
+  swarmName(s) {
+    return s.alias || s.jobId || (s.id || '').slice(0, 8);
+  }
+
   notify(level, text) {
     this.notices.push({ id: this.nextNoticeId++, level, text, at: Date.now() });
     if (this.notices.length > 6) this.notices.shift();
@@ -110,6 +195,10 @@ export class Store {
   /** Forget all router-derived history (the router's log was reset). Keeps pending ops. */
   reset() {
     this.swarms.clear();
+    this.approvals.clear();
+    this.approvalsDirty = true;
+    this.queue = [];
+    this.queueDirty = true;
     this.listDirty = true;
     for (const op of this.ops.values()) if (op.kind !== 'launch') this.ops.delete(op.requestId);
   }
@@ -119,7 +208,7 @@ export class Store {
     if (swarm.state !== 'pending' || !swarm.createdAt) return false;
     const p = this.providers.find((x) => x.id === swarm.providerId);
     const soft = p && p.launch_soft_timeout_seconds;
-    return Number.isFinite(soft) && nowSec() - swarm.createdAt > soft;
+    return Number.isFinite(soft) && this.now() - swarm.createdAt > soft;
   }
 
   /** Highest context-window use of any node, in percent, or null when nobody reported one. */
@@ -141,11 +230,22 @@ export class Store {
     return total;
   }
 
+  /** Estimated spend in USD over the nodes that reported one (usage.estimated_cost_usd), or null. */
+  costTotal(swarm) {
+    let total = null;
+    for (const n of swarm.nodes) {
+      const c = n.usage && n.usage.estimated_cost_usd;
+      if (Number.isFinite(c)) total = (total ?? 0) + c;
+    }
+    return total;
+  }
+
   // ------------------------------------------------------------------ events
 
-  apply(env) {
+  /** Apply one event; `live` is true for events that arrived after the resume (clock skew). */
+  apply(env, live = false) {
     try {
-      this._apply(env);
+      this._apply(env, live);
       this.stats.applied += 1;
     } catch (err) {
       this.stats.errors += 1;
@@ -153,10 +253,22 @@ export class Store {
     }
   }
 
-  _apply(env) {
+  _apply(env, live) {
     const d = env.data || {};
     const seq = typeof env.seq === 'number' ? env.seq : 0;
-    if (env.timestamp) this.stats.newestTs = env.timestamp;
+    let ts = null;
+    if (env.timestamp) {
+      this.stats.newestTs = env.timestamp;
+      const ms = Date.parse(env.timestamp);
+      if (Number.isFinite(ms)) {
+        ts = ms / 1000;
+        if (live && !env.directed) {
+          const skew = ts - Date.now() / 1000;
+          if (this.skew === null || skew > this.skew) this.skew = skew;
+        }
+      }
+    }
+    this.ts = ts;
     switch (env.event) {
       case 'providers_list':
         this.providers = Array.isArray(d.providers) ? d.providers : [];
@@ -168,7 +280,8 @@ export class Store {
       case 'swarm_launched': {
         const s = this.swarm(d.swarm_id);
         this._fill(s, d);
-        this.setState(s, d.state || 'pending', seq);
+        if (s.createdAt === null) s.createdAt = ts ?? this.now();
+        this.setState(s, d.state || 'pending', seq, ts);
         const op = this.ops.get(d.request_id);
         if (op && op.kind === 'launch') {
           this.ops.delete(d.request_id);
@@ -179,7 +292,7 @@ export class Store {
       case 'swarm_status': {
         const s = this.swarm(d.swarm_id);
         this._fill(s, d);
-        if (!env.directed) this.setState(s, d.state || d.status, seq);
+        if (!env.directed) this.setState(s, d.state || d.status, seq, ts);
         this._finishOp(d.request_id, 'terminate');
         return;
       }
@@ -187,22 +300,43 @@ export class Store {
         const s = this.swarm(d.swarm_id);
         if (d.job_id) s.jobId = d.job_id;
         if (d.reason) s.terminationReason = d.reason;
-        s.terminatedAt = s.terminatedAt ?? nowSec();
-        this.setState(s, 'terminated', seq);
+        s.terminatedAt = s.terminatedAt ?? ts ?? this.now();
+        this.setState(s, 'terminated', seq, ts);
         this._finishOp(d.request_id, 'terminate');
         for (const n of s.nodes) closeOpen(n);
         return;
       }
       case 'swarm_removed': {
         const s = this.swarm(d.swarm_id, false);
-        if (s) this.setState(s, 'removed', seq);
+        if (s) this.setState(s, 'removed', seq, ts);
+        if (s) this._dropApprovals(s);
         return;
       }
       case 'command_rejected':
         this._rejected(d);
         return;
-      case 'workspace_archive_ready':
-        this.notify('info', `Workspaces archived: ${d.archive_path || d.archive_name}`);
+      case 'workspace_archive_ready': {
+        const s = this.swarm(d.swarm_id);
+        const name = d.archive_name || String(d.archive_path || '').split('/').pop();
+        if (!s.archives.some((a) => a.name === name)) {
+          s.archives.push({ nodeId: d.node_id, name, path: d.archive_path, size: d.size_bytes });
+          s.archives.sort((a, b) => (a.nodeId ?? 0) - (b.nodeId ?? 0));
+        }
+        this.touch(s);
+        return;
+      }
+      case 'inter_swarm_enqueued':
+      case 'inter_swarm_dropped':
+      case 'queue_cancelled':
+        if (d.request_id && this.ops.has(d.request_id) && this.ops.get(d.request_id).kind !== 'inject') this.ops.delete(d.request_id);
+        return;
+      case 'queue_list':
+      case 'queue_updated':
+        this.queue = Array.isArray(d.items) ? d.items : [];
+        this.queueDirty = true;
+        return;
+      case 'approvals_list':
+        this._approvalsList(d);
         return;
       case 'workspace_archive_failed':
         this.notify('error', `Workspace archive failed: ${d.reason}`);
@@ -214,7 +348,31 @@ export class Store {
     const s = this.swarm(d.swarm_id);
     const node = this.node(s, d.node_id);
     if (!node) return;
-    applyNodeEvent(this, env.event, d, s, node);
+    applyNodeEvent(this, env.event, d, s, node, ts);
+  }
+
+  /** The router's list of open approvals (approvals_list): the truth after a replay window. */
+  _approvalsList(d) {
+    const list = Array.isArray(d.approvals) ? d.approvals : [];
+    const open = new Set();
+    for (const a of list) {
+      if (!a || typeof a.swarm_id !== 'string' || typeof a.approval_id !== 'string') continue;
+      open.add(a.approval_id);
+      const s = this.swarm(a.swarm_id);
+      const node = this.node(s, a.node_id);
+      if (node) applyNodeEvent(this, 'exec_approval_required', a, s, node, Date.parse(a.created_at) / 1000 || a.created_at || null);
+    }
+    for (const [id, a] of [...this.approvals]) {
+      if (!open.has(id) && (!d.swarm_id || a.swarm.id === d.swarm_id)) {
+        a.block.resolved = a.block.resolved || { approved: false, decision: null, source: 'gone' };
+        this.changed(a.swarm, a.node, a.block);
+        this.approvalClosed(id);
+      }
+    }
+  }
+
+  _dropApprovals(s) {
+    for (const [id, a] of [...this.approvals]) if (a.swarm === s) this.approvalClosed(id);
   }
 
   _fill(s, d) {
@@ -227,11 +385,14 @@ export class Store {
     if (d.provider_id) s.providerId = d.provider_id;
     if (d.agent_runtime) s.runtime = d.agent_runtime;
     if (d.agent_model) s.model = d.agent_model;
-    if (typeof d.created_at === 'number') s.createdAt = d.created_at;
-    if (typeof d.terminated_at === 'number') s.terminatedAt = d.terminated_at;
+    const created = epoch(d.created_at);
+    if (created !== null) s.createdAt = created;
+    const ended = epoch(d.terminated_at);
+    if (ended !== null) s.terminatedAt = ended;
     if (d.termination_reason) s.terminationReason = d.termination_reason;
     if (typeof d.system_prompt === 'string') s.systemPrompt = d.system_prompt;
-    if (s.createdAt === null) s.createdAt = nowSec();
+    if (typeof d.alias === 'string' && d.alias) s.alias = d.alias;
+    if (typeof d.auto_route === 'boolean') s.autoRoute = d.auto_route;
     this.touch(s);
   }
 
@@ -241,6 +402,7 @@ export class Store {
       seen.add(id);
       const s = this.swarm(id);
       this._fill(s, rec);
+      if (s.createdAt === null) s.createdAt = this.now();
       this.setState(s, rec.state || rec.status, seq);
     }
     for (const s of this.swarms.values()) {
@@ -320,7 +482,8 @@ export class Store {
         this.notify('error', `Approval rejected: ${reason}`);
         break;
       default:
-        this.notify('error', `${op.kind} rejected: ${reason}`);
+        this.notify('error', `${op.label || op.kind} rejected: ${reason}`);
+        if (op.onRejected) op.onRejected(reason);
     }
   }
 
@@ -357,7 +520,22 @@ export class Store {
     this.changed(swarm, swarm.nodes[nodeId], block);
   }
 
+  /** An operation that only needs its rejection shown (enqueue, cancel of a queued item). */
+  begin(requestId, kind, label, onRejected) {
+    this.ops.set(requestId, { kind, requestId, label, onRejected });
+  }
+
   pendingLaunches() {
     return [...this.ops.values()].filter((op) => op.kind === 'launch');
   }
+}
+
+/** A router time (epoch seconds or an ISO-8601 string) as epoch seconds, or null. */
+export function epoch(value) {
+  if (typeof value === 'number' && Number.isFinite(value)) return value;
+  if (typeof value === 'string') {
+    const ms = Date.parse(value);
+    return Number.isFinite(ms) ? ms / 1000 : null;
+  }
+  return null;
 }

@@ -1,6 +1,8 @@
 // Per-node stream events -> blocks of that node (prompt, turn, reasoning, text, tool, file
-// change, approval, error) and its header facts (worker state, busy, usage). Split from store.js;
-// `st` is the Store.
+// change, approval, error) and its facts (worker state, busy, usage, failure, pending approvals,
+// last activity, searchable text). Split from store.js; `st` is the Store.
+
+import { commandText } from './util.js';
 
 /** The last block of a node, if it is an open stream of this kind for this injection. */
 function openOf(node, kind, injectionId) {
@@ -38,22 +40,40 @@ function stream(st, s, node, kind, d, text, final) {
   st.changed(s, node, b);
 }
 
-export function applyNodeEvent(st, event, d, s, node) {
+// Events that count as a node's activity (unseen markers, "last activity"), and the text of
+// each that the overview's search looks through.
+const ACTIVITY = {
+  inject_ack: (d) => d.prompt, turn_started: () => '', turn_complete: () => '',
+  reasoning_delta: (d) => d.content, assistant_delta: (d) => d.content,
+  reasoning: () => '', assistant: () => '', // the deltas already carried the text
+  command_started: (d) => commandText(d.command), command_completed: (d) => `${d.stdout || ''}${d.stderr || ''}`,
+  file_change: (d) => (Array.isArray(d.changes) ? d.changes.map((c) => c && c.path).join(' ') : ''),
+  exec_approval_required: (d) => commandText(d.command), agent_error: (d) => d.message, inject_failed: (d) => d.error,
+};
+
+export function applyNodeEvent(st, event, d, s, node, ts) {
   const inj = d.injection_id ?? null;
+  const text = ACTIVITY[event];
+  if (text) {
+    // A complete item replaces its deltas; if no delta came (some runtimes send none) it is the text.
+    const t = event === 'assistant' || event === 'reasoning' ? (node.open && node.open.text ? '' : d.content) : text(d);
+    st.activity(s, node, ts, typeof t === 'string' ? t : '');
+  }
   switch (event) {
     case 'node_status':
       node.worker = d.worker || node.worker;
-      node.headDirty = true;
-      st.changedSwarms.add(s.id);
+      if (d.worker === 'exited' && d.exit_code !== 0 && d.exit_code !== undefined && d.exit_code !== null) {
+        node.failed = `worker exited (${d.exit_code})`;
+      }
+      st.fact(s, node);
       return;
     case 'thread_status':
       node.busy = !!(d.status && d.status.type === 'active');
-      node.headDirty = true;
-      st.changedSwarms.add(s.id);
+      st.fact(s, node);
       return;
     case 'usage':
       node.usage = d;
-      node.headDirty = true;
+      st.fact(s, node);
       st.touch(s);
       return;
     case 'inject_ack': {
@@ -77,20 +97,25 @@ export function applyNodeEvent(st, event, d, s, node) {
       const b = node.blocks.find((x) => x.kind === 'prompt' && x.injectionId === inj);
       if (!b) return;
       b.status = event === 'inject_delivered' ? (d.queued ? 'queued' : 'delivered') : 'failed';
-      if (event === 'inject_failed') b.error = d.error || d.reason;
+      if (event === 'inject_failed') {
+        b.error = d.error || d.reason;
+        node.failed = `prompt failed: ${b.error}`;
+        st.fact(s, node);
+      }
       st.changed(s, node, b);
       return;
     }
     case 'turn_started':
       closeOpen(node);
       node.busy = true;
-      node.headDirty = true;
+      node.failed = null;
+      st.fact(s, node);
       st.addBlock(s, node, { kind: 'turn', phase: 'start', turnId: d.turn_id, injectionId: inj });
       return;
     case 'turn_complete':
       closeOpen(node);
       node.busy = false;
-      node.headDirty = true;
+      st.fact(s, node);
       st.addBlock(s, node, { kind: 'turn', phase: 'end', turnId: d.turn_id, injectionId: inj, aborted: !!d.aborted });
       return;
     case 'reasoning_delta':
@@ -138,14 +163,16 @@ export function applyNodeEvent(st, event, d, s, node) {
       if (!b) b = st.addBlock(s, node, { kind: 'approval', approvalId: d.approval_id, injectionId: inj });
       Object.assign(b, {
         callId: d.call_id, jobId: d.job_id, command: d.command, reason: d.reason, cwd: d.cwd,
-        approvalKind: d.kind, decisions: d.available_decisions || [],
+        approvalKind: d.kind, decisions: d.available_decisions || [], at: b.at ?? ts,
       });
+      if (!b.resolved) st.approvalOpen(s, node, b);
       st.changed(s, node, b);
       return;
     }
     case 'exec_approval_resolved': {
       const b = node.blocks.find((x) => x.kind === 'approval' && x.approvalId === d.approval_id);
       if (d.request_id) st.ops.delete(d.request_id);
+      st.approvalClosed(d.approval_id);
       if (!b) return;
       b.resolved = { approved: !!d.approved, decision: d.decision, source: d.source };
       b.sending = null;
@@ -155,6 +182,8 @@ export function applyNodeEvent(st, event, d, s, node) {
     }
     case 'agent_error':
       closeOpen(node);
+      node.failed = d.message || 'error';
+      st.fact(s, node);
       st.addBlock(s, node, { kind: 'error', text: d.message || 'error', code: d.error_code, fatal: !!d.fatal });
       return;
     default:

@@ -75,3 +75,19 @@ export function shortId(id) {
 export function nowSec() {
   return Date.now() / 1000;
 }
+
+/** US dollars, short: $0.0042, $1.37, $120. */
+export function fmtCost(usd) {
+  if (!Number.isFinite(usd)) return '–';
+  if (usd < 0.01) return `$${usd.toFixed(4)}`;
+  if (usd < 100) return `$${usd.toFixed(2)}`;
+  return `$${Math.round(usd)}`;
+}
+
+/** Bytes, short: 512 B, 12.3 KB, 4.0 MB. */
+export function fmtBytes(n) {
+  if (!Number.isFinite(n)) return '';
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}

@@ -242,7 +242,9 @@ def test_blocks_usage_and_keyboard(stack: Stack, open_page: Any, web_output: Pat
     expect(p0.locator(".blk.file .kind-add")).to_have_text("add")
     expect(p0.locator(".blk.approval button")).to_have_text(["Approve", "Deny", "Abort turn"])
     expect(p0.locator(".blk.error .text")).to_have_text("model overloaded")
-    expect(p0.locator(".blk.assistant.final-answer .text")).to_have_text("Done with **errors**.")
+    # The complete answer is drawn as Markdown (built from DOM nodes, see test_markdown.py).
+    expect(p0.locator(".blk.assistant.final-answer .text")).to_have_text("Done with errors.")
+    expect(p0.locator(".blk.assistant.final-answer .text strong")).to_have_text("errors")
     expect(p0.locator(".pane-head .tokens")).to_have_text("12k tok")
     expect(p0.locator(".pane-head .ctx")).to_contain_text("50%")
     expect(page.locator("dd[data-fact=tokens]")).to_have_text("15k")
@@ -268,6 +270,10 @@ def test_rejected_launch_and_terminate_roll_back(stack: Stack, open_page: Any) -
     stack.call(lambda: r.append("swarm_launched", node_count=1, state="running", provider="slurm",
                                 provider_id="scripted", agent_runtime="codex"))
     page, errors = open_page(stack.web.url)
+    # A swarm runs: the page opens on it, not on the launch form.
+    expect(page.locator(f"section.detail[data-swarm='{SWARM}']")).to_be_visible()
+    assert page.url.endswith(f"#/swarm/{SWARM}")
+    page.click("#new-swarm")
     expect(page.locator("#launch-field-partition")).to_have_value("debug")
     expect(page.locator("#launch-provider option[value=off]")).to_be_disabled()
     page.fill("#launch-nodes", "3")
