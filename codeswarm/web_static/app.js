@@ -18,7 +18,7 @@ if (new URLSearchParams(location.search).has('token')) {
   history.replaceState(null, '', location.pathname + location.hash);
 }
 
-const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws?batch=1`;
 
 // Queries a router may not know yet (older routers): their rejection is not the user's concern.
 const quiet = new Set();
@@ -168,8 +168,9 @@ function flush() {
     if (store.swarms.has(renderer.selected)) renderer.show(renderer.selected, renderer.focusNode);
     else if (synced) $('#main').replaceChildren(h('p', { class: 'hint card' }, 'The router does not know this swarm (it may have been removed).'));
   }
-  if (home && listed) route();
+  if (home && (listed || (synced && defaultSwarm()))) route();
   renderer.flush();
+  if (!perf.firstViewAt && renderer.view) perf.firstViewAt = performance.now();
   if (pendingFocus && renderer.view && renderer.view.panes.focusApproval(pendingFocus.nodeId, pendingFocus.block)) pendingFocus = null;
   perf.frames += 1;
   // How far the page is behind the router: emission time of the newest drawn event.
@@ -204,8 +205,8 @@ function defaultSwarm() {
 
 function route() {
   if (location.hash === '' || location.hash === '#' || location.hash === '#/') {
-    if (!listed) {
-      home = true; // decide once the router has listed its swarms
+    if (!listed && !(synced && defaultSwarm())) {
+      home = true; // decide once the router has listed its swarms (or the replay showed one running)
       $('#launch-view').hidden = true;
       $('#main').hidden = false;
       $('#main').replaceChildren(h('p', { class: 'hint card' }, 'Loading…'));
@@ -213,8 +214,7 @@ function route() {
     }
     home = false;
     const s = defaultSwarm();
-    location.replace(s ? `#/swarm/${s.id}` : '#/launch');
-    return;
+    location.replace(s ? `#/swarm/${s.id}` : '#/launch'); // hashchange comes later: go on at once
   }
   home = false;
   const m = location.hash.match(/^#\/swarm\/([\w-]+)(?:\/node\/(\d+))?$/);
@@ -270,6 +270,7 @@ const conn = new Connection({
     }
     if (env.directed && quiet.has(d.request_id)) quiet.delete(d.request_id);
     store.apply(env, live);
+    if (env.event === 'swarm_list' && !listed) perf.listedAt = performance.now();
     if (env.event === 'swarm_list') listed = true;
     // A rejection may mean our picture is stale (e.g. the swarm ended): ask for the truth.
     if (env.event === 'command_rejected' && conn.state === 'connected') conn.send('swarm_list');
@@ -279,6 +280,7 @@ const conn = new Connection({
   },
   onState: showConn,
   onSynced: () => {
+    if (!synced) perf.syncedAt = performance.now();
     synced = true;
     conn.send('providers_list');
     conn.send('swarm_list');

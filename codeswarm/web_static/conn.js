@@ -82,12 +82,23 @@ export class Connection {
     }
     this.ws = ws;
     ws.onopen = () => {
+      if (!this.stats.openedAt) this.stats.openedAt = performance.now();
       this.syncing = true;
       this.buffer = new Map();
       this._setState('syncing');
       this.send('ping');
     };
-    ws.onmessage = (msg) => this._message(msg.data);
+    // The bridge packs the lines of one read into one frame (`?batch=1`): one envelope per line.
+    ws.onmessage = (msg) => {
+      const text = msg.data;
+      if (typeof text !== 'string') return;
+      let start = 0;
+      for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
+        if (nl > start) this._message(text.slice(start, nl));
+        start = nl + 1;
+      }
+      if (start < text.length) this._message(text.slice(start));
+    };
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       this.ws = null;

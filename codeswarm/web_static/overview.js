@@ -142,6 +142,10 @@ export class Overview {
     for (const [k, { count }] of this.buttons) count.textContent = String(counts[k]);
     const what = `${list.length} of ${s.nodes.length} node${s.nodes.length === 1 ? '' : 's'}`;
     this.summary.textContent = q ? `${what} match “${q}”` : `${what}`;
+    if (!this.marked && s.nodes.length && list.length === s.nodes.length) {
+      this.marked = true;
+      performance.mark('codeswarm-overview-complete'); // for the benchmark: every node listed
+    }
     if (this.active >= list.length) this.active = Math.max(0, list.length - 1);
     this.renderedKey = '';
   }
