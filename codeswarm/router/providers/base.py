@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codeswarm.errors import ProviderError
+
 
 class JobState(enum.Enum):
     PENDING = "pending"  # queued, not yet running
@@ -28,6 +30,17 @@ class JobObservation:
     scheduler_state: str | None = None  # e.g. RUNNING, TIMEOUT, CANCELLED
     reason: str | None = None  # open text: time_limit, cancelled, failed, node_failure ...
     nodes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeLiveness:
+    """Per-node evidence: is this node's worker process still there (issue 12 #9)?
+
+    `alive=False` is strong evidence (the local process table, a Slurm task's exit marker), not
+    silence: silence is the router's own `stale` timeout."""
+
+    alive: bool
+    detail: str = ""  # what was seen, e.g. "worker pid 4242 is gone", "task exited with status 137"
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,23 @@ class ClusterProvider(ABC):
     @abstractmethod
     async def cancel(self, job: JobHandle) -> None:
         """Stop the job (idempotent). Raises ProviderError when the backend refused."""
+
+    # Seconds between node_liveness checks of a running job; 0 means the backend has no per-node evidence.
+    node_liveness_interval: float = 0.0
+
+    async def node_liveness(self, job: JobHandle) -> dict[int, NodeLiveness]:
+        """Per-node liveness of a running job, for the nodes the backend has evidence about.
+
+        Cheap and batched (called every node_liveness_interval); never raises for a node it cannot
+        see (it is left out). Raises ProviderError(transient=True) when it could not look at all."""
+        return {}
+
+    async def restart_node(self, job: JobHandle, node_id: int, spec: LaunchSpec) -> dict[str, Any]:
+        """Start node `node_id`'s worker again, in its workspace, with spec's environment.
+
+        Returns the job's new `extra` (the router stores it with the node_restarted event, so a
+        restarted router finds the new process). Raises ProviderError when it cannot."""
+        raise ProviderError(f"the {self.backend} backend cannot restart a node", transient=False)
 
     async def adopt(self, job: JobHandle) -> None:
         """Called after a router restart for every non-terminal job; reattach what is needed."""

@@ -21,7 +21,14 @@ from codeswarm.config import Config
 from codeswarm.errors import ProviderError
 from codeswarm.mailbox import prepare_swarm_root, workspace_path
 from codeswarm.paths import self_command, self_env
-from codeswarm.router.providers.base import ClusterProvider, JobHandle, JobObservation, JobState, LaunchSpec
+from codeswarm.router.providers.base import (
+    ClusterProvider,
+    JobHandle,
+    JobObservation,
+    JobState,
+    LaunchSpec,
+    NodeLiveness,
+)
 
 STOP_GRACE_SECONDS = 5.0
 
@@ -65,33 +72,37 @@ class LocalProvider(ClusterProvider):
     def _spawn_all(self, spec: LaunchSpec, job_id: str, swarm_root: Path) -> JobHandle:
         prepare_swarm_root(swarm_root, spec.node_count)
         procs: list[dict[str, Any]] = []
-        env_base = {**os.environ, **self_env(), **spec.worker_env}
-        env_base.setdefault("CODESWARM_SANDBOX_MODE", self.default_sandbox)
         try:
             for node_id in range(spec.node_count):
-                env = {**env_base, "CODESWARM_JOB_ID": job_id, "CODESWARM_NODE_ID": str(node_id),
-                       "CODESWARM_SWARM_ROOT": str(swarm_root)}
-                log_file = open(swarm_root / f"worker_{node_id:02d}.log", "ab")
-                try:
-                    proc = subprocess.Popen(
-                        [*self_command(), "worker"],
-                        cwd=workspace_path(swarm_root, node_id),
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log_file,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,  # survives the router; its own process group
-                        close_fds=True,
-                    )
-                finally:
-                    log_file.close()
-                self._children[proc.pid] = proc
-                procs.append({"pid": proc.pid, "start": process_start_time(proc.pid)})
+                procs.append(self._spawn_one(spec, job_id, swarm_root, node_id))
         except OSError:
             for p in procs:
                 _signal_group(p["pid"], signal.SIGKILL)
             raise
         return JobHandle(job_id=job_id, swarm_root=swarm_root, backend="local", extra={"procs": procs})
+
+    def _spawn_one(self, spec: LaunchSpec, job_id: str, swarm_root: Path, node_id: int) -> dict[str, Any]:
+        """Start node_id's worker in its workspace; returns its {pid, start} record."""
+        env = {**os.environ, **self_env(), **spec.worker_env}
+        env.setdefault("CODESWARM_SANDBOX_MODE", self.default_sandbox)
+        env.update({"CODESWARM_JOB_ID": job_id, "CODESWARM_NODE_ID": str(node_id),
+                    "CODESWARM_SWARM_ROOT": str(swarm_root)})
+        log_file = open(swarm_root / f"worker_{node_id:02d}.log", "ab")
+        try:
+            proc = subprocess.Popen(
+                [*self_command(), "worker"],
+                cwd=workspace_path(swarm_root, node_id),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # survives the router; its own process group
+                close_fds=True,
+            )
+        finally:
+            log_file.close()
+        self._children[proc.pid] = proc
+        return {"pid": proc.pid, "start": process_start_time(proc.pid)}
 
     def _alive(self, proc: dict[str, Any]) -> bool:
         pid = proc["pid"]
@@ -131,6 +142,30 @@ class LocalProvider(ClusterProvider):
         still = [p["pid"] for p in procs if self._alive(p)]
         if still:
             raise ProviderError(f"workers still alive after SIGKILL: {still}", transient=True)
+
+    # Per-node liveness: the process table, checked twice a second (a few stat calls per node).
+    node_liveness_interval = 0.5
+
+    async def node_liveness(self, job: JobHandle) -> dict[int, NodeLiveness]:
+        out = {}
+        for node_id, p in enumerate(job.extra.get("procs", [])):
+            if isinstance(p, dict) and isinstance(p.get("pid"), int):
+                alive = self._alive(p)
+                out[node_id] = NodeLiveness(alive, "" if alive else f"worker pid {p['pid']} is gone")
+        return out
+
+    async def restart_node(self, job: JobHandle, node_id: int, spec: LaunchSpec) -> dict[str, Any]:
+        procs = list(job.extra.get("procs", []))
+        if not 0 <= node_id < len(procs):
+            raise ProviderError(f"node {node_id} is not part of job {job.job_id}", transient=False)
+        if self._alive(procs[node_id]):  # never two workers on one mailbox
+            raise ProviderError(f"node {node_id}'s worker (pid {procs[node_id]['pid']}) is still running",
+                                transient=True)
+        try:
+            procs[node_id] = await trio.to_thread.run_sync(self._spawn_one, spec, job.job_id, job.swarm_root, node_id)
+        except OSError as exc:
+            raise ProviderError(f"cannot restart node {node_id} in {job.swarm_root}: {exc}", transient=False) from None
+        return {**job.extra, "procs": procs}
 
     async def adopt(self, job: JobHandle) -> None:
         """Nothing to reattach: liveness comes from pid + start time, output from the outboxes."""

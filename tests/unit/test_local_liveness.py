@@ -1,0 +1,69 @@
+"""LocalProvider per-node liveness and node restart (issue 12 #9), with real worker processes.
+
+The workers run from the source tree (mock runtime); everything is stopped by the provider's own
+cancel, by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import trio
+
+from codeswarm.config import Config, LocalCluster, RouterSettings
+from codeswarm.errors import ProviderError
+from codeswarm.router.providers.base import LaunchSpec
+from codeswarm.router.providers.local import LocalProvider
+
+
+def provider(root: Path) -> LocalProvider:
+    cfg = Config.__new__(Config)
+    object.__setattr__(cfg, "local", LocalCluster(workspace_root=root))
+    object.__setattr__(cfg, "router", RouterSettings())
+    return LocalProvider(cfg)
+
+
+def spec(nodes: int) -> LaunchSpec:
+    return LaunchSpec(swarm_id="s", node_count=nodes, params={"worker_mode": "mock"},
+                      worker_env={"CODESWARM_WORKER_MODE": "mock", "CODESWARM_HEARTBEAT_SECONDS": "3600"})
+
+
+async def wait_dead(p: LocalProvider, job: object, node: int) -> str:
+    with trio.fail_after(2):
+        while True:
+            live = await p.node_liveness(job)  # type: ignore[arg-type]
+            if not live[node].alive:
+                return live[node].detail
+            await trio.sleep(0.02)
+
+
+@pytest.mark.trio
+async def test_node_liveness_sees_one_dead_worker_and_restart_replaces_it(tmp_path: Path) -> None:
+    p = provider(tmp_path)
+    job = await p.submit(spec(3))
+    try:
+        live = await p.node_liveness(job)
+        assert sorted(live) == [0, 1, 2] and all(v.alive for v in live.values())
+        victim = job.extra["procs"][1]["pid"]
+        os.killpg(victim, signal.SIGKILL)
+        detail = await wait_dead(p, job, 1)
+        assert str(victim) in detail
+        live = await p.node_liveness(job)
+        assert live[0].alive and live[2].alive, "only the killed node is dead"
+        extra = await p.restart_node(job, 1, spec(3))
+        assert extra["procs"][1]["pid"] != victim and extra["procs"][0] == job.extra["procs"][0]
+        job.extra = extra
+        live = await p.node_liveness(job)
+        assert all(v.alive for v in live.values())
+        # a live node is never started twice on one mailbox
+        with pytest.raises(ProviderError, match="still running"):
+            await p.restart_node(job, 0, spec(3))
+        with pytest.raises(ProviderError, match="not part of"):
+            await p.restart_node(job, 7, spec(3))
+    finally:
+        await p.cancel(job)
+    live = await p.node_liveness(job)
+    assert not any(v.alive for v in live.values())
