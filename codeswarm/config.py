@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from codeswarm.errors import ConfigError
+from codeswarm.errors import ConfigError, InvalidParam
 from codeswarm.launch_policy import field_problems
 from codeswarm.spend.budget import DEFAULT_WARN_FRACTION, parse_budget
 from codeswarm.spend.pricing import PricingCatalog, parse_model_pricing
@@ -199,8 +199,8 @@ def _budget_defaults(b: dict[str, Any], where: str) -> BudgetDefaults:
     try:
         swarm = parse_budget(b.get("default_swarm_usd"), "default_swarm_usd")
         project = parse_budget(b.get("default_project_usd"), "default_project_usd")
-    except ValueError as exc:
-        raise ConfigError(f"{w}: '{exc.args[0]}' {exc.args[1]}") from None
+    except InvalidParam as exc:
+        raise ConfigError(f"{w}: '{exc.key}' {exc.problem}") from None
     frac = b.get("warn_fraction", 0.8)
     if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac <= 1:
         raise ConfigError(f"{w}: 'warn_fraction' must be a number in (0, 1], got {frac!r}")
@@ -386,7 +386,7 @@ def _slurm_profiles(cluster: dict[str, Any], where: str) -> dict[str, SlurmProfi
 
 
 def validate_params(params: dict[str, Any], where: str) -> dict[str, Any]:
-    """Check the known provider_params keys; raise ValueError(key, problem) on a bad one."""
+    """Check the known provider_params keys; raise InvalidParam on a bad one."""
     checks = {
         "worker_mode": WORKER_MODES,
         "approval_policy": APPROVAL_POLICIES,
@@ -394,22 +394,22 @@ def validate_params(params: dict[str, Any], where: str) -> dict[str, Any]:
     }
     for key, allowed in checks.items():
         if key in params and params[key] is not None and params[key] not in allowed:
-            raise ValueError(key, f"must be one of {', '.join(allowed)}")
+            raise InvalidParam(key, f"must be one of {', '.join(allowed)}")
     for key in ("native_auto_approve", "fresh_thread_per_injection"):
         if key in params and not isinstance(params[key], bool):
-            raise ValueError(key, "must be true or false")
+            raise InvalidParam(key, "must be true or false")
     if "mock_delay_ms" in params:
         v = params["mock_delay_ms"]
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError("mock_delay_ms", "must be a non-negative integer")
+            raise InvalidParam("mock_delay_ms", "must be a non-negative integer")
     if "time_limit" in params and (not isinstance(params["time_limit"], str) or not _TIME_LIMIT.match(params["time_limit"])):
-        raise ValueError("time_limit", "must look like HH:MM:SS")
+        raise InvalidParam("time_limit", "must look like HH:MM:SS")
     if "budget_usd" in params:
-        parse_budget(params["budget_usd"])  # raises ValueError(key, problem)
+        parse_budget(params["budget_usd"])  # raises InvalidParam
     for key in ("partition", "account", "qos", "model", "claude_model", "claude_cli_path", "codex_path",
                 "pricing_model"):
         if key in params and params[key] is not None and not isinstance(params[key], str):
-            raise ValueError(key, "must be a string")
+            raise InvalidParam(key, "must be a string")
     return params
 
 
@@ -454,8 +454,8 @@ def _presets(
             raise ConfigError(f"{w}: 'defaults' must be an object")
         try:
             validate_params(defaults, w)
-        except ValueError as exc:
-            raise ConfigError(f"{w}: defaults.{exc.args[0]} {exc.args[1]}") from None
+        except InvalidParam as exc:
+            raise ConfigError(f"{w}: defaults.{exc.key} {exc.problem}") from None
         fields = p.get("launch_fields")
         if fields is None:
             fields = _builtin_fields(backend)

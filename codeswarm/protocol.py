@@ -12,6 +12,9 @@ from typing import Any
 
 import orjson
 
+# Rejection is re-exported: the router modules import the refusal along with the wire contract.
+from codeswarm.errors import Rejection as Rejection, SelectorError
+
 PROTOCOL = "codeswarm.router.v1"
 MAX_LINE_BYTES = 1 << 20
 EXTENSIONS = ["seq", "subscribe", "idempotency_key", "node_selector", "swarm_state"]
@@ -30,19 +33,6 @@ COMMANDS = frozenset(
         "subscribe",
         "unsubscribe",
         "ping",
-    }
-)
-
-# Answers to one connection only; never logged (PROTOCOL.md 3.3).
-DIRECTED_EVENTS = frozenset(
-    {
-        "providers_list",
-        "swarm_list",
-        "queue_list",
-        "subscribed",
-        "unsubscribed",
-        "pong",
-        "command_deduplicated",
     }
 )
 
@@ -74,36 +64,6 @@ LEGACY_STATUS = {"pending": "running", "running": "running", "terminating": "ter
 
 # Fields shortened first when an outgoing line would exceed MAX_LINE_BYTES.
 _TRUNCATABLE = ("stdout", "stderr", "content", "raw", "prompt", "message", "aggregated_output")
-
-
-class Rejection(Exception):
-    """A command the router refuses; becomes a `command_rejected` event."""
-
-    def __init__(
-        self,
-        code: str,
-        reason: str,
-        *,
-        request_id: str | None = None,
-        command: str | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-        self.request_id = request_id
-        self.command = command
-        self.extra = extra
-
-    def data(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "request_id": self.request_id,
-            "reason": self.reason,
-            "code": self.code,
-            "command": self.command,
-        }
-        out.update(self.extra)
-        return out
 
 
 @dataclass(frozen=True)
@@ -275,8 +235,8 @@ def require_obj(cmd: Command, name: str) -> dict[str, Any]:
 def parse_node_selector(value: Any, node_count: int) -> list[int]:
     """Resolve `all`, an int, a list of ints or a selector string ("0,2-4") to sorted node ids.
 
-    Raises ValueError("invalid_payload", msg) for malformed selectors and
-    ValueError("invalid_nodes", msg) for indices out of range. Work is linear in the input and the
+    Raises SelectorError with code `invalid_payload` for a malformed selector and `invalid_nodes`
+    for an index out of range. Work is linear in the input and the
     node count whatever the input (issue 12 #3: "0-99999" x 200 took 1 s and 806 MB): every range is
     checked against the node count before anything is expanded, and overlapping ranges are merged,
     so the ids produced never number more than the nodes.
@@ -284,23 +244,23 @@ def parse_node_selector(value: Any, node_count: int) -> list[int]:
     if value is None or value == "all":
         return list(range(node_count))
     if isinstance(value, bool):
-        raise ValueError("invalid_payload", "nodes: must be 'all', an integer, a list or a selector string")
+        raise SelectorError("invalid_payload", "nodes: must be 'all', an integer, a list or a selector string")
     if isinstance(value, int):
         spans = [(value, value)]
     elif isinstance(value, list):
         if not value:
-            raise ValueError("invalid_payload", "nodes: empty list")
+            raise SelectorError("invalid_payload", "nodes: empty list")
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise ValueError("invalid_payload", "nodes: list items must be integers")
+            raise SelectorError("invalid_payload", "nodes: list items must be integers")
         spans = [(v, v) for v in value]
     elif isinstance(value, str):
         spans = _parse_selector_string(value)
     else:
-        raise ValueError("invalid_payload", "nodes: must be 'all', an integer, a list or a selector string")
+        raise SelectorError("invalid_payload", "nodes: must be 'all', an integer, a list or a selector string")
     for a, b in spans:  # before any expansion
         for i in (a, b):
             if not 0 <= i < node_count:
-                raise ValueError("invalid_nodes", f"node index out of range: {i}")
+                raise SelectorError("invalid_nodes", f"node index out of range: {i}")
     return _merge_spans(spans)
 
 
@@ -322,22 +282,22 @@ def _parse_selector_string(text: str) -> list[tuple[int, int]]:
     if compact.startswith("[") and compact.endswith("]"):
         compact = compact[1:-1]
     if compact == "all":
-        raise ValueError("invalid_payload", "nodes: 'all' cannot be combined")
+        raise SelectorError("invalid_payload", "nodes: 'all' cannot be combined")
     if not compact:
-        raise ValueError("invalid_payload", "nodes: empty selector")
+        raise SelectorError("invalid_payload", "nodes: empty selector")
     spans: list[tuple[int, int]] = []
     for item in compact.split(","):
         lo, sep, hi = item.partition("-")
         if not _digits(lo) or (sep and not _digits(hi)):
-            raise ValueError("invalid_payload", f"nodes: bad selector item {item[:40]!r}")
+            raise SelectorError("invalid_payload", f"nodes: bad selector item {item[:40]!r}")
         if len(lo) > 9 or len(hi) > 9:  # far beyond any swarm; also keeps int() cheap
-            raise ValueError("invalid_nodes", f"node index out of range: {item[:20]}")
+            raise SelectorError("invalid_nodes", f"node index out of range: {item[:20]}")
         a = int(lo)
         b = int(hi) if sep else a
         if a > b:
-            raise ValueError("invalid_payload", f"nodes: bad range {item[:40]!r} (start > end)")
+            raise SelectorError("invalid_payload", f"nodes: bad range {item[:40]!r} (start > end)")
         if b - a > 100_000:
-            raise ValueError("invalid_nodes", f"node index out of range: {b}")
+            raise SelectorError("invalid_nodes", f"node index out of range: {b}")
         spans.append((a, b))
     return spans
 
@@ -349,6 +309,5 @@ def _digits(text: str) -> bool:
 def resolve_nodes(cmd: Command, value: Any, node_count: int) -> list[int]:
     try:
         return parse_node_selector(value, node_count)
-    except ValueError as exc:
-        code, message = exc.args
-        raise Rejection(code, message, request_id=cmd.request_id, command=cmd.command) from None
+    except SelectorError as exc:
+        raise Rejection(exc.code, exc.message, request_id=cmd.request_id, command=cmd.command) from None

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from codeswarm.errors import ArchiveError
 from codeswarm.mailbox import node_name, workspace_path
 from codeswarm.router.providers.base import JobHandle
 
@@ -37,10 +38,6 @@ log = logging.getLogger("codeswarm.router.archive")
 SSH_TRANSPORT_FAILURE = 255
 SSH_ARCHIVE_TIMEOUT = 1800.0  # a whole workspace over ssh; ServerAliveInterval catches dead links sooner
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class ArchiveError(Exception):
-    pass
 
 
 def archive_root(router: Any) -> Path:

@@ -32,6 +32,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, Request, TextMessage
 from wsproto.utilities import RemoteProtocolError
 
+from codeswarm.errors import BadRequest
 from codeswarm.protocol import MAX_LINE_BYTES
 
 log = logging.getLogger("codeswarm.web")
@@ -77,10 +78,6 @@ class HttpRequest:
             if sep and key == name:
                 return value
         return None
-
-
-class BadRequest(Exception):
-    pass
 
 
 def parse_head(data: bytes) -> HttpRequest:

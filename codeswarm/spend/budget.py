@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
+rom codeswarm.errors import InvalidParam
+
 DEFAULT_WARN_FRACTION = Decimal("0.8")
 MAX_BUDGET_USD = 1_000_000_000  # a bound that catches a typo'd exponent, far above any real fleet
 
@@ -62,13 +64,13 @@ def with_budget(budget_usd: Decimal | None, spent: Decimal,
 
 
 def parse_budget(value: Any, key: str = "budget_usd") -> Decimal | None:
-    """A budget from a payload or config: a number > 0 (USD) or null. Raises ValueError(key, problem)."""
+    """A budget from a payload or config: a number > 0 (USD) or null. Raises InvalidParam(key, problem)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(key, f"must be a number of US dollars, got {value!r}")
+        raise InvalidParam(key, f"must be a number of US dollars, got {value!r}")
     if not value > 0 or value > MAX_BUDGET_USD:
-        raise ValueError(key, f"must be > 0 and at most {MAX_BUDGET_USD} (US dollars), got {value!r}")
+        raise InvalidParam(key, f"must be > 0 and at most {MAX_BUDGET_USD} (US dollars), got {value!r}")
     return Decimal(repr(float(value)))
 
 

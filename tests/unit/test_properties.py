@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from codeswarm.config import parse_config
-from codeswarm.errors import ConfigError
+from codeswarm.errors import ConfigError, SelectorError
 from codeswarm.mailbox import parse_chunk
 from codeswarm.protocol import COMMANDS, PROTOCOL, Command, Rejection, parse_command_line, parse_node_selector
 from codeswarm.router.connection import LineReader
@@ -133,11 +133,9 @@ def reference_selector(value: str, n: int) -> list[int] | str:
 def run_selector(value: Any, n: int) -> list[int] | str:
     try:
         ids = parse_node_selector(value, n)
-    except ValueError as exc:
-        assert len(exc.args) == 2, f"ValueError without (code, message): {exc.args!r}"
-        code, message = exc.args
-        assert code in ("invalid_payload", "invalid_nodes") and isinstance(message, str)
-        return code
+    except SelectorError as exc:
+        assert exc.code in ("invalid_payload", "invalid_nodes") and isinstance(exc.message, str)
+        return exc.code
     assert ids == sorted(set(ids)) and all(0 <= i < n for i in ids)
     return ids
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from codeswarm.errors import SelectorError
 from codeswarm.protocol import (
     COMMANDS,
     MAX_LINE_BYTES,
@@ -241,11 +242,10 @@ def test_selector_valid(value, expected):
 
 @pytest.mark.parametrize("value", [6, -1, [0, 6], [-1], "6", "0,6", "5-6", "0-100000", "[7]", 10**30])
 def test_selector_out_of_range_is_invalid_nodes(value):
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(SelectorError) as info:
         parse_node_selector(value, 6)
-    code, message = info.value.args
-    assert code == "invalid_nodes"
-    assert "out of range" in message
+    assert info.value.code == "invalid_nodes"
+    assert "out of range" in info.value.message == str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -254,11 +254,10 @@ def test_selector_out_of_range_is_invalid_nodes(value):
      "+1", "[1", "1]", "[[1]]", [], [1, "2"], [True], [1.0], True, False, 1.0, {"a": 1}, "ALL"],
 )
 def test_selector_malformed_is_invalid_payload(value):
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(SelectorError) as info:
         parse_node_selector(value, 6)
-    code, message = info.value.args
-    assert code == "invalid_payload"
-    assert message.startswith("nodes")
+    assert info.value.code == "invalid_payload"
+    assert info.value.message.startswith("nodes")
 
 
 def test_selector_whitespace_is_ignored_even_inside_numbers():
@@ -267,9 +266,9 @@ def test_selector_whitespace_is_ignored_even_inside_numbers():
 
 
 def test_selector_huge_range_is_refused_without_expanding_it():
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(SelectorError) as info:
         parse_node_selector("0-999999999999", 4)
-    assert info.value.args[0] == "invalid_nodes"
+    assert info.value.code == "invalid_nodes"
 
 
 def test_resolve_nodes_turns_errors_into_rejections():

@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 import trio
 
+from codeswarm.errors import RuntimeFailure
 from codeswarm.worker.runtimes.base import Emit, Runtime, WorkerContext
 from codeswarm.worker.runtimes.claude_proc import drain, terminate
 
@@ -193,7 +194,7 @@ class ClaudeRuntime(Runtime):
     async def start(self) -> None:
         self.binary = resolve_binary(self.ctx.params, {**os.environ, **self.ctx.env})
         if not self.binary or not (os.path.isfile(self.binary) and os.access(self.binary, os.X_OK)):
-            raise RuntimeError(
+            raise RuntimeFailure(
                 "claude runtime: Claude Code CLI not found (set provider param claude_cli_path or "
                 "CLAUDE_BIN, or put `claude` on PATH; scripts/install-claude.sh installs the pinned version)"
             )

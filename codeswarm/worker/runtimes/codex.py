@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 import trio
 
+from codeswarm.errors import RuntimeFailure
 from codeswarm.worker.runtimes.base import Emit, Runtime, WorkerContext
 
 APPROVAL_METHODS = {
@@ -38,7 +39,7 @@ DEFAULT_CONFIG: dict[str, Any] = {"features.plugins": False, "features.apps": Fa
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-class CodexError(RuntimeError):
+class CodexError(RuntimeFailure):
     """The app-server could not be started or refused the session."""
 
 
