@@ -201,3 +201,16 @@ def cs(pyz: Path, tmp_path: Path) -> Any:
 def output_dir() -> Path:
     OUTPUT.mkdir(exist_ok=True)
     return OUTPUT
+
+
+@pytest.fixture(autouse=True, scope="session")
+def strict_normalizers() -> Any:
+    """In-process tests run the normalizers strict: a normalizer bug raises and fails the test that hit it
+    (in the router it becomes an `agent_error` with error_code normalizer_error). Session scope, because
+    hypothesis refuses function-scoped fixtures around @given tests."""
+    from codeswarm.router.normalize.claude import ClaudeNormalizer
+    from codeswarm.router.normalize.codex import CodexNormalizer
+
+    ClaudeNormalizer.strict = CodexNormalizer.strict = True
+    yield
+    ClaudeNormalizer.strict = CodexNormalizer.strict = False

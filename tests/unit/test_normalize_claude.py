@@ -323,7 +323,7 @@ _line = st.fixed_dictionaries(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_line | _json, max_size=12))
 def test_never_raises(lines: list[Any]) -> None:
-    norm = ClaudeNormalizer()
+    norm = ClaudeNormalizer(strict=True)  # a bug raises here instead of becoming a normalizer_error event
     for line in lines:
         for name, data in norm.feed(line):
             assert isinstance(name, str) and isinstance(data, dict)

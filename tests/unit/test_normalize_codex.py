@@ -384,7 +384,7 @@ def test_thread_status_and_drops() -> None:
                                       | st.text(max_size=6), inner, max_size=5),
                     max_leaves=20))
 def test_never_raises(payload: Any) -> None:
-    n = CodexNormalizer()
+    n = CodexNormalizer(strict=True)  # a bug raises here instead of becoming a normalizer_error event
     assert isinstance(n.feed(payload), list)
     for method in ("turn/completed", "item/completed", "codex/event/exec_command_end", "error",
                    "item/commandExecution/requestApproval", "thread/tokenUsage/updated"):

@@ -4,6 +4,10 @@ Pure and per node: a normalizer instance keeps the little state its dialect need
 assistant text, a model name). It returns (event_name, data) pairs WITHOUT the common runtime
 fields (swarm_id, job_id, node_id, injection_id); the router adds those. Turn bookkeeping
 (exactly one turn_started / turn_complete per injection, approval ids) belongs to the router core.
+
+Bad input never raises: unknown shapes are dropped by design. An exception inside a normalizer is
+therefore a bug in it; feed() turns it into an `agent_error` (error_code `normalizer_error`, the raw
+message kept) so nothing disappears silently. Tests set `strict` so the bug raises and fails them.
 """
 
 from __future__ import annotations
@@ -15,10 +19,23 @@ NormalizedEvent = tuple[str, dict[str, Any]]
 
 class Normalizer(Protocol):
     runtime: str
+    strict: bool  # re-raise a normalizer bug instead of reporting it (tests)
 
     def feed(self, payload: Any) -> list[NormalizedEvent]:
-        """Translate one raw message (the outbox line's `payload`). Never raises on bad input."""
+        """Translate one raw message (the outbox line's `payload`). Never raises unless strict."""
         ...
+
+
+def normalizer_error(runtime: str, exc: Exception, payload: Any) -> NormalizedEvent:
+    """The event that reports a bug of a normalizer instead of dropping the message it choked on."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}" if tb is not None else ""
+    return ("agent_error", {
+        "message": f"{runtime} normalizer failed on a message{where}: {type(exc).__name__}: {exc}",
+        "error_code": "normalizer_error", "fatal": False, "raw": payload,
+    })
 
 
 def usage_event(source: str, total: dict[str, Any] | None, last: dict[str, Any] | None,

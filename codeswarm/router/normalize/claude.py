@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from codeswarm.router.normalize.base import NormalizedEvent, usage_event
+from codeswarm.router.normalize.base import NormalizedEvent, normalizer_error, usage_event
 
 FILE_TOOLS = frozenset({"Edit", "Write", "MultiEdit"})
 USAGE_SOURCE = "claude/result"
@@ -33,8 +33,11 @@ _COUNTERS = ("total_tokens", "input_tokens", "cached_input_tokens", "output_toke
 
 class ClaudeNormalizer:
     runtime = "claude"
+    strict = False
 
-    def __init__(self) -> None:
+    def __init__(self, *, strict: bool | None = None) -> None:
+        if strict is not None:
+            self.strict = strict
         self.model: str | None = None
         self.session_id: str | None = None
         self.cwd: str | None = None
@@ -57,8 +60,10 @@ class ClaudeNormalizer:
             return out
         try:
             self._feed(payload, out)
-        except Exception:  # noqa: BLE001 - a malformed line must never break the router
-            pass
+        except Exception as exc:  # noqa: BLE001 - a bug here is reported as an event, never drops the line
+            if self.strict:
+                raise
+            out.append(normalizer_error(self.runtime, exc, payload))
         return out
 
     def _feed(self, line: dict[str, Any], out: list[NormalizedEvent]) -> None:

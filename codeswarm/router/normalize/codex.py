@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from codeswarm.router.normalize.base import NormalizedEvent, usage_event
+from codeswarm.router.normalize.base import NormalizedEvent, normalizer_error, usage_event
 
 LEGACY = "codex/event/"
 # Decision lists offered when a request shape does not advertise its own (PROTOCOL.md 4.4).
@@ -85,8 +85,11 @@ def _changes(raw: Any) -> list[dict[str, Any]]:
 
 class CodexNormalizer:
     runtime = "codex"
+    strict = False
 
-    def __init__(self) -> None:
+    def __init__(self, *, strict: bool | None = None) -> None:
+        if strict is not None:
+            self.strict = strict
         self.turn_id: str | None = None
         self.model_name: str | None = None
         self._file_changes: dict[str, list[dict[str, Any]]] = {}
@@ -113,8 +116,10 @@ class CodexNormalizer:
     def feed(self, payload: Any) -> list[NormalizedEvent]:
         try:
             return self._feed(payload)
-        except Exception:  # a malformed message must never break the router
-            return []
+        except Exception as exc:  # noqa: BLE001 - a bug here is reported as an event, never drops the line
+            if self.strict:
+                raise
+            return [normalizer_error(self.runtime, exc, payload)]
 
     # -- dispatch ------------------------------------------------------------------------------
 
