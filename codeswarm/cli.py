@@ -43,8 +43,13 @@ class LazyGroup(click.Group):
             return None
         try:
             module = importlib.import_module(f"codeswarm.commands.{name}")
-        except ImportError:
-            return None
+        except ImportError as exc:
+            # The command exists (it is listed): a failed import is a broken install or build, and
+            # "No such command" would send the user looking for a typo.
+            raise click.ClickException(
+                f"cannot load the `{name}` command: {type(exc).__name__}: {exc} "
+                "(a broken install or build: reinstall, or rebuild dist/codeswarm.pyz with ./build.sh)"
+            ) from exc
         return module.command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
