@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -45,6 +46,7 @@ def command(action: str, config_path: str | None, state_dir: str | None, tcp: bo
 
         if router_running(sdir):
             click.echo(f"running (state dir {sdir})")
+            _print_startup_warnings(sdir)
             return
         holder = live_holder(sdir)
         if holder is not None:
@@ -52,6 +54,7 @@ def command(action: str, config_path: str | None, state_dir: str | None, tcp: bo
                        f"{socket_problem(socket_path(sdir))}; `codeswarm router stop` stops it by its pid")
         else:
             click.echo(f"not running (state dir {sdir})")
+        _print_startup_warnings(sdir)
         sys.exit(1)
     else:
         from codeswarm.client import live_holder, router_running, socket_problem
@@ -72,6 +75,15 @@ def command(action: str, config_path: str | None, state_dir: str | None, tcp: bo
         _stop_pid(holder)
 
 
+def _print_startup_warnings(sdir: Path) -> None:
+    """One line per problem the router found when it last started (also sent as router_warning)."""
+    from codeswarm.router import startup_warnings
+
+    started, warnings = startup_warnings.read(sdir)
+    for message in warnings:
+        click.echo(f"warning{f' (start {started})' if started else ''}: {message}")
+
+
 def _run(config: object, sdir: object, port: int | None) -> None:
     import trio
 
@@ -89,8 +101,6 @@ def _run(config: object, sdir: object, port: int | None) -> None:
 
 
 def _stop(pid_file: object) -> None:
-    from pathlib import Path
-
     try:
         pid = int(Path(str(pid_file)).read_text().strip())
     except (OSError, ValueError):

@@ -11,12 +11,33 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 SEQ_RESERVATION = 10_000
+
+
+@dataclass
+class LogDamage:
+    """Damaged lines met while reading the log (not JSON, no integer seq), counted per segment file.
+    A reader that skips them passes one of these, so that recovery can say how many it skipped."""
+
+    by_place: dict[str, int] = field(default_factory=dict)
+
+    def add(self, place: str) -> None:
+        self.by_place[place] = self.by_place.get(place, 0) + 1
+
+    @property
+    def lines(self) -> int:
+        return sum(self.by_place.values())
+
+    def summary(self) -> str:
+        places = ", ".join(f"{name}: {n}" for name, n in sorted(self.by_place.items())[:10])
+        more = f", and {len(self.by_place) - 10} more" if len(self.by_place) > 10 else ""
+        return f"event log: skipped {self.lines} damaged line{'s' * (self.lines != 1)} ({places}{more})"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -239,8 +260,10 @@ class EventLog:
 
     # ------------------------------------------------------------ reading
 
-    def read_since(self, since: int, until: int | None = None) -> Iterator[tuple[int, bytes]]:
-        """Yield (seq, line) for since < seq <= until, oldest first, skipping damaged lines."""
+    def read_since(self, since: int, until: int | None = None,
+                   damage: LogDamage | None = None) -> Iterator[tuple[int, bytes]]:
+        """Yield (seq, line) for since < seq <= until, oldest first, skipping damaged lines (counted
+        in `damage` when given: a torn last line is not damage, it is cut at open)."""
         segs = list(self.segments)
         start = 0
         for i, first in enumerate(segs):
@@ -255,6 +278,8 @@ class EventLog:
                         try:
                             seq = int(orjson.loads(raw)["seq"])
                         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                            if damage is not None:
+                                damage.add(self._seg_path(first).name)
                             continue
                         if seq <= since:
                             continue
