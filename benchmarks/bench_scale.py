@@ -111,7 +111,6 @@ class Bench:
         env = {**self.router_env, "PYTHONPATH": f"{self.router_env['PYTHONPATH']}{os.pathsep}{ROOT}"}
         self.router = subprocess.Popen([sys.executable, *prog, "router", "run"], env=env,
                                        stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-        sock = self.home / "router.sock"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:

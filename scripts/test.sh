@@ -22,6 +22,9 @@ step "python venv and dev dependencies"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
 
+step "lint (ruff) and types (mypy)"
+bash scripts/lint.sh
+
 step "slurm packages"
 bash scripts/install-slurm.sh
 step "chromium and playwright"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
-rom codeswarm.errors import InvalidParam
+from codeswarm.errors import InvalidParam
 
 DEFAULT_WARN_FRACTION = Decimal("0.8")
 MAX_BUDGET_USD = 1_000_000_000  # a bound that catches a typo'd exponent, far above any real fleet

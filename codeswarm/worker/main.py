@@ -132,7 +132,7 @@ class Worker:
         try:
             self.runtime = make_runtime(self.ctx, self._emit_runtime)
             await self.runtime.start()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to start is reported to the router, then exit 1
             self.outbox.lifecycle("worker_error", {"message": f"runtime failed to start: {exc}", "fatal": True})
             self.outbox.lifecycle("worker_exited", {"exit_code": 1, "reason": "error"})
             return 1
@@ -149,8 +149,8 @@ class Worker:
             try:
                 assert self.runtime is not None
                 await self.runtime.stop()
-            except Exception:
-                pass
+            except Exception as exc:  # noqa: BLE001 - reported; the worker still says it exited
+                self.outbox.lifecycle("worker_error", {"message": f"runtime failed to stop: {exc!r}", "fatal": False})
         self.outbox.lifecycle("worker_exited", {"exit_code": self.exit_code, "reason": self.stop_reason or "shutdown"})
         return self.exit_code
 
@@ -193,7 +193,7 @@ class Worker:
                     await self._project_turn(injection_id, content, task)
                 else:
                     await self.runtime.run_turn(injection_id, content)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a failed turn is reported and completes; the next may work
                 self.outbox.lifecycle("worker_error", {"message": f"turn failed: {exc!r}", "fatal": False},
                                       injection_id)
                 self._emit_runtime({"method": "turn/completed",
@@ -281,7 +281,7 @@ class Worker:
         try:
             assert self.runtime is not None
             await self.runtime.control(payload)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported to the router (worker_error), the node goes on
             self.outbox.lifecycle("worker_error", {"message": f"control failed: {exc}", "fatal": False})
 
 

@@ -17,7 +17,6 @@ import time
 from typing import Any
 
 import orjson
-import pytest
 import trio
 
 from tests.conftest import Codeswarm

@@ -165,7 +165,7 @@ def test_hanging_squeue_times_out_and_keeps_the_swarm(slurm_cs: Any, shims: Shim
     sid = launch(cs, 1)["swarm_id"]
     wait_state(cs, sid, "running")
     shims.hang("squeue")
-    evs = cs.wait_for(lambda evs: [w for w in of(evs, "provider_warning") if "timed out" in w["data"]["message"]],
+    cs.wait_for(lambda evs: [w for w in of(evs, "provider_warning") if "timed out" in w["data"]["message"]],
                       timeout=30)
     shims.hang("squeue", False)
     cs.wait_for(lambda evs: any(e["data"].get("recovered") for e in of(evs, "provider_warning")), timeout=30)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 
 from codeswarm.protocol import MAX_LINE_BYTES, Rejection, parse_command_line
 from codeswarm.router.connection import LineReader

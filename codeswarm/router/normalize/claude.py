@@ -150,7 +150,8 @@ class ClaudeNormalizer:
         call_id, name = block.get("id"), block.get("name")
         if not isinstance(call_id, str) or not isinstance(name, str):
             return
-        args = block.get("input") if isinstance(block.get("input"), dict) else {}
+        raw_args = block.get("input")
+        args: dict[str, Any] = raw_args if isinstance(raw_args, dict) else {}
         self._tools[call_id] = (name, args)
         if name == "Bash":
             out.append(("command_started", {"call_id": call_id, "command": _command_of(args), "cwd": self.cwd}))
@@ -164,7 +165,9 @@ class ClaudeNormalizer:
             if block.get("type") != "tool_result":
                 continue
             call_id = block.get("tool_use_id")
-            known = self._tools.pop(call_id, None) if isinstance(call_id, str) else None
+            if not isinstance(call_id, str):
+                continue
+            known = self._tools.pop(call_id, None)
             if known is None:
                 continue
             name, args = known
@@ -189,10 +192,12 @@ class ClaudeNormalizer:
     def _on_permission_request(self, line: dict[str, Any], out: list[NormalizedEvent]) -> None:
         call_id = line.get("tool_use_id")
         name = line.get("tool_name")
-        args = line.get("input") if isinstance(line.get("input"), dict) else {}
+        raw_args = line.get("input")
+        args: dict[str, Any] = raw_args if isinstance(raw_args, dict) else {}
         if not isinstance(call_id, str) or not call_id:
             return
         self._asked.add(call_id)
+        command: Any
         if name == "Bash":
             kind, command = "command", _command_of(args)
         else:
@@ -225,7 +230,7 @@ class ClaudeNormalizer:
         """The worker's marker for a turn whose process ended without a `result` line."""
         if not self._in_turn:
             return
-        status = line.get("status") if line.get("status") in ("failed", "interrupted") else "failed"
+        status = "interrupted" if line.get("status") == "interrupted" else "failed"
         message = line.get("message") if isinstance(line.get("message"), str) else "claude exited without a result"
         if status == "failed":
             out.append(("agent_error", {"message": message, "error_code": line.get("error_code", "process_exited"),
@@ -349,8 +354,9 @@ def _diff(path: str | None, result: dict[str, Any] | None) -> str | None:
 
 
 def _error_message(line: dict[str, Any]) -> str:
-    if isinstance(line.get("result"), str) and line["result"]:
-        return line["result"]
+    result = line.get("result")
+    if isinstance(result, str) and result:
+        return result
     errors = line.get("errors")
     if isinstance(errors, list) and errors:
         return "; ".join(str(e) for e in errors)

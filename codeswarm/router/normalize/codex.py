@@ -228,8 +228,8 @@ class CodexNormalizer:
             self.model_name = _s(m.get("model")) or self.model_name
             return []
         if kind in ("error", "stream_error"):
-            info = m.get("codex_error_info", m.get("codexErrorInfo"))
-            return self._error("legacy", m.get("message"), info if info is not None else kind)
+            error_info = m.get("codex_error_info", m.get("codexErrorInfo"))
+            return self._error("legacy", m.get("message"), error_info if error_info is not None else kind)
         return []
 
     def _v2(self, method: str, p: dict[str, Any], rpc_id: Any) -> list[NormalizedEvent]:
