@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from codeswarm.errors import CodeswarmError
 from codeswarm.projects.graph import TaskGraph
 from codeswarm.projects.state import ACTIVE_TASK_STATES, FINISHED_PROJECT_STATES, OPEN_TASK_STATES, Project, \
     ProjectsState, Task
@@ -23,7 +24,7 @@ class Out(Protocol):
     def effect(self, effect: Any) -> None: ...
 
 
-class ProjectError(ValueError):
+class ProjectError(CodeswarmError, ValueError):
     """A project command that cannot be carried out; `reason` is the rejection reason."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -14,14 +14,17 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from codeswarm.projects.gitops_names import BRANCH_PREFIX, integration_branch, task_branch
+from codeswarm.errors import CodeswarmError
+from codeswarm.projects.gitops_names import BRANCH_PREFIX
+# re-exported: callers use gitops.task_branch() next to the git steps
+from codeswarm.projects.gitops_names import integration_branch as integration_branch, task_branch as task_branch
 
 OUTPUT_TAIL = 16 * 1024
 GIT_TIMEOUT = 600.0
 _IDENTITY = ["-c", "user.name=codeswarm", "-c", "user.email=codeswarm@localhost", "-c", "commit.gpgsign=false"]
 
 
-class GitError(RuntimeError):
+class GitError(CodeswarmError, RuntimeError):
     """A git step failed; the message says which step and git's own words."""
 
 

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from codeswarm.errors import CodeswarmError
+
 MAX_TASKS = 1000
 MAX_PROMPT = 64 * 1024
 MAX_VERIFY = 4096
@@ -17,7 +19,7 @@ MAX_VERIFY = 4096
 TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-class GraphError(ValueError):
+class GraphError(CodeswarmError, ValueError):
     """A task graph that cannot be run; the message names the task at fault."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
+from codeswarm.errors import CodeswarmError
+
 # ---------------------------------------------------------------------- state machines
 
 PROJECT_STATES = ("created", "running", "integrating", "completed", "failed", "cancelled")
@@ -37,7 +39,7 @@ OPEN_TASK_STATES = frozenset({"pending", "ready", "assigned", "running"})
 FINISHED_PROJECT_STATES = frozenset({"completed", "failed", "cancelled"})
 
 
-class IllegalTransition(ValueError):
+class IllegalTransition(CodeswarmError, ValueError):
     pass
 
 

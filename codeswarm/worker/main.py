@@ -299,7 +299,7 @@ class Worker:
         assert self.runtime is not None
         try:
             stopped = await self.runtime.interrupt()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported just below as a worker_error
             stopped, why = False, repr(exc)
         else:
             why = "the runtime has no turn to interrupt yet"

@@ -1,7 +1,6 @@
 """gitops against real git repositories in tmp dirs."""
 
 import subprocess
-from pathlib import Path
 
 import pytest
 

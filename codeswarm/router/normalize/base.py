@@ -52,9 +52,9 @@ def usage_event(source: str, total: dict[str, Any] | None, last: dict[str, Any] 
         data[k] = _int_or_none((total or {}).get(k))
         data["last_" + k] = _int_or_none((last or {}).get(k))
     for k in _OPTIONAL_COUNTERS:
-        t, l = _int_or_none((total or {}).get(k)), _int_or_none((last or {}).get(k))
-        if t is not None or l is not None:
-            data[k], data["last_" + k] = t, l
+        tot, lst = _int_or_none((total or {}).get(k)), _int_or_none((last or {}).get(k))
+        if tot is not None or lst is not None:
+            data[k], data["last_" + k] = tot, lst
     if thread_id:
         data["thread_id"] = thread_id
     data["model_context_window"] = _int_or_none(context_window)

@@ -258,7 +258,8 @@ class ClaudeNormalizer:
         if fresh is None and output is None:
             return None
         inp = (fresh or 0) + (cache_new or 0) + (cache_read or 0)
-        split = raw.get("cache_creation") if isinstance(raw.get("cache_creation"), dict) else {}
+        raw_split = raw.get("cache_creation")
+        split: dict[str, Any] = raw_split if isinstance(raw_split, dict) else {}
         write_1h = min(_count(split.get("ephemeral_1h_input_tokens")) or 0, cache_new or 0)
         last = {"input_tokens": inp, "cached_input_tokens": cache_read or 0, "output_tokens": output or 0,
                 "reasoning_output_tokens": 0, "total_tokens": inp + (output or 0),
