@@ -1,6 +1,6 @@
 """Who may set what at launch, and how a TCP client proves who it is (issue 12, finding 1).
 
-Pure: data in, data or ValueError out. The router's launch handler calls `client_params` on the
+Pure: data in, data or InvalidParam out. The router's launch handler calls `client_params` on the
 `provider_params` of every `swarm_launch`; the TCP listener calls `tcp_token_ok` on the first line
 of a connection when `router.tcp.token` is set.
 
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hmac
 from typing import Any, Mapping, Sequence
+
+from codeswarm.errors import InvalidParam
 
 FIELD_TYPES = ("text", "number", "boolean", "select")
 # Keys a client never sets through provider_params: the router owns them (`_launch_hard_timeout_seconds`)
@@ -51,7 +53,7 @@ def field_problems(fields: Sequence[Any]) -> str | None:
 
 
 def client_params(preset_id: str, fields: Sequence[Mapping[str, Any]], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The provider_params a client may set for this preset; ValueError(key, problem) otherwise.
+    """The provider_params a client may set for this preset; InvalidParam(key, problem) otherwise.
 
     None values are dropped (they mean "keep the preset's default", PROTOCOL.md 4.1).
     """
@@ -63,11 +65,11 @@ def client_params(preset_id: str, fields: Sequence[Mapping[str, Any]], overrides
         field = by_key.get(key)
         if field is None or key.startswith("_") or key in ROUTER_OWNED:
             offered = ", ".join(sorted(by_key)) or "none"
-            raise ValueError(key, f"not settable by clients of preset {preset_id!r} (its launch_fields offer: "
+            raise InvalidParam(key, f"not settable by clients of preset {preset_id!r} (its launch_fields offer: "
                                   f"{offered}); set it in the preset's defaults instead")
         problem = _value_problem(field, value)
         if problem:
-            raise ValueError(key, problem)
+            raise InvalidParam(key, problem)
         out[key] = value
     return out
 

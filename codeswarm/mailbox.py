@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from codeswarm.errors import CodeswarmError
+
 WORKER_PROTOCOL = 1
 MAX_OUTBOX_LINE = 1 << 20
 
@@ -50,7 +52,7 @@ def prepare_swarm_root(swarm_root: Path, node_count: int) -> None:
         make_private_dirs(workspace_path(swarm_root, i))
 
 
-class UnsafeMailboxFile(OSError):
+class UnsafeMailboxFile(CodeswarmError, OSError):
     """A mailbox file that is a symlink, a FIFO, a device or a directory: never read or written."""
 
 

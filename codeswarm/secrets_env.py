@@ -22,12 +22,14 @@ from pathlib import Path
 
 import orjson
 
+from codeswarm.errors import CodeswarmError
+
 PUBLIC_PREFIX = "CODESWARM_"
 SECRETS_DIR_ENV = "CODESWARM_SECRETS_DIR"
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class MissingVariable(ValueError):
+class MissingVariable(CodeswarmError, ValueError):
     """A `${VAR}` reference to a variable the router's environment does not have."""
 
 

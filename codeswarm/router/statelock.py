@@ -15,16 +15,12 @@ import logging
 import os
 from pathlib import Path
 
-from codeswarm.errors import CodeswarmError
+from codeswarm.errors import RouterLocked
 from codeswarm.paths import lock_path
 
 log = logging.getLogger("codeswarm.router")
 
 _BUSY = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
-
-
-class RouterLocked(CodeswarmError):
-    pass
 
 
 def _holder(state_dir: Path) -> str:

@@ -20,7 +20,7 @@ def broken_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_an_import_error_inside_a_command_module_is_reported(broken_command: str) -> None:
-    result = CliRunner().invoke(cli.main, [broken_command])
+    result = CliRunner().invoke(cli.cli, [broken_command])
     assert result.exit_code == 1  # "unexpected error" (cli.py's exit codes), not 2 (usage)
     assert "No such command" not in result.output
     assert "cannot load the `broken` command" in result.output
@@ -28,10 +28,10 @@ def test_an_import_error_inside_a_command_module_is_reported(broken_command: str
 
 
 def test_an_unknown_command_is_still_a_usage_error() -> None:
-    result = CliRunner().invoke(cli.main, ["no-such-command"])
+    result = CliRunner().invoke(cli.cli, ["no-such-command"])
     assert result.exit_code == 2 and "No such command" in result.output
 
 
 def test_every_listed_command_loads() -> None:
     for name in cli.COMMANDS:
-        assert cli.main.get_command(None, name) is not None  # type: ignore[arg-type]
+        assert cli.cli.get_command(None, name) is not None  # type: ignore[arg-type]
