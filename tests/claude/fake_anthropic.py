@@ -10,7 +10,8 @@ Claude Code talks to it through ANTHROPIC_BASE_URL. The reply is chosen from the
   * otherwise                       -> "Hello from the fake Claude. You said: <text>"
 
 Usage figures are deterministic so tests can check them: input_tokens = 100 + request number,
-cache_read_input_tokens = CACHE_READ, output_tokens = 12. Every request is kept in `requests`.
+cache_read_input_tokens = CACHE_READ, cache_creation_input_tokens = CACHE_WRITE (CACHE_WRITE_1H of them
+for an hour), output_tokens = 12. Every request is kept in `requests`.
 Run as a script it prints "LISTENING <port>" and serves until killed.
 """
 
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 CACHE_READ = 7
+CACHE_WRITE = 50
+CACHE_WRITE_1H = 20
 OUTPUT_TOKENS = 12
 
 
@@ -169,8 +172,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, i: int, body: dict[str, Any], reply: dict[str, Any]) -> None:
         msg_id = f"msg_fake_{i}"
-        usage = {"input_tokens": 100 + i, "cache_creation_input_tokens": 0,
-                 "cache_read_input_tokens": CACHE_READ, "output_tokens": 1}
+        usage = {"input_tokens": 100 + i, "cache_creation_input_tokens": CACHE_WRITE,
+                 "cache_read_input_tokens": CACHE_READ, "output_tokens": 1,
+                 "cache_creation": {"ephemeral_5m_input_tokens": CACHE_WRITE - CACHE_WRITE_1H,
+                                    "ephemeral_1h_input_tokens": CACHE_WRITE_1H}}
         if reply["kind"] == "tool_use":
             block = {"type": "tool_use", "id": f"toolu_fake_{i}", "name": reply["name"], "input": reply["input"]}
             stop = "tool_use"

@@ -17,7 +17,7 @@ import trio
 from codeswarm.router.normalize.claude import ClaudeNormalizer
 from codeswarm.worker.runtimes.base import WorkerContext
 from codeswarm.worker.runtimes.claude import MAX_LINE_BYTES, ClaudeRuntime, build_argv, fit_line, resolve_binary
-from fake_anthropic import CACHE_READ, OUTPUT_TOKENS, FakeAnthropic, user_texts
+from fake_anthropic import CACHE_READ, CACHE_WRITE, OUTPUT_TOKENS, FakeAnthropic, user_texts
 
 TURN_TIMEOUT = 60
 pytestmark = pytest.mark.claude
@@ -128,7 +128,8 @@ async def test_text_turn(harness: Harness, fake_anthropic: FakeAnthropic) -> Non
     assert "".join(d["content"] for d in of(events, "assistant_delta")) == answer
     assert of(events, "assistant")[-1] == {"content": answer, "final_answer": True}
     (usage,) = of(events, "usage")
-    assert usage["last_input_tokens"] == 101 + CACHE_READ and usage["last_cached_input_tokens"] == CACHE_READ
+    assert usage["last_input_tokens"] == 101 + CACHE_READ + CACHE_WRITE
+    assert usage["last_cached_input_tokens"] == CACHE_READ and usage["last_cache_write_input_tokens"] == CACHE_WRITE
     assert usage["last_output_tokens"] == OUTPUT_TOKENS
     assert harness.runtime.session_id and harness.lines[0] == {"type": "codeswarm_turn_start", "injection_id": "inj-1"}
     # Only the fake was called: the probe and the model request, nothing else.
