@@ -231,7 +231,40 @@ def run_checks(config: Any, state_dir: str | None, use_ssh: bool) -> list[Check]
             profiles_used[profile.name] = profile
     for profile in profiles_used.values():
         checks += check_slurm(profile, use_ssh)
+    checks += check_trust_boundary(config)
     return checks
+
+
+def check_trust_boundary(config: Any) -> list[Check]:
+    """docs/RELIABILITY.md "The trust boundary": codex workspace-write may also write /tmp and
+    $TMPDIR, so a mailbox below them is writable by agents; a ${VAR} the router lacks fails launches."""
+    from codeswarm import secrets_env
+
+    out: list[Check] = []
+    writable = [Path("/tmp")] + ([Path(os.environ["TMPDIR"])] if os.environ.get("TMPDIR") else [])
+    roots = [("local", config.local.workspace_root)] if config.local is not None else []
+    roots += [(f"slurm {p.name}", p.workspace_root) for p in config.slurm_profiles.values()]
+    sandboxed = any((p.defaults.get("worker_mode") or "codex") == "codex"
+                    and (p.defaults.get("sandbox_mode") or "workspace-write") == "workspace-write" for p in config.presets)
+    for name, root in roots:
+        inside = next((w for w in writable if _is_under(root, w)), None)
+        if sandboxed and inside is not None:
+            out.append(Check(f"mailbox outside the sandbox [{name}]", "warn",
+                             f"workspace root {root} is under {inside}, which codex workspace-write lets agents write",
+                             "set the workspace root outside /tmp and $TMPDIR"))
+    for p in config.presets:
+        missing = sorted(v for v in secrets_env.references(p.env) if v not in os.environ)
+        if missing:
+            out.append(Check(f"env [{p.id}]", "warn", "not set in this environment: " + ", ".join(missing),
+                             "export them where the router starts, or launches of this preset fail"))
+    return out
+
+
+def _is_under(path: Path, parent: Path) -> bool:
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(parent))
+    except OSError:
+        return False
 
 
 @click.command(help="Check runtime binaries, Slurm commands and directories for a config; say what to fix.")

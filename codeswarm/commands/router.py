@@ -91,9 +91,11 @@ def _run(config: object, sdir: object, port: int | None) -> None:
 
     logging.basicConfig(level=os.environ.get("CODESWARM_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if port is not None:
+    settings = config.router  # type: ignore[attr-defined]
+    if port is not None and settings.tcp_token is None:
         logging.getLogger("codeswarm.router").warning(
-            "TCP listener on 127.0.0.1:%d has no authentication: every local user can steer swarms", port)
+            "TCP listener on %s:%d has no token (router.tcp.token): every local user can steer swarms "
+            "within the presets' launch_fields", settings.tcp_host, port)
     try:
         trio.run(serve, config, sdir, port)  # type: ignore[arg-type]
     except RouterLocked as exc:
