@@ -55,12 +55,13 @@ def command(swarm_id: str, prompt: str | None, prompt_file: str | None, selector
         # Subscribe to the swarm first so that no turn event of ours can slip by.
         expect(client.request("subscribe", {"swarm_id": swarm_id, "events": OUTCOME_EVENTS}), "subscribed")
         status = expect(client.request("swarm_status", {"swarm_id": swarm_id}), "swarm_status")
+        from codeswarm.errors import SelectorError
         from codeswarm.protocol import parse_node_selector
 
         try:
             targets = parse_node_selector(nodes, int(status["node_count"]))
-        except ValueError as exc:
-            raise Rejected(f"rejected: {exc.args[1]} ({exc.args[0]})") from None
+        except SelectorError as exc:
+            raise Rejected(f"rejected: {exc.message} ({exc.code})") from None
         payload: dict[str, Any] = {"swarm_id": swarm_id, "nodes": nodes, "content": prompt}
         if idempotency_key:
             payload["idempotency_key"] = idempotency_key
