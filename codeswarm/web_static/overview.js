@@ -201,7 +201,7 @@ export class Overview {
     c.idEl.textContent = String(id);
     c.flagEl.textContent = n.approvals > 0 ? `⚠ ${n.approvals}` : n.busy ? '●' : '';
     const u = n.usage;
-    const cost = u && Number.isFinite(u.estimated_cost_usd) ? ` ${fmtCost(u.estimated_cost_usd)}` : '';
+    const cost = Number.isFinite(n.spendUsd) ? ` ${fmtCost(n.spendUsd)}` : '';
     const age = n.lastTs ? fmtAge(this.store.now() - n.lastTs) : '–';
     c.metaEl.textContent = `${u ? fmtTokens(u.total_tokens) : '–'} tok${cost} · ${age}`;
     const tokens = u ? `${u.total_tokens ?? '–'} tokens${cost ? `, ${cost.trim()}` : ''}` : 'no usage yet';

@@ -126,7 +126,7 @@ export class Panes {
     if (u) {
       parts.push(h('span', { class: 'tokens', title: `input ${u.input_tokens ?? '–'} (cached ${u.cached_input_tokens ?? '–'}), output ${u.output_tokens ?? '–'} (reasoning ${u.reasoning_output_tokens ?? '–'})` },
         `${fmtTokens(u.total_tokens)} tok`));
-      if (Number.isFinite(u.estimated_cost_usd)) parts.push(h('span', { class: 'cost', title: 'estimated spend' }, fmtCost(u.estimated_cost_usd)));
+      if (Number.isFinite(node.spendUsd)) parts.push(h('span', { class: 'cost', title: 'estimated spend of this node' }, fmtCost(node.spendUsd)));
       const used = u.last_total_tokens ?? u.last_input_tokens;
       const win = u.model_context_window;
       if (Number.isFinite(used) && Number.isFinite(win) && win > 0) {

@@ -39,6 +39,9 @@ export class Renderer {
     const ticked = tick !== this.lastAgeTick;
     if (ticked) {
       this.lastAgeTick = tick;
+      // Information fades after a while; errors stay until dismissed.
+      const old = store.notices.filter((n) => n.level === 'info' && Date.now() - n.at > 10000);
+      for (const n of old) store.dismiss(n.id);
       store.listDirty = true;
       store.queueDirty = store.queueDirty || store.queue.length > 0;
       const sel = this.selected && store.swarms.get(this.selected);
@@ -107,7 +110,9 @@ export class Renderer {
         h('span', null, `${s.nodeCount} node${s.nodeCount === 1 ? '' : 's'}`),
         h('span', { title: 'age' }, age),
         h('span', { class: 'tokens', title: 'total tokens' }, `${fmtTokens(tokens)} tok`),
-        cost !== null ? h('span', { class: 'cost', title: 'estimated spend' }, fmtCost(cost)) : null))));
+        cost !== null ? h('span', { class: `cost${s.budgetState && s.budgetState !== 'ok' ? ` budget-${s.budgetState}` : ''}`,
+          title: s.budgetUsd ? `estimated spend of a ${fmtCost(s.budgetUsd)} budget` : 'estimated spend' },
+        `${fmtCost(cost)}${s.budgetUsd ? ` / ${fmtCost(s.budgetUsd)}` : ''}`) : null))));
     }
     if (!items.length) items.push(h('li', { class: 'empty' }, 'No swarms yet.'));
     const focus = rememberListFocus(this.listEl);
@@ -347,7 +352,13 @@ export class Renderer {
       ['Age', s.createdAt ? fmtAge(store.now() - s.createdAt) : '–'], ['Tokens', fmtTokens(tokens)],
     ];
     const cost = store.costTotal(s);
-    if (cost !== null) facts.push(['Spend', fmtCost(cost)]);
+    if (cost !== null || s.budgetUsd) {
+      const spend = `${cost === null ? '–' : fmtCost(cost)}${s.costUnknown ? ' (some usage unpriced)' : ''}`;
+      facts.push(['Spend', s.budgetUsd ? h('span', { class: `budget budget-${s.budgetState || 'ok'}` },
+        h('meter', { min: '0', max: String(s.budgetUsd), low: String(0.8 * s.budgetUsd), high: String(0.999 * s.budgetUsd),
+          optimum: '0', value: String(Math.min(cost ?? 0, s.budgetUsd)), 'aria-label': 'budget used' }),
+        ` ${spend} of ${fmtCost(s.budgetUsd)}${s.budgetState === 'exceeded' ? ' — exceeded' : ''}`) : spend]);
+    }
     const ctx = store.contextUse(s);
     if (ctx !== null) facts.push(['Context', `${ctx.toFixed(ctx < 10 ? 1 : 0)}% (max of nodes)`]);
     if (s.terminationReason) facts.push(['Ended', s.terminationReason]);

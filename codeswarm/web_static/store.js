@@ -50,6 +50,7 @@ export class Store {
         createdAt: null, terminatedAt: null, terminationReason: null, systemPrompt: null,
         state: null, stateSeq: -1, history: [], optimistic: null, notice: null, nodes: [],
         alias: null, autoRoute: false, archives: [], unseen: false, factsRev: 0, lastTs: null,
+        spendUsd: null, spendSeq: -1, budgetUsd: null, budgetState: null, costUnknown: false,
       };
       this.swarms.set(id, s);
       this.listDirty = true;
@@ -63,7 +64,7 @@ export class Store {
       swarm.nodes.push({
         id: swarm.nodes.length, worker: null, busy: false, usage: null,
         blocks: [], dirty: new Set(), removed: [], headDirty: true, open: null,
-        lastTs: null, failed: null, approvals: 0, unseen: false, search: '', rev: 0,
+        lastTs: null, failed: null, approvals: 0, unseen: false, search: '', rev: 0, spendUsd: null,
       });
     }
     if (swarm.nodeCount < swarm.nodes.length) swarm.nodeCount = swarm.nodes.length;
@@ -230,13 +231,14 @@ export class Store {
     return total;
   }
 
-  /** Estimated spend in USD over the nodes that reported one (usage.estimated_cost_usd), or null. */
+  /**
+   * The swarm's estimated spend in USD, or null when nothing was priced: the router's figure
+   * (spend_usd of swarm_list / swarm_status) unless node usage since then says more.
+   */
   costTotal(swarm) {
     let total = null;
-    for (const n of swarm.nodes) {
-      const c = n.usage && n.usage.estimated_cost_usd;
-      if (Number.isFinite(c)) total = (total ?? 0) + c;
-    }
+    for (const n of swarm.nodes) if (Number.isFinite(n.spendUsd)) total = (total ?? 0) + n.spendUsd;
+    if (Number.isFinite(swarm.spendUsd) && (total === null || swarm.spendUsd > total)) return swarm.spendUsd;
     return total;
   }
 
@@ -325,6 +327,20 @@ export class Store {
         this.touch(s);
         return;
       }
+      case 'budget_updated':
+      case 'budget_warning':
+      case 'budget_exceeded': {
+        if (typeof d.swarm_id !== 'string' || (d.scope && d.scope !== 'swarm')) return;
+        const s = this.swarm(d.swarm_id);
+        this._fill(s, d);
+        if (env.event !== 'budget_updated') {
+          s.budgetState = env.event === 'budget_exceeded' ? 'exceeded' : 'warning';
+          this.notify(env.event === 'budget_exceeded' ? 'error' : 'info',
+            `${this.swarmName(s)}: ${Math.round(d.percent ?? 0)}% of its $${d.budget_usd} budget spent` +
+            `${env.event === 'budget_exceeded' ? ' — budget exceeded, work stopped' : ''}`);
+        }
+        return;
+      }
       case 'inter_swarm_enqueued':
       case 'inter_swarm_dropped':
       case 'queue_cancelled':
@@ -392,6 +408,10 @@ export class Store {
     if (d.termination_reason) s.terminationReason = d.termination_reason;
     if (typeof d.system_prompt === 'string') s.systemPrompt = d.system_prompt;
     if (typeof d.alias === 'string' && d.alias) s.alias = d.alias;
+    if (Number.isFinite(d.spend_usd)) s.spendUsd = d.spend_usd;
+    if ('budget_usd' in d) s.budgetUsd = Number.isFinite(d.budget_usd) ? d.budget_usd : null;
+    if (typeof d.budget_state === 'string') s.budgetState = d.budget_state;
+    if (typeof d.cost_unknown === 'boolean') s.costUnknown = d.cost_unknown;
     if (typeof d.auto_route === 'boolean') s.autoRoute = d.auto_route;
     this.touch(s);
   }

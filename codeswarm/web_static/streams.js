@@ -72,6 +72,12 @@ export function applyNodeEvent(st, event, d, s, node, ts) {
       st.fact(s, node);
       return;
     case 'usage':
+      // node_spend_usd is the node's running total. Without it: a router that also sends
+      // last_estimated_cost_usd has a cumulative estimated_cost_usd; otherwise it is this event's.
+      if (Number.isFinite(d.node_spend_usd)) node.spendUsd = d.node_spend_usd;
+      else if (Number.isFinite(d.estimated_cost_usd)) {
+        node.spendUsd = 'last_estimated_cost_usd' in d ? d.estimated_cost_usd : (node.spendUsd ?? 0) + d.estimated_cost_usd;
+      }
       node.usage = d;
       st.fact(s, node);
       st.touch(s);
