@@ -225,10 +225,11 @@ function table(lines, i, parent) {
 // One scanner, left to right; the first construct that matches at a position wins.
 const INLINE = [
   [/(`+)([^`][\s\S]{0,4000}?)\1(?!`)/y, (m, out) => out.append(el('code', null, m[2].replace(/^ (.*) $/s, '$1')))],
-  [/!?\[([^\]\n]{0,1000})\]\(\s*<?([^()\s<>]{0,2048})>?(?:\s+"[^"\n]{0,200}")?\s*\)/y, (m, out) => link(m[1], m[2], out)],
-  [/<(https?:\/\/[^\s<>]{1,2048})>/iy, (m, out) => link(m[1], m[1], out)],
-  [/https?:\/\/[^\s<>()\[\]]{0,2048}[^\s<>()\[\].,;:!?'"*_~]/iy, (m, out) => link(m[0], m[0], out)],
-  [/(\*\*|__)(?=\S)([\s\S]{0,4000}?\S)\1/y, (m, out, d) => nest('strong', m[2], out, d)],
+  [/!?\[([^\]\n]{0,1000})\]\(\s*<?([^()\s<>]{0,2048})>?(?:\s+"[^"\n]{0,200}")?\s*\)/y, (m, out) => link(m[1], m[2], out, m[0])],
+  [/<(https?:\/\/[^\s<>]{1,2048})>/iy, (m, out) => link(m[1], m[1], out, m[0])],
+  [/https?:\/\/[^\s<>()\[\]"']{0,2048}[^\s<>()\[\].,;:!?'"*_~]/iy, (m, out) => link(m[0], m[0], out, m[0])],
+  [/\*\*(?=\S)([\s\S]{0,4000}?\S)\*\*/y, (m, out, d) => nest('strong', m[1], out, d)],
+  [/__(?=\S)([\s\S]{0,4000}?\S)__(?![A-Za-z0-9_])/y, (m, out, d) => nest('strong', m[1], out, d)],
   [/~~(?=\S)([\s\S]{0,4000}?\S)~~/y, (m, out, d) => nest('del', m[1], out, d)],
   [/\*(?=[^\s*])([\s\S]{0,4000}?[^\s*])\*(?!\*)/y, (m, out, d) => nest('em', m[1], out, d)],
   [/_(?=[^\s_])([\s\S]{0,4000}?[^\s_])_(?![A-Za-z0-9_])/y, (m, out, d) => nest('em', m[1], out, d)],
@@ -240,10 +241,10 @@ function nest(tag, text, out, depth) {
   out.append(e);
 }
 
-function link(label, href, out) {
+function link(label, href, out, source) {
   const safe = safeHref(href);
   if (!safe) {
-    out.append(document.createTextNode(label === href ? href : `${label} (${href})`));
+    out.append(document.createTextNode(source)); // not a web link: the text as written
     return;
   }
   const a = document.createElement('a');
@@ -273,14 +274,17 @@ function inline(text, out, depth = 0) {
       continue;
     }
     if (c === '\n') {
-      // A hard break for a line ending in two spaces or a backslash; otherwise a soft newline,
-      // kept visible because agents often write line-oriented text.
+      // Line breaks stay line breaks: agents write line-oriented text.
       flushPlain();
       out.append(el('br'));
       i += 1;
       continue;
     }
-    if ('`![<hH*_~'.includes(c)) {
+    // Underscores inside a word (snake_case, __dunder__) are not emphasis; a bare URL starts a
+    // word (not inside quotes such as src="http://...").
+    const prev = i > 0 ? text[i - 1] : ' ';
+    const midWord = (c === '_' && /[A-Za-z0-9]/.test(prev)) || ((c === 'h' || c === 'H') && !/[\s*_~(]/.test(prev));
+    if (!midWord && '`![<hH*_~'.includes(c)) {
       let hit = null;
       for (const [re, make] of INLINE) {
         re.lastIndex = i;

@@ -68,9 +68,20 @@ export class Panes {
     // Measured on scroll only: reading scrollHeight per pane per frame forced a layout each time.
     pane.body.addEventListener('scroll', () => {
       const b = pane.body;
+      if (performance.now() < pane.heldUntil) return; // the reader's own scroll is still moving
       pane.pinned = b.scrollHeight - b.scrollTop - b.clientHeight < 48;
       if (pane.pinned) pane.more.hidden = true;
     }, { passive: true });
+    // The reader scrolling up lets go of the stream at once: a smooth scroll's first scroll event
+    // comes a frame later, and following the stream in that frame would cancel the scroll.
+    const release = () => {
+      pane.pinned = false;
+      pane.heldUntil = performance.now() + 500;
+    };
+    pane.heldUntil = 0;
+    pane.body.addEventListener('wheel', (e) => { if (e.deltaY < 0) release(); }, { passive: true });
+    pane.body.addEventListener('touchmove', release, { passive: true });
+    pane.body.addEventListener('keydown', (e) => { if (['ArrowUp', 'PageUp', 'Home'].includes(e.key)) release(); });
     return pane;
   }
 
@@ -84,7 +95,11 @@ export class Panes {
         if (node.dirty.size) node.dirty.clear();
         continue;
       }
-      node.unseen = false;
+      if (node.unseen) {
+        node.unseen = false; // drawn where the reader looks: seen
+        node.rev += 1;
+        s.factsRev += 1;
+      }
       if (node.headDirty) {
         node.headDirty = false;
         this.renderHead(pane, node);

@@ -216,3 +216,73 @@ def test_web_command_reports_a_busy_port() -> None:
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.mark.trio
+async def test_batched_frames_carry_many_lines_in_order(nursery: trio.Nursery, web_pair) -> None:
+    """`/ws?batch=1` (what the page asks for): the lines of one read share a frame, "\\n"-separated."""
+    server, _ = web_pair
+    ws = await trio_websocket.connect_websocket(
+        nursery, "127.0.0.1", server.port, f"/ws?batch=1&token={server.token}", use_ssl=False,
+        extra_headers=[("Origin", server.origin)])
+    await ws.send_message(orjson.dumps({"command": "burst", "n": 2000, "pad": 100}).decode())
+    lines: list[bytes] = []
+    frames = 0
+    with trio.fail_after(10):
+        while len(lines) < 2000:
+            msg = await ws.get_message()
+            frames += 1
+            assert not msg.startswith("\n") and not msg.endswith("\n")
+            lines += [x.encode() for x in msg.split("\n")]
+    seqs = [orjson.loads(x)["seq"] for x in lines]
+    assert seqs == list(range(seqs[0], seqs[0] + 2000))
+    assert frames < 2000  # really batched (one router write of 2,000 lines)
+    await ws.aclose()
+
+
+def _archive_server(tmp_path: Path) -> tuple[WebServer, Path, Path]:
+    root = tmp_path / "archives"
+    root.mkdir()
+    outside = tmp_path / "secret.tar.gz"
+    outside.write_bytes(b"not yours")
+    (root / "s1_local-1_node_00.tar.gz").write_bytes(bytes(range(256)) * 2000)  # 512 KB, streamed in chunks
+    (root / "link_node_01.tar.gz").symlink_to(outside)
+    (root / ".hidden.tar.gz").write_bytes(b"x")
+    (root / "notes.txt").write_bytes(b"x")
+    return WebServer(router_socket=tmp_path / "none.sock", port=0, archive_roots=(root,)), root, outside
+
+
+@pytest.mark.trio
+async def test_archives_are_served_with_the_token_only(nursery: trio.Nursery, tmp_path: Path) -> None:
+    server, root, _ = _archive_server(tmp_path)
+    await nursery.start(server.serve)
+    name = "s1_local-1_node_00.tar.gz"
+    status, _, _ = await _http(server, _get(f"/archives/{name}"))
+    assert status == 403
+    status, _, _ = await _http(server, _get(f"/archives/{name}", cookie="codeswarm_token_1=nope"))
+    assert status == 403
+    status, headers, body = await _http(server, _get(f"/archives/{name}?token={server.token}"))
+    assert status == 200
+    assert body == (root / name).read_bytes()
+    assert headers["content-length"] == str(len(body))
+    assert headers["content-type"] == "application/gzip"
+    assert headers["content-disposition"] == f'attachment; filename="{name}"'
+    assert "script-src 'self'" in headers["content-security-policy"]
+    status, headers, body = await _http(server, f"HEAD /archives/{name}?token={server.token} HTTP/1.1\r\n\r\n".encode())
+    assert status == 200 and body == b"" and headers["content-length"] == str(512000)
+    status, _, _ = await _http(server, f"POST /archives/{name}?token={server.token} HTTP/1.1\r\n\r\n".encode())
+    assert status == 405
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("name", [
+    "link_node_01.tar.gz",  # a symlink to a file outside the archive directory
+    ".hidden.tar.gz", "notes.txt", "missing_node_00.tar.gz", "..%2fsecret.tar.gz", "%2e%2e/secret.tar.gz",
+    "sub%2fs1_local-1_node_00.tar.gz", "s1_local-1_node_00.tar.gz%00", "", "s1_local-1_node_00.tar.gz/x",
+])
+async def test_archive_names_outside_the_rules_are_404(nursery: trio.Nursery, tmp_path: Path, name: str) -> None:
+    server, _, _ = _archive_server(tmp_path)
+    await nursery.start(server.serve)
+    status, _, body = await _http(server, _get(f"/archives/{name}?token={server.token}"))
+    assert status == 404, body
+    assert b"not yours" not in body
