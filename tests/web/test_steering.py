@@ -92,6 +92,7 @@ def test_aliases_routing_persona_approvals_archive(web: Any, cs: Any, open_page:
 
     # Auto-route (set at launch): alpha's answer carries a directive, the router sends it on.
     send(page, "/node[0] Please forward:\n/swarm[beta]/node[0] auto routed hello", "→ node 0 of this swarm")
+    send(page, "/node[1] [mock:firehose=60][mock:rate=20] keep talking", "→ node 1 of this swarm")
 
     page.click(f".swarm-item[data-swarm='{beta}']")
     expect(pane(page, 1).locator(".blk.prompt .text").last).to_have_text("hello from alpha")
