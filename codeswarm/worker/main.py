@@ -44,22 +44,32 @@ def load_context() -> WorkerContext:
         swarm_root = Path(env["CODESWARM_SWARM_ROOT"])
     except (KeyError, ValueError) as exc:
         raise SystemExit(f"codeswarm worker: missing or bad environment ({exc}); it is started by the router")
+    # Params come from swarm.json, overridden by CODESWARM_PARAMS (the router writes both). A damaged
+    # source must not silently turn a codex node into the default mock: say which one and go on.
     params: dict[str, Any] = {}
+    problems: list[str] = []
+    from_env = env.get("CODESWARM_PARAMS")
     try:
         params.update(orjson.loads((swarm_root / "swarm.json").read_bytes()).get("params") or {})
-    except (OSError, ValueError, AttributeError):
-        pass
-    if env.get("CODESWARM_PARAMS"):
+    except FileNotFoundError:
+        if not from_env:
+            problems.append(f"{swarm_root / 'swarm.json'} is missing and CODESWARM_PARAMS is not set: default params")
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        problems.append(f"cannot use the params of {swarm_root / 'swarm.json'}: {exc}")
+    if from_env:
         try:
-            params.update(orjson.loads(env["CODESWARM_PARAMS"]))
-        except ValueError:
-            pass
+            overrides = orjson.loads(from_env)
+            if not isinstance(overrides, dict):
+                raise ValueError("not a JSON object")
+            params.update(overrides)
+        except ValueError as exc:
+            problems.append(f"cannot use CODESWARM_PARAMS: {exc}")
     for key, var in (("worker_mode", "CODESWARM_WORKER_MODE"), ("approval_policy", "CODESWARM_APPROVAL_POLICY"),
                      ("sandbox_mode", "CODESWARM_SANDBOX_MODE")):
         if env.get(var):
             params[key] = env[var]
     return WorkerContext(job_id=job_id, node_id=node_id, swarm_root=swarm_root,
-                         workspace=workspace_path(swarm_root, node_id), params=params)
+                         workspace=workspace_path(swarm_root, node_id), params=params, problems=problems)
 
 
 def make_runtime(ctx: WorkerContext, emit: Any) -> Runtime:
@@ -128,6 +138,8 @@ class Worker:
             "pid": os.getpid(), "runtime": mode, "worker_protocol": WORKER_PROTOCOL,
             "resumed_inbox_offset": self.offset,
         })
+        for problem in self.ctx.problems:
+            self.outbox.lifecycle("worker_error", {"message": problem, "fatal": False})
         self._take_secrets()
         try:
             self.runtime = make_runtime(self.ctx, self._emit_runtime)

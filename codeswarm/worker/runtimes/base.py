@@ -19,6 +19,7 @@ class WorkerContext:
     workspace: Path  # the node's cwd: runs/<job_id>/node_XX
     params: dict[str, Any]  # preset defaults merged with provider_params (swarm.json)
     env: dict[str, str] = field(default_factory=dict)  # extra env for the runtime process
+    problems: list[str] = field(default_factory=list)  # found while loading; reported once the outbox is open
 
     @property
     def approval_policy(self) -> str:
