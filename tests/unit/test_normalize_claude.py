@@ -327,3 +327,11 @@ def test_never_raises(lines: list[Any]) -> None:
     for line in lines:
         for name, data in norm.feed(line):
             assert isinstance(name, str) and isinstance(data, dict)
+
+
+def test_result_of_a_withdrawn_turn_completes_interrupted() -> None:
+    """The worker marks a `result` that claude wrote after a control `interrupt` stopped it."""
+    usage = {"input_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1}
+    events = run([{"type": "codeswarm_turn_start"}, {**result_line(usage), "codeswarm_interrupted": True}])
+    assert of(events, "turn_complete") == [{"turn_id": None, "status": "interrupted"}]
+    assert of(events, "usage")  # its tokens still count

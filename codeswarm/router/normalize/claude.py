@@ -224,7 +224,9 @@ class ClaudeNormalizer:
         if usage is not None:
             out.append(usage)
         out.append(("task_complete", {"last_agent_message": None if failed else text}))
-        self._end_turn(out, "failed" if failed else "completed")
+        # `codeswarm_interrupted`: the worker stopped claude (control interrupt) and it still wrote its result
+        self._end_turn(out, "interrupted" if line.get("codeswarm_interrupted") is True else
+                       "failed" if failed else "completed")
 
     def _on_turn_end(self, line: dict[str, Any], out: list[NormalizedEvent]) -> None:
         """The worker's marker for a turn whose process ended without a `result` line."""

@@ -173,6 +173,7 @@ class ClaudeRuntime(Runtime):
         self._listener: trio.SocketListener | None = None
         self._settings_path: str | None = None
         self._interrupted = False
+        self._withdrawn = False  # stopped by a control `interrupt` (budget_exceeded)
         self._session_tools: set[str] = set()  # tool names accepted "for session"
 
     @property
@@ -235,7 +236,7 @@ class ClaudeRuntime(Runtime):
         if self.binary is None:
             await self.start()
         self.emit({"type": "codeswarm_turn_start", "injection_id": injection_id})
-        self._interrupted = False
+        self._interrupted = self._withdrawn = False
         fresh = bool(self.ctx.params.get("fresh_thread_per_injection"))
         resume = None if fresh else self.session_id
         try:
@@ -330,6 +331,8 @@ class ClaudeRuntime(Runtime):
             return
         if obj.get("type") == "result":
             state["result"] = True
+            if self._withdrawn:  # claude may still write its result when stopped: the turn was interrupted
+                obj = {**obj, "codeswarm_interrupted": True}
         if (is_init or obj.get("type") == "result") and isinstance(obj.get("session_id"), str):
             self.session_id = obj["session_id"]  # the next turn resumes this conversation
         self.emit(fit_line(obj))
@@ -405,7 +408,7 @@ class ClaudeRuntime(Runtime):
         """Stop the turn's claude process: the turn ends `interrupted` (codeswarm_turn_end)."""
         if self._proc is None:
             return False
-        self._interrupted = True
+        self._interrupted = self._withdrawn = True
         self._deny_all("the turn was interrupted")
         await terminate(self._proc)
         return True
