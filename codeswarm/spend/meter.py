@@ -73,7 +73,8 @@ class NodeMeter:
     def measure(self, usage: Mapping[str, Any], catalog: PricingCatalog, params: Mapping[str, Any],
                 runtime: str) -> Charge:
         """Decide what `usage` (a normalized usage event's data) adds to this node. Does not mutate."""
-        thread_key = usage.get("thread_id")[:MAX_NAME] if isinstance(usage.get("thread_id"), str) else ""
+        thread_id = usage.get("thread_id")
+        thread_key = thread_id[:MAX_NAME] if isinstance(thread_id, str) else ""
         last = TokenCounts.from_json(usage, "last_")
         if usage.get("usage_source") in PER_TURN_SOURCES or not _has_totals(usage):
             added = last
@@ -82,7 +83,8 @@ class NodeMeter:
             prev = TokenCounts(*self.threads.get(thread_key, ()))
             went_down = any(t < p for t, p in zip(total.as_tuple(), prev.as_tuple()))
             added = total if went_down else TokenCounts(*(t - p for t, p in zip(total.as_tuple(), prev.as_tuple())))
-        model_name = usage.get("model_name")[:MAX_NAME] if isinstance(usage.get("model_name"), str) else None
+        reported_model = usage.get("model_name")
+        model_name = reported_model[:MAX_NAME] if isinstance(reported_model, str) else None
         pricing_model = pricing_model_for(params, runtime, model_name)
         price = catalog.lookup(pricing_model)
         if price is not None:
