@@ -352,3 +352,19 @@ async def test_unset_variable_fails_the_launch_naming_it(tmp_path, monkeypatch):
         await p.submit(secret_spec({"API_KEY": "${CS_TEST_UNSET}"}))
     assert "API_KEY: ${CS_TEST_UNSET} is not set in the router's environment" in str(info.value)
     assert not info.value.transient and fake.count("sbatch") == 0
+
+
+@pytest.mark.trio
+async def test_cancel_removes_env_files_no_worker_took_and_a_failed_sbatch_leaves_none(tmp_path, monkeypatch):
+    monkeypatch.setenv("CS_TEST_KEY", "v")
+    p, _ = provider(tmp_path, lambda argv, stdin: ok("45\n") if argv[0] == "sbatch" else
+                    ok("") if argv[0] == "scancel" else ok("45|CANCELLED|None|n1\n"))
+    handle = await p.submit(secret_spec({"API_KEY": "${CS_TEST_KEY}"}))
+    secrets_dir = Path(handle.extra["secrets_dir"])
+    assert sorted(f.name for f in secrets_dir.iterdir()) == ["0.json", "1.json"]  # the job never ran
+    await p.cancel(handle)
+    assert not secrets_dir.exists()
+    refused, _ = provider(tmp_path, lambda argv, stdin: CommandResult(1, "", "sbatch: error: invalid partition"))
+    with pytest.raises(ProviderError):
+        await refused.submit(LaunchSpec("sw-refused", 1, {}, {"API_KEY": "${CS_TEST_KEY}"}, None))
+    assert not (tmp_path / "ws" / "cs" / "secrets" / "sw-refused").exists()
