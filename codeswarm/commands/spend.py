@@ -29,15 +29,15 @@ def command(swarm_id: str | None, project_id: str | None, since_text: str | None
         except ValueError as exc:
             raise click.BadParameter(str(exc).removeprefix("--since: "), param_hint="--since") from None
     with connect(config_path, state_dir, no_autostart, timeout=60) as client:
-        swarm_ids = None
+        swarm_ids, tasks = None, None
         if project_id is not None:
-            swarm_ids = _project_swarms(client, project_id)
+            swarm_ids, tasks = _project(client, project_id)
             if swarm_id is not None:
                 swarm_ids &= {swarm_id}
         elif swarm_id is not None:
             swarm_ids = {swarm_id}
         envelopes, truncated = _replay_usage(client, swarm_id)
-    report = build_report(envelopes, since=since, swarm_ids=swarm_ids)
+    report = build_report(envelopes, since=since, swarm_ids=swarm_ids, tasks=tasks)
     if as_json:
         print_json({**report.to_json(), "since": since.isoformat() if since else None, "swarm_id": swarm_id,
                     "project_id": project_id, "log_truncated": truncated})
@@ -47,11 +47,14 @@ def command(swarm_id: str | None, project_id: str | None, since_text: str | None
         click.echo("note: the oldest events were pruned from the log; `status` has the full totals", err=True)
 
 
-def _project_swarms(client: Any, project_id: str) -> set[str]:
-    """The swarms of a project (docs/PROJECTS.md `project_status`): its spend is theirs."""
+def _project(client: Any, project_id: str) -> tuple[set[str], dict[str, str]]:
+    """A project's swarms (its spend is theirs) and its tasks' injections (docs/PROJECTS.md)."""
     project = expect(client.request("project_status", {"project_id": project_id}), "project_status").get("project")
-    swarms = (project or {}).get("swarms") or []
-    return {s if isinstance(s, str) else str((s or {}).get("swarm_id")) for s in swarms}
+    project = project if isinstance(project, dict) else {}
+    swarms = {s if isinstance(s, str) else str((s or {}).get("swarm_id")) for s in project.get("swarms") or []}
+    tasks = {str(t["injection_id"]): str(t.get("id")) for t in project.get("tasks") or []
+             if isinstance(t, dict) and t.get("injection_id")}
+    return swarms, tasks
 
 
 def _replay_usage(client: Any, swarm_id: str | None) -> tuple[list[dict[str, Any]], bool]:

@@ -63,18 +63,23 @@ class SpendReport:
     total: Row = field(default_factory=Row)
     by_model: dict[str, Row] = field(default_factory=dict)
     by_node: dict[tuple[str, int], Row] = field(default_factory=dict)
+    by_task: dict[str, Row] = field(default_factory=dict)  # only with a task map (a project's tasks)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "total": self.total.to_json(),
             "by_model": {m: r.to_json() for m, r in sorted(self.by_model.items())},
             "by_node": [{"swarm_id": s, "node_id": n, **r.to_json()} for (s, n), r in sorted(self.by_node.items())],
         }
+        if self.by_task:
+            out["by_task"] = {t: r.to_json() for t, r in sorted(self.by_task.items())}
+        return out
 
 
 def build_report(envelopes: Iterable[Mapping[str, Any]], *, since: datetime | None = None,
-                 swarm_ids: set[str] | None = None) -> SpendReport:
-    """Sum the usage events (event envelopes as logged) that pass the filters."""
+                 swarm_ids: set[str] | None = None, tasks: Mapping[str, str] | None = None) -> SpendReport:
+    """Sum the usage events (event envelopes as logged) that pass the filters; `tasks` maps
+    injection ids to task ids for a per-task table."""
     report = SpendReport()
     for env in envelopes:
         if env.get("event") != "usage" or not isinstance(env.get("data"), dict):
@@ -86,8 +91,12 @@ def build_report(envelopes: Iterable[Mapping[str, Any]], *, since: datetime | No
             continue
         model = data.get("pricing_model") if isinstance(data.get("pricing_model"), str) else "(unknown model)"
         node = data.get("node_id") if isinstance(data.get("node_id"), int) else -1
-        for row in (report.total, report.by_model.setdefault(model, Row()),
-                    report.by_node.setdefault((str(data.get("swarm_id")), node), Row())):
+        rows = [report.total, report.by_model.setdefault(model, Row()),
+                report.by_node.setdefault((str(data.get("swarm_id")), node), Row())]
+        task = (tasks or {}).get(str(data.get("injection_id")))
+        if task is not None:
+            rows.append(report.by_task.setdefault(task, Row()))
+        for row in rows:
             row.add(data)
     return report
 
@@ -117,6 +126,11 @@ def render_tables(report: SpendReport) -> str:
     lines.append(_table(["SWARM", "NODE", "MODEL", "SPEND", "TOKENS"],
                         [[s, str(n), r.pricing_model or "-", format_usd(r.cost_usd, r.unpriced_tokens > 0),
                           str(r.tokens.total)] for (s, n), r in sorted(report.by_node.items())]))
+    if report.by_task:
+        lines.append("")
+        lines.append(_table(["TASK", "SPEND", "TOKENS"],
+                            [[t, format_usd(r.cost_usd, r.unpriced_tokens > 0), str(r.tokens.total)]
+                             for t, r in sorted(report.by_task.items())]))
     t = report.total
     lines.append("")
     note = f" ({t.unpriced_tokens} tokens of an unpriced model not included)" if t.unpriced_tokens else ""

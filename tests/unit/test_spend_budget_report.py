@@ -105,3 +105,12 @@ def test_parse_since() -> None:
     assert parse_since("2026-12-03T09:30:00Z", now) == datetime(2026, 12, 3, 9, 30, tzinfo=timezone.utc)
     with pytest.raises(ValueError, match="neither an ISO-8601 time nor an age"):
         parse_since("yesterday", now)
+
+
+def test_report_per_task_when_given_the_tasks_injections() -> None:
+    log = [{**e, "data": {**e["data"], "injection_id": f"inj-{i}"}} for i, e in enumerate(LOG)]
+    r = build_report(log, swarm_ids={"s1"}, tasks={"inj-0": "T-001", "inj-1": "T-002", "inj-2": "T-002"}).to_json()
+    assert r["by_task"]["T-001"]["spend_usd"] == pytest.approx(0.10)
+    assert r["by_task"]["T-002"]["spend_usd"] == pytest.approx(0.25) and r["by_task"]["T-002"]["pricing_model"] == "mixed"
+    assert "TASK" in render_tables(build_report(log, tasks={"inj-0": "T-001"}))
+    assert "by_task" not in build_report(LOG).to_json()
