@@ -69,7 +69,7 @@ def first_prompt(r: RouterProc, fig: Figures, provider: str, label: str, idle: f
             break
     c.close()
     fig.add(f"first prompt after {idle:g} s idle, {label}: inject -> inject_delivered", delivered, "ms", "<=", 250)
-    fig.add(f"  same, inject -> turn_complete", done, "ms")
+    fig.add("  same, inject -> turn_complete", done, "ms")
     r.terminate(sid)
 
 

@@ -1,6 +1,6 @@
 """Entry point for `python -m codeswarm` and for codeswarm.pyz."""
 
-from codeswarm.cli import main
+from codeswarm.entry import main
 
 if __name__ == "__main__":
     main()

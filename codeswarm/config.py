@@ -395,6 +395,8 @@ def validate_params(params: dict[str, Any], where: str) -> dict[str, Any]:
     for key, allowed in checks.items():
         if key in params and params[key] is not None and params[key] not in allowed:
             raise InvalidParam(key, f"must be one of {', '.join(allowed)}")
+    if params.get("mailbox_watch") not in (None, "auto", "poll"):
+        raise InvalidParam("mailbox_watch", "must be auto (inotify on local filesystems) or poll")
     for key in ("native_auto_approve", "fresh_thread_per_injection"):
         if key in params and not isinstance(params[key], bool):
             raise InvalidParam(key, "must be true or false")

@@ -9,12 +9,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-import orjson
-
+from codeswarm import codec
 from codeswarm.errors import CodeswarmError
 
 WORKER_PROTOCOL = 1
@@ -102,7 +100,7 @@ def replace_mailbox_file(path: Path, data: bytes) -> None:
 
 def append_line(path: Path, obj: dict[str, Any]) -> None:
     """Append one JSON line with a single write on an O_APPEND descriptor (single writer)."""
-    data = orjson.dumps(obj) + b"\n"
+    data = codec.dumps(obj) + b"\n"
     fd = open_mailbox_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         os.write(fd, data)
@@ -110,8 +108,7 @@ def append_line(path: Path, obj: dict[str, Any]) -> None:
         os.close(fd)
 
 
-@dataclass
-class LineBatch:
+class LineBatch(NamedTuple):  # not a dataclass: the lean worker imports this (see worker/inbox.py)
     lines: list[dict[str, Any]]
     bad: list[str]  # descriptions of lines that could not be parsed
     offset: int  # byte offset after the last complete line consumed
@@ -140,12 +137,13 @@ def parse_chunk(chunk: bytes, offset: int) -> LineBatch:
         return LineBatch([], [], offset)
     lines: list[dict[str, Any]] = []
     bad: list[str] = []
+    loads = codec.loads
     for raw in chunk[:end].split(b"\n"):
         if not raw.strip():
             continue
         try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            obj = loads(raw)
+        except codec.JSONDecodeError:
             bad.append(f"not JSON: {raw[:80]!r}")
             continue
         if not isinstance(obj, dict):

@@ -62,3 +62,16 @@ def self_env() -> dict[str, str]:
     src = str(Path(codeswarm.__file__).absolute().parent.parent)
     existing = os.environ.get("PYTHONPATH")
     return {"PYTHONPATH": src if not existing else f"{src}{os.pathsep}{existing}"}
+
+
+def local_worker_command() -> tuple[list[str], dict[str, str]]:
+    """(argv, env additions) that start a worker on this host from this very code.
+
+    From a .pyz: the router's own unpacked copy (shiv's cache dir) with -S, not the .pyz again:
+    shiv's bootstrap (zipfile, hashlib -> libcrypto, compileall ...) and the interpreter's site hooks
+    would add ~8 MB to every idle worker, and a .pyz rebuilt under a running router would start
+    workers of another version. From a source tree: `python -m codeswarm` with PYTHONPATH."""
+    if self_pyz() is not None:
+        unpacked = str(Path(codeswarm.__file__).absolute().parent.parent)
+        return [sys.executable, "-S", "-m", "codeswarm", "worker"], {"PYTHONPATH": unpacked}
+    return [*self_command(), "worker"], self_env()

@@ -10,7 +10,7 @@ export DEBIAN_FRONTEND=noninteractive
 step() { printf '\n== %s\n' "$*" >&2; }
 
 need_apt_update=0
-for pkg in slurmctld chromium; do
+for pkg in slurmctld chromium bindfs; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt_update=1
 done
 if [ "$need_apt_update" = 1 ]; then
@@ -21,6 +21,9 @@ fi
 step "python venv and dev dependencies"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+
+step "bindfs (a FUSE mount where inotify is blind, for the mailbox polling test)"
+dpkg -s bindfs >/dev/null 2>&1 || apt-get install -y -qq bindfs >/dev/null
 
 step "lint (ruff) and types (mypy)"
 bash scripts/lint.sh

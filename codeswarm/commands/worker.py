@@ -9,6 +9,6 @@ import click
 
 @click.command(help="Run one node's worker. Configured by CODESWARM_* environment variables.")
 def command() -> None:
-    from codeswarm.worker.main import main
+    from codeswarm.worker.start import main
 
     sys.exit(main())

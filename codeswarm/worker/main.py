@@ -1,4 +1,7 @@
-"""`codeswarm worker`: one per node. Reads its inbox, runs turns on its runtime, writes its outbox.
+"""The trio worker: one per node for the runtimes that drive a process (codex, claude), and for a
+mock node that was handed a project task (the lean worker hands over by exec, see lean.py).
+`codeswarm worker` starts in start.main, which picks the loop. Reads its inbox, runs turns on its
+runtime, writes its outbox.
 
 The worker is deliberately thin: raw runtime messages go to the outbox unchanged; the router
 normalizes. Exactly-once across worker restarts: the inbox offset is checkpointed, and a user line
@@ -26,50 +29,13 @@ from codeswarm.mailbox import (
     read_complete_lines,
     read_mailbox_file,
     replace_mailbox_file,
-    workspace_path,
 )
+from codeswarm.fswatch import PollBackoff
+from codeswarm.worker.inbox import HANDOVER_ENV, SAFETY_READ_SECONDS, open_watch
 from codeswarm.worker.outbox import Outbox
 from codeswarm.worker.runtimes.base import Runtime, WorkerContext
 
-INBOX_FAST = 0.01
-INBOX_SLOW = 0.05  # an idle node picks a prompt up within ~50 ms (no inotify across NFS)
 MAX_CONTROL_IDS = 256
-
-
-def load_context() -> WorkerContext:
-    env = os.environ
-    try:
-        job_id = env["CODESWARM_JOB_ID"]
-        node_id = int(env["CODESWARM_NODE_ID"])
-        swarm_root = Path(env["CODESWARM_SWARM_ROOT"])
-    except (KeyError, ValueError) as exc:
-        raise SystemExit(f"codeswarm worker: missing or bad environment ({exc}); it is started by the router")
-    # Params come from swarm.json, overridden by CODESWARM_PARAMS (the router writes both). A damaged
-    # source must not silently turn a codex node into the default mock: say which one and go on.
-    params: dict[str, Any] = {}
-    problems: list[str] = []
-    from_env = env.get("CODESWARM_PARAMS")
-    try:
-        params.update(orjson.loads((swarm_root / "swarm.json").read_bytes()).get("params") or {})
-    except FileNotFoundError:
-        if not from_env:
-            problems.append(f"{swarm_root / 'swarm.json'} is missing and CODESWARM_PARAMS is not set: default params")
-    except (OSError, ValueError, AttributeError, TypeError) as exc:
-        problems.append(f"cannot use the params of {swarm_root / 'swarm.json'}: {exc}")
-    if from_env:
-        try:
-            overrides = orjson.loads(from_env)
-            if not isinstance(overrides, dict):
-                raise ValueError("not a JSON object")
-            params.update(overrides)
-        except ValueError as exc:
-            problems.append(f"cannot use CODESWARM_PARAMS: {exc}")
-    for key, var in (("worker_mode", "CODESWARM_WORKER_MODE"), ("approval_policy", "CODESWARM_APPROVAL_POLICY"),
-                     ("sandbox_mode", "CODESWARM_SANDBOX_MODE")):
-        if env.get(var):
-            params[key] = env[var]
-    return WorkerContext(job_id=job_id, node_id=node_id, swarm_root=swarm_root,
-                         workspace=workspace_path(swarm_root, node_id), params=params, problems=problems)
 
 
 def make_runtime(ctx: WorkerContext, emit: Any) -> Runtime:
@@ -99,6 +65,8 @@ class Worker:
         self.outbox = Outbox(outbox_path(root, ctx.job_id, ctx.node_id), ctx.job_id, ctx.node_id)
         self.accepted: set[str] = self.outbox.accepted_injections()
         self.offset, self.control_ids = self._load_offset()
+        self.watch, self.choice = open_watch(ctx, self.inbox)
+        self.backoff = PollBackoff()
         self.turn_send, self.turn_recv = trio.open_memory_channel[tuple[str, str, Any]](10_000)
         self.last_turn_status: str | None = None
         self.pending_turns = 0
@@ -133,11 +101,15 @@ class Worker:
 
     async def run(self) -> int:
         mode = str(self.ctx.params.get("worker_mode") or "mock")
-        self.outbox.lifecycle("worker_started", {
-            "hostname": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
-            "pid": os.getpid(), "runtime": mode, "worker_protocol": WORKER_PROTOCOL,
-            "resumed_inbox_offset": self.offset,
-        })
+        # a lean worker that handed over to this loop (lean.py) has already said worker_started
+        handover = os.environ.pop(HANDOVER_ENV, None) is not None
+        if not handover:
+            self.outbox.lifecycle("worker_started", {
+                "hostname": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+                "pid": os.getpid(), "runtime": mode, "worker_protocol": WORKER_PROTOCOL,
+                "resumed_inbox_offset": self.offset, "mailbox_watch": self.choice.mode,
+                "mailbox_watch_reason": self.choice.reason,
+            })
         for problem in self.ctx.problems:
             self.outbox.lifecycle("worker_error", {"message": problem, "fatal": False})
         self._take_secrets()
@@ -235,7 +207,6 @@ class Worker:
         self.outbox.lifecycle("project_task_result", result, injection_id)
 
     async def _read_inbox(self) -> None:
-        delay = INBOX_FAST
         refused: str | None = None
         while self.stop_reason is None:
             batch = await trio.to_thread.run_sync(read_complete_lines, self.inbox, self.offset)
@@ -252,11 +223,22 @@ class Worker:
                         break
                 self.offset = batch.offset
                 self._save_offset()
-                delay = INBOX_FAST
+                self.backoff.saw_data()
             else:
-                delay = min(INBOX_SLOW, delay * 1.5)
+                self.backoff.saw_nothing()
             if self.stop_reason is None:
-                await trio.sleep(delay)
+                await self._wait_for_inbox()
+
+    async def _wait_for_inbox(self) -> None:
+        """inotify: until the inbox changed (or SAFETY_READ_SECONDS); elsewhere: the poll back-off."""
+        if self.watch is None:
+            await trio.sleep(self.backoff.delay)
+            return
+        with trio.move_on_after(SAFETY_READ_SECONDS):
+            while True:
+                await trio.lowlevel.wait_readable(self.watch.fileno())
+                if self.watch.changed():
+                    return
 
     async def _handle(self, line: dict[str, Any]) -> None:
         kind = line.get("type")
@@ -320,8 +302,7 @@ class Worker:
                                                    "fatal": False}, running)
 
 
-def main() -> int:
-    ctx = load_context()
+def run_trio_worker(ctx: WorkerContext) -> int:
     try:
         worker = Worker(ctx)
     except OSError as exc:

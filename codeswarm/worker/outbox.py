@@ -7,8 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from codeswarm import codec
 from codeswarm.mailbox import MAX_OUTBOX_LINE, open_mailbox_file
 
 _TRUNCATE_KEYS = ("stdout", "stderr", "aggregated_output", "aggregatedOutput", "output", "delta", "text")
@@ -33,7 +32,7 @@ class Outbox:
             os.write(self.fd, b"\n")
         for raw in reversed(tail.splitlines()):
             try:
-                return int(orjson.loads(raw)["seq"])
+                return int(codec.loads(raw)["seq"])
             except (ValueError, KeyError, TypeError):
                 continue
         return 0
@@ -46,7 +45,7 @@ class Outbox:
                 for raw in f:
                     if b'"turn_accepted"' in raw:
                         try:
-                            obj = orjson.loads(raw)
+                            obj = codec.loads(raw)
                         except ValueError:
                             continue
                         if obj.get("event") == "turn_accepted" and isinstance(obj.get("injection_id"), str):
@@ -58,9 +57,9 @@ class Outbox:
     def _write(self, line: dict[str, Any]) -> None:
         self.seq += 1
         line["seq"] = self.seq
-        data = orjson.dumps(line)
+        data = codec.dumps(line)
         if len(data) > MAX_OUTBOX_LINE:
-            data = orjson.dumps(_shorten(line))
+            data = codec.dumps(_shorten(line))
         os.write(self.fd, data + b"\n")
 
     def lifecycle(self, event: str, data: dict[str, Any], injection_id: str | None = None) -> None:

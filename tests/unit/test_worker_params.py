@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from codeswarm.worker.main import load_context
+from codeswarm.worker.context import load_context
 
 
 @pytest.fixture

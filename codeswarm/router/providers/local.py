@@ -10,6 +10,7 @@ import os
 import secrets
 import signal
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ import trio
 from codeswarm import secrets_env
 from codeswarm.config import Config
 from codeswarm.errors import ProviderError
-from codeswarm.mailbox import prepare_swarm_root, workspace_path
-from codeswarm.paths import self_command, self_env
+from codeswarm.mailbox import inbox_path, open_mailbox_file, prepare_swarm_root, workspace_path
+from codeswarm.paths import local_worker_command
 from codeswarm.router.providers.base import (
     ClusterProvider,
     JobHandle,
@@ -31,6 +32,7 @@ from codeswarm.router.providers.base import (
 )
 
 STOP_GRACE_SECONDS = 5.0
+SPAWN_THREADS = 8
 
 
 def process_start_time(pid: int) -> str | None:
@@ -71,26 +73,31 @@ class LocalProvider(ClusterProvider):
 
     def _spawn_all(self, spec: LaunchSpec, job_id: str, swarm_root: Path) -> JobHandle:
         prepare_swarm_root(swarm_root, spec.node_count)
-        procs: list[dict[str, Any]] = []
-        try:
-            for node_id in range(spec.node_count):
-                procs.append(self._spawn_one(spec, job_id, swarm_root, node_id))
-        except OSError:
+        # fork+exec of many nodes from a few threads: the launch is not N spawns in a row long
+        with ThreadPoolExecutor(max_workers=min(SPAWN_THREADS, spec.node_count)) as pool:
+            started = list(pool.map(lambda n: _capture(self._spawn_one, spec, job_id, swarm_root, n),
+                                    range(spec.node_count)))
+        procs = [p for p in started if isinstance(p, dict)]
+        errors = [p for p in started if isinstance(p, OSError)]
+        if errors:
             for p in procs:
                 _signal_group(p["pid"], signal.SIGKILL)
-            raise
+            raise errors[0]
         return JobHandle(job_id=job_id, swarm_root=swarm_root, backend="local", extra={"procs": procs})
 
     def _spawn_one(self, spec: LaunchSpec, job_id: str, swarm_root: Path, node_id: int) -> dict[str, Any]:
         """Start node_id's worker in its workspace; returns its {pid, start} record."""
-        env = {**os.environ, **self_env(), **spec.worker_env}
+        argv, env_extra = local_worker_command()
+        env = {**os.environ, **env_extra, **spec.worker_env}
         env.setdefault("CODESWARM_SANDBOX_MODE", self.default_sandbox)
         env.update({"CODESWARM_JOB_ID": job_id, "CODESWARM_NODE_ID": str(node_id),
                     "CODESWARM_SWARM_ROOT": str(swarm_root)})
+        # The inbox exists before its worker: the worker watches the file itself from the start.
+        os.close(open_mailbox_file(inbox_path(swarm_root, job_id, node_id), os.O_WRONLY | os.O_CREAT | os.O_APPEND))
         log_file = open(swarm_root / f"worker_{node_id:02d}.log", "ab")
         try:
             proc = subprocess.Popen(
-                [*self_command(), "worker"],
+                argv,
                 cwd=workspace_path(swarm_root, node_id),
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -169,6 +176,14 @@ class LocalProvider(ClusterProvider):
 
     async def adopt(self, job: JobHandle) -> None:
         """Nothing to reattach: liveness comes from pid + start time, output from the outboxes."""
+
+
+def _capture(fn: Any, *args: Any) -> Any:
+    """fn(*args), or the OSError it raised: one failed spawn must not hide the started others."""
+    try:
+        return fn(*args)
+    except OSError as exc:
+        return exc
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -11,15 +10,21 @@ from typing import Any, Callable
 Emit = Callable[[dict[str, Any]], None]
 
 
-@dataclass
 class WorkerContext:
-    job_id: str
-    node_id: int
-    swarm_root: Path
-    workspace: Path  # the node's cwd: runs/<job_id>/node_XX
-    params: dict[str, Any]  # preset defaults merged with provider_params (swarm.json)
-    env: dict[str, str] = field(default_factory=dict)  # extra env for the runtime process
-    problems: list[str] = field(default_factory=list)  # found while loading; reported once the outbox is open
+    """A plain class, not a dataclass: the lean worker stays clear of `dataclasses` (inspect, ast)."""
+
+    __slots__ = ("job_id", "node_id", "swarm_root", "workspace", "params", "env", "problems")
+
+    def __init__(self, job_id: str, node_id: int, swarm_root: Path, workspace: Path, params: dict[str, Any],
+                 env: dict[str, str] | None = None, problems: list[str] | None = None) -> None:
+        self.job_id = job_id
+        self.node_id = node_id
+        self.swarm_root = swarm_root
+        self.workspace = workspace  # the node's cwd: runs/<job_id>/node_XX
+        self.params = params  # preset defaults merged with provider_params (swarm.json)
+        self.env: dict[str, str] = env if env is not None else {}  # extra env for the runtime process
+        # found while loading; reported once the outbox is open
+        self.problems: list[str] = problems if problems is not None else []
 
     @property
     def approval_policy(self) -> str:

@@ -19,17 +19,22 @@ Project tasks (docs/PROJECTS.md), in the task's checkout:
   [mock:write=PATH]   append "<task> attempt <A> by node <N> of <job>" to PATH (relative, inside the checkout)
   [mock:from_attempt=A]  the writes happen only from attempt A on (so a verify checking PATH fails before)
   an integration task resolves git conflict markers by keeping both sides, in order
+
+One turn script (`MockScript.steps`, a generator that yields its waits) and two drivers: MockRuntime
+for the trio worker (project tasks, tests) and LeanMock for the lean worker (worker/lean.py), whose
+waits keep reading the inbox. This module does not import trio at the top: the lean worker stays
+without it.
 """
 
 from __future__ import annotations
 
+import os
 import re
-import socket
-from typing import Any
+import time
+from pathlib import Path
+from typing import Any, Callable, Generator, NamedTuple, Protocol
 
-import trio
-
-from codeswarm.worker.runtimes.base import Runtime
+from codeswarm.worker.runtimes.base import Emit, Runtime, WorkerContext
 
 _MARKER = re.compile(r"\[mock:([a-z_]+)(?:=([0-9.]+))?\]")
 _WRITE = re.compile(r"\[mock:write=([^\]\s]+)\]")
@@ -38,11 +43,10 @@ _ENV_DIGEST = re.compile(r"\[mock:env-sha256=([A-Za-z_][A-Za-z0-9_]*)\]")
 
 
 def env_digests(prompt: str) -> str:
-    import hashlib
-    import os
-
     out = []
     for m in _ENV_DIGEST.finditer(prompt):
+        import hashlib  # only when asked: it loads libcrypto (~3 MB) into the lean worker
+
         value = os.environ.get(m.group(1))
         digest = hashlib.sha256(value.encode()).hexdigest() if value is not None else "unset"
         out.append(f"\nenv {m.group(1)} sha256={digest}")
@@ -53,27 +57,35 @@ def parse_markers(prompt: str) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) if m.group(2) else 1.0 for m in _MARKER.finditer(prompt)}
 
 
-class MockRuntime(Runtime):
-    name = "mock"
+class Ask(NamedTuple):
+    """A wait of the turn script: an approval decision for call_id (the reply is the decision)."""
 
-    async def start(self) -> None:
+    call_id: str
+
+
+Steps = Generator["float | Ask", Any, None]  # yields a pause in seconds or an Ask
+
+
+class MockScript:
+    """The mock agent's state and turn script, shared by both drivers."""
+
+    name = "mock"
+    ctx: WorkerContext
+    emit: Emit
+    task: dict[str, Any] | None
+    turn_cwd: Path | None
+
+    def setup(self) -> None:
         self.thread_id = f"mock-thread-{self.ctx.job_id}-{self.ctx.node_id}"
-        self.hostname = socket.gethostname()
+        self.hostname = os.uname().nodename
         self.turns = 0
         self.rpc_ids = 0
         self.totals = {"totalTokens": 0, "inputTokens": 0, "cachedInputTokens": 0, "outputTokens": 0,
                        "reasoningOutputTokens": 0}
-        self.decisions: dict[str, tuple[trio.Event, list[Any]]] = {}
-        self._turn_scope = trio.CancelScope()
         self._turn_id = ""
+        self._interval = 0.0
         self.delay = max(0.0, float(self.ctx.params.get("mock_delay_ms") or 0) / 1000)
         self.approval_timeout = float(self.ctx.params.get("approval_timeout_seconds") or 3600)
-
-    async def _pace(self) -> None:
-        if self._interval:
-            await trio.sleep(self._interval)
-        else:
-            await trio.sleep(0)
 
     def _send(self, method: str, params: dict[str, Any], rpc_id: int | None = None) -> None:
         msg: dict[str, Any] = {"method": method, "params": params}
@@ -85,31 +97,21 @@ class MockRuntime(Runtime):
         kind = method.rsplit("/", 1)[-1]
         self._send(method, {"msg": {"type": kind, **fields}})
 
-    async def run_turn(self, injection_id: str, content: str) -> None:
-        with trio.CancelScope() as self._turn_scope:
-            await self._run_turn(content)
-        if self._turn_scope.cancelled_caught:
-            self._complete(self._turn_id, "interrupted")
-
-    async def interrupt(self) -> bool:
-        """Stop the running turn where it is: it completes `interrupted`."""
-        self._turn_scope.cancel()
-        return True
-
-    async def _run_turn(self, content: str) -> None:
+    def steps(self, content: str) -> Steps:
+        """One turn: emits the runtime messages, yields every wait to the driver."""
         marks = parse_markers(content)
         rate = marks.get("rate")
         self._interval = 1.0 / rate if rate else self.delay
         self.turns += 1
         turn_id = self._turn_id = f"turn-{self.turns}"
-        started = trio.current_time()
+        started = time.monotonic()
         node = self.ctx.node_id
         self._send("turn/started", {"threadId": self.thread_id, "turn": {"id": turn_id, "status": "inProgress"}})
-        await self._pace()
+        yield self._interval
         thought = f"Node {node} considers the request and plans {int(marks.get('commands', 1))} step(s)."
         for piece in _chunks(thought, 3):
             self._msg("codex/event/agent_reasoning_delta", delta=piece)
-            await self._pace()
+            yield self._interval
         self._msg("codex/event/agent_reasoning", text=thought)
         extra = int(marks.get("tokens", 0))
         prompt_tokens = 200 + len(content) // 4 + extra
@@ -125,7 +127,8 @@ class MockRuntime(Runtime):
             call_id = f"call_{self.turns}_{k}"
             command = ["bash", "-lc", f"echo step {k} on node {node}"]
             if "approval" in marks and k == 1:
-                decision = await self._ask_approval(turn_id, call_id, "rm -rf build")
+                self._request_approval(turn_id, call_id, "rm -rf build")
+                decision = yield Ask(call_id)
                 if decision in ("cancel", "abort"):
                     status = "interrupted"
                     break
@@ -138,13 +141,13 @@ class MockRuntime(Runtime):
                     continue
             self._msg("codex/event/exec_command_begin", call_id=call_id, command=command,
                       cwd=str(self.ctx.workspace), turn_id=turn_id)
-            await self._pace()
+            yield self._interval
             size = int(marks.get("long", 0))
             stdout = f"step {k} on node {node}\n" + ("x" * size if size else "")
             self._msg("codex/event/exec_command_end", call_id=call_id, command=command, cwd=str(self.ctx.workspace),
                       stdout=stdout, stderr="", aggregated_output=stdout, exit_code=0,
                       duration={"secs": 0, "nanos": 1_200_000}, turn_id=turn_id)
-            await self._pace()
+            yield self._interval
         if status == "interrupted":
             self._complete(turn_id, status)
             return
@@ -157,12 +160,12 @@ class MockRuntime(Runtime):
             pieces.append(f" {i}")
         for piece in pieces:
             self._msg("codex/event/agent_message_content_delta", delta=piece)
-            await self._pace()
+            yield self._interval
         self._msg("codex/event/agent_message", message="".join(pieces), phase="final_answer")
         slow = marks.get("slow", 0.0)
-        remaining = slow - (trio.current_time() - started)
+        remaining = slow - (time.monotonic() - started)
         if remaining > 0:
-            await trio.sleep(remaining)
+            yield remaining
         self._usage(turn_id, {"inputTokens": prompt_tokens + 16, "cachedInputTokens": 64,
                               "outputTokens": 20 + len(answer) // 4, "reasoningOutputTokens": 0})
         self._complete(turn_id, status)
@@ -200,28 +203,130 @@ class MockRuntime(Runtime):
         self._send("turn/completed", {"threadId": self.thread_id,
                                       "turn": {"id": turn_id, "status": status, "error": None}})
 
-    async def _ask_approval(self, turn_id: str, call_id: str, command: str) -> Any:
+    def _request_approval(self, turn_id: str, call_id: str, command: str) -> None:
         rpc_id = self.rpc_ids
         self.rpc_ids += 1
-        box: tuple[trio.Event, list[Any]] = (trio.Event(), [])
-        self.decisions[call_id] = box
         self._send("item/commandExecution/requestApproval",
                    {"threadId": self.thread_id, "turnId": turn_id, "itemId": call_id, "command": command,
                     "cwd": str(self.ctx.workspace), "reason": "mock approval",
                     "availableDecisions": ["accept", "acceptForSession", "decline", "cancel"]}, rpc_id=rpc_id)
+
+
+def _approval_call(payload: dict[str, Any]) -> str:
+    if payload.get("kind") != "approval_decision":
+        raise ValueError(f"unsupported control kind: {payload.get('kind')!r}")
+    return str(payload.get("call_id"))
+
+
+class MockRuntime(MockScript, Runtime):
+    """The trio driver: pauses are trio.sleep, an approval waits on a trio.Event, interrupt cancels."""
+
+    async def start(self) -> None:
+        import trio
+
+        self.setup()
+        self.decisions: dict[str, tuple[trio.Event, list[Any]]] = {}
+        self._turn_scope = trio.CancelScope()
+
+    async def run_turn(self, injection_id: str, content: str) -> None:
+        import trio
+
+        with trio.CancelScope() as self._turn_scope:
+            steps = self.steps(content)
+            reply: Any = None
+            while True:
+                try:
+                    wait = steps.send(reply)
+                except StopIteration:
+                    break
+                reply = await self._wait(wait)
+        if self._turn_scope.cancelled_caught:
+            self._complete(self._turn_id, "interrupted")
+
+    async def _wait(self, wait: float | Ask) -> Any:
+        import trio
+
+        if not isinstance(wait, Ask):
+            await trio.sleep(wait)
+            return None
+        box: tuple[trio.Event, list[Any]] = (trio.Event(), [])
+        self.decisions[wait.call_id] = box
         with trio.move_on_after(self.approval_timeout):
             await box[0].wait()
-        self.decisions.pop(call_id, None)
+        self.decisions.pop(wait.call_id, None)
         return box[1][0] if box[1] else "cancel"
 
+    async def interrupt(self) -> bool:
+        """Stop the running turn where it is: it completes `interrupted`."""
+        self._turn_scope.cancel()
+        return True
+
     async def control(self, payload: dict[str, Any]) -> None:
-        if payload.get("kind") != "approval_decision":
-            raise ValueError(f"unsupported control kind: {payload.get('kind')!r}")
-        box = self.decisions.get(str(payload.get("call_id")))
+        call_id = _approval_call(payload)
+        box = self.decisions.get(call_id)
         if box is None:
             raise ValueError(f"no pending approval for call {payload.get('call_id')!r}")
         box[1].append(payload.get("decision"))
         box[0].set()
+
+
+class Host(Protocol):
+    """What the lean worker lends its runtime: waits that keep the inbox moving."""
+
+    def sleep(self, seconds: float) -> None: ...
+
+    def wait_until(self, done: Callable[[], bool], timeout: float) -> bool: ...
+
+
+class LeanMock(MockScript):
+    """The synchronous driver, inside the lean worker: a pause is host.sleep, which keeps reading
+    the inbox, so approval decisions and interrupts arrive while the turn waits."""
+
+    def __init__(self, ctx: WorkerContext, emit: Emit, host: Host) -> None:
+        self.ctx = ctx
+        self.emit = emit
+        self.host = host
+        self.task = None
+        self.turn_cwd = None
+        self.decisions: dict[str, list[Any]] = {}
+        self.interrupted = False
+
+    def start(self) -> None:
+        self.setup()
+
+    def run_turn(self, injection_id: str, content: str) -> None:
+        self.interrupted = False
+        steps = self.steps(content)
+        reply: Any = None
+        while not self.interrupted:
+            try:
+                wait = steps.send(reply)
+            except StopIteration:
+                return
+            reply = self._wait(wait)
+        steps.close()
+        self._complete(self._turn_id, "interrupted")
+
+    def _wait(self, wait: float | Ask) -> Any:
+        if not isinstance(wait, Ask):
+            self.host.wait_until(lambda: self.interrupted, wait)
+            return None
+        box: list[Any] = []
+        self.decisions[wait.call_id] = box
+        self.host.wait_until(lambda: bool(box) or self.interrupted, self.approval_timeout)
+        self.decisions.pop(wait.call_id, None)
+        return box[0] if box else "cancel"
+
+    def interrupt(self) -> bool:
+        self.interrupted = True
+        return True
+
+    def control(self, payload: dict[str, Any]) -> None:
+        call_id = _approval_call(payload)
+        box = self.decisions.get(call_id)
+        if box is None:
+            raise ValueError(f"no pending approval for call {payload.get('call_id')!r}")
+        box.append(payload.get("decision"))
 
 
 def _chunks(text: str, n: int) -> list[str]:
