@@ -18,7 +18,8 @@ def test_idle_queue_runs_each_item_once_fifo_one_at_a_time_and_survives_kill_9(c
     sid = cs.json("launch", "--nodes", "3")["swarm_id"]
     # Keep every node busy while the items are queued, so they really wait in the queue.
     hold = cs.json("inject", sid, "--prompt", "[mock:slow=4] hold")
-    assert [n["outcome"] for n in hold["nodes"]] == ["delivered"] * 3
+    # delivered, or already started: the lean worker starts a turn in the same outbox write batch
+    assert all(n["outcome"] in ("delivered", "started") for n in hold["nodes"]) and len(hold["nodes"]) == 3
     prompts = [f"[mock:slow=2] item {i}" for i in range(ITEMS)]
     queue_ids = [cs.run("enqueue", sid, "--prompt", p).stdout.strip() for p in prompts]
     assert len(set(queue_ids)) == ITEMS and all(queue_ids)
