@@ -71,7 +71,7 @@ class SimSwarm:
     def start(self) -> None:
         b = self.bench
         b.launch()
-        self.iids = b.inject()
+        self.iids = self.inject()
         for node in APPROVAL_NODES:
             if node < self.nodes:
                 self.ask_approval(node)
@@ -82,6 +82,38 @@ class SimSwarm:
         self.url = self.web.stdout.readline().strip()
         if not self.url.startswith("http://"):
             raise RuntimeError(f"codeswarm web printed {self.url!r}; see {b.tmp / 'web.log'}")
+
+    def inject(self) -> dict[int, str]:
+        """Inject into every node through the CLI and play the workers' acceptance (as Bench.inject
+        does; the CLI's outcome for an accepted turn is "delivered" or, once a turn started, "started")."""
+        from codeswarm.mailbox import inbox_path
+
+        b = self.bench
+        cli = subprocess.Popen([sys.executable, str(PYZ), "inject", b.sid, "--prompt", "stream please", "--json",
+                                "--timeout", "120"], env=b.env, stdout=subprocess.PIPE, text=True)
+        iids: dict[int, str] = {}
+        deadline = time.monotonic() + 120
+        while len(iids) < self.nodes and time.monotonic() < deadline:
+            for node in range(self.nodes):
+                if node in iids:
+                    continue
+                try:
+                    raw = inbox_path(b.root, b.job, node).read_bytes()
+                except FileNotFoundError:
+                    continue
+                if not raw.endswith(b"\n"):
+                    continue
+                iids[node] = json.loads(raw.splitlines()[-1])["injection_id"]
+                b.lifecycle(node, "turn_accepted", {"queued": False}, iids[node])
+                b.runtime(node, iids[node], {"method": "turn/started", "params": {
+                    "threadId": f"t{node}", "turn": {"id": "turn-1", "status": "inProgress"}}})
+            time.sleep(0.01)
+        out, _ = cli.communicate(timeout=120)
+        result = json.loads(out)
+        if {n["node_id"]: n["injection_id"] for n in result["nodes"]} != iids or \
+                any(n["outcome"] not in ("delivered", "started") for n in result["nodes"]):
+            raise RuntimeError(f"inject did not reach every node: {out[:2000]}")
+        return iids
 
     def ask_approval(self, node: int) -> None:
         call_id = f"call_sim_{node}"
