@@ -14,8 +14,9 @@ then for --seconds, assistant deltas at --rate lines/s round-robin over all node
 sampled every 100 ms and a key is typed into the search box every 250 ms: events the page applied
 vs lines written, p95 lag (now minus the router timestamp of the newest applied event), draws/s
 (the page draws once per batch of events that arrived, so this follows the router's bursts),
-page_fps (animation frames the browser managed: a busy main thread shows here), and input latency
-(keydown -> the next frame after the handler ran, as the page measures it).
+page_fps (animation frames the browser managed: a busy main thread shows here), input latency
+(keydown -> the next frame after the handler ran, as the page measures it), and the same lag seen by
+a plain socket subscriber of the router next to the page (the part of the lag that is the router's).
 Targets: overview < 2 s; applied >= 90 % of written; input latency p95 < 100 ms.
 
 Also imported by tests/web/test_scale.py (the same harness, with assertions).
@@ -170,8 +171,47 @@ def open_overview(page: Any, url: str, nodes: int) -> tuple[float, float]:
     return mark / 1000, wall
 
 
+class RawSubscriber:
+    """A plain socket subscriber next to the page: the lag the router itself imposes (emission
+    timestamp -> receipt), to tell the page's share of the lag from the router's."""
+
+    def __init__(self, sock_path: Path) -> None:
+        import socket
+
+        self.lags: list[float] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(sock_path))
+        self.sock.sendall(json.dumps({"protocol": "codeswarm.router.v1", "type": "command", "command": "subscribe",
+                                      "request_id": "raw", "payload": {}}).encode() + b"\n")
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        import datetime
+
+        buf = b""
+        while True:
+            try:
+                data = self.sock.recv(1 << 20)
+            except OSError:
+                return
+            if not data:
+                return
+            now = time.time()
+            buf += data
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if b'"assistant_delta"' in line:
+                    ts = json.loads(line)["timestamp"]
+                    self.lags.append((now - datetime.datetime.fromisoformat(ts).timestamp()) * 1000)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def under_load(page: Any, sim: SimSwarm, rate: int, seconds: float) -> dict[str, float]:
     """The firehose with page sampling and typed input; figures as in the module docstring."""
+    raw = RawSubscriber(sim.bench.home / "router.sock")
     page.evaluate(LATENCY_PROBE)
     page.focus(".ov-search")
     applied0 = page.evaluate("window.codeswarm.store.stats.applied")
@@ -206,7 +246,10 @@ def under_load(page: Any, sim: SimSwarm, rate: int, seconds: float) -> dict[str,
         page.wait_for_timeout(200)
     lat = page.evaluate("window.__lat")
     page.fill(".ov-search", "")
+    raw.close()
     return {
+        "router_subscriber_lag_p50_ms": statistics.median(raw.lags) if raw.lags else float("nan"),
+        "router_subscriber_lag_p95_ms": pct(raw.lags, 95) if raw.lags else float("nan"),
         "written_per_s": sent / elapsed, "written": sent, "applied": applied, "applied_ratio": applied / sent,
         "lag_p50_ms": statistics.median(lags), "lag_p95_ms": pct(lags, 95), "draws_per_s": frames / elapsed,
         "page_fps": raf / elapsed,
