@@ -12,6 +12,7 @@ const PROTOCOL = 'codeswarm.router.v1';
 const REPLAY_WINDOW = 50000; // first load: show this many recent log events, not the whole log
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 8000;
+const SLICE_MS = 8;
 
 export class Connection {
   /**
@@ -40,6 +41,33 @@ export class Connection {
     this.retryAt = 0;
     this.closeReason = '';
     this.stats = { received: 0, lastMessageAt: 0 };
+    // Lines received and not yet handled. A burst of thousands (a replay, a firehose) is handled
+    // in slices of SLICE_MS, yielding between them so typing and clicks are never held up long.
+    this.pending = [];
+    this.pendingAt = 0;
+    this.pumping = false;
+    this.yielder = new MessageChannel();
+    this.yielder.port1.onmessage = () => this._pump();
+  }
+
+  _pump() {
+    const t0 = performance.now();
+    const lines = this.pending;
+    let i = this.pendingAt;
+    while (i < lines.length) {
+      this._message(lines[i]);
+      i += 1;
+      if ((i & 31) === 0 && performance.now() - t0 > SLICE_MS) break;
+    }
+    if (lines !== this.pending) return; // the socket closed meanwhile; a new pump runs for the new one
+    if (i >= lines.length) {
+      this.pending = [];
+      this.pendingAt = 0;
+      this.pumping = false;
+    } else {
+      this.pendingAt = i;
+      this.yielder.port2.postMessage(null); // continue after pending input and rendering
+    }
   }
 
   start() {
@@ -91,17 +119,24 @@ export class Connection {
     // The bridge packs the lines of one read into one frame (`?batch=1`): one envelope per line.
     ws.onmessage = (msg) => {
       const text = msg.data;
-      if (typeof text !== 'string') return;
+      if (typeof text !== 'string' || this.ws !== ws) return;
       let start = 0;
       for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
-        if (nl > start) this._message(text.slice(start, nl));
+        if (nl > start) this.pending.push(text.slice(start, nl));
         start = nl + 1;
       }
-      if (start < text.length) this._message(text.slice(start));
+      if (start < text.length) this.pending.push(text.slice(start));
+      if (!this.pumping) {
+        this.pumping = true;
+        this._pump();
+      }
     };
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      // Lines not yet handled are dropped: the resume replays everything after lastSeq.
+      this.pending = [];
+      this.pendingAt = 0;
       this.syncing = false;
       this.buffer = new Map();
       this._scheduleRetry(ev.reason || `closed (${ev.code})`);
