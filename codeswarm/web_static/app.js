@@ -2,6 +2,7 @@
 
 import { Connection } from './conn.js';
 import { LaunchForm } from './launch.js';
+import { Projects } from './projects.js';
 import { Renderer } from './render.js';
 import { Store } from './store.js';
 import { decisionApproves, decisionLabel } from './blocks.js';
@@ -24,9 +25,11 @@ const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.hos
 const quiet = new Set();
 function query(command, payload = {}) {
   const id = conn.send(command, payload);
-  if (id && ['approvals_list', 'queue_list'].includes(command)) quiet.add(id);
+  if (id && ['approvals_list', 'queue_list', 'project_list'].includes(command)) quiet.add(id);
   return id;
 }
+
+const projects = new Projects({ store, send: (command, payload) => query(command, payload), listEl: $('#project-list') });
 
 let pendingFocus = null; // {nodeId, block}: an approval to bring into view once it is drawn
 
@@ -170,6 +173,7 @@ function flush() {
   }
   if (home && (listed || (synced && defaultSwarm()))) route();
   renderer.flush();
+  projects.flush();
   if (!perf.firstViewAt && renderer.view) perf.firstViewAt = performance.now();
   if (pendingFocus && renderer.view && renderer.view.panes.focusApproval(pendingFocus.nodeId, pendingFocus.block)) pendingFocus = null;
   perf.frames += 1;
@@ -217,6 +221,16 @@ function route() {
     location.replace(s ? `#/swarm/${s.id}` : '#/launch'); // hashchange comes later: go on at once
   }
   home = false;
+  const pm = location.hash.match(/^#\/project\/([\w.-]+)$/);
+  if (pm) {
+    $('#launch-view').hidden = true;
+    $('#main').hidden = false;
+    renderer.show(null);
+    projects.show(decodeURIComponent(pm[1]), $('#main'));
+    schedule();
+    return;
+  }
+  projects.show(null, null);
   const m = location.hash.match(/^#\/swarm\/([\w-]+)(?:\/node\/(\d+))?$/);
   const launch = $('#launch-view');
   if (m) {
@@ -269,6 +283,13 @@ const conn = new Connection({
       return;
     }
     if (env.directed && quiet.has(d.request_id)) quiet.delete(d.request_id);
+    if (projects.apply(env)) {
+      // Project events are the project view's; task events name a swarm and node, but they are
+      // not that node's stream. A rejected project command still reaches the store below.
+      if (d.request_id && store.ops.has(d.request_id)) store.ops.delete(d.request_id);
+      schedule();
+      return;
+    }
     store.apply(env, live);
     if (env.event === 'swarm_list' && !listed) perf.listedAt = performance.now();
     if (env.event === 'swarm_list') listed = true;
@@ -286,6 +307,8 @@ const conn = new Connection({
     conn.send('swarm_list');
     query('queue_list');
     query('approvals_list');
+    query('project_list');
+    if (projects.shown) projects.show(projects.shown, $('#main'));
     schedule();
   },
   onReset: () => {
@@ -301,7 +324,7 @@ $('#retry').addEventListener('click', () => conn.retryNow());
 setInterval(() => { if (conn.state === 'connected') conn.send('swarm_list'); }, RECONCILE_MS);
 
 // Hooks for tests and the benchmark (no behavior depends on them).
-window.codeswarm = { store, conn, renderer, perf, schedule };
+window.codeswarm = { store, conn, renderer, projects, perf, schedule };
 
 route();
 $('#launch-view').append(launchForm.el);
