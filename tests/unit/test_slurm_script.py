@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from codeswarm.router.providers.slurm_script import (
     job_name,
     resolve_request,
     sbatch_options,
+    task_command,
 )
 
 SWARM = "0123456789abcdef0123456789abcdef"
@@ -83,7 +85,8 @@ def test_script_env_and_srun_line():
     srun = next(ln for ln in script.splitlines() if ln.startswith("srun "))
     assert "--nodes=3 --ntasks=3 --ntasks-per-node=1" in srun
     inner = shlex.split(srun)[-1]
-    assert inner == "export CODESWARM_NODE_ID=$SLURM_PROCID; exec " + shlex.join(ARGV)
+    assert inner == task_command(shlex.join(ARGV))
+    assert inner.startswith("export CODESWARM_NODE_ID=$SLURM_PROCID; ")
 
 
 def test_script_runs_in_bash_with_fake_srun(tmp_path):
@@ -151,3 +154,50 @@ def test_paths_with_spaces_are_double_quoted_for_sbatch():
     assert '--output="/shared/my swarm/codeswarm/logs/slurm-%j.out"' in opts
     script = batch_script(request(profile(workspace_root=Path("/shared/my swarm"))))
     assert "export CODESWARM_SWARM_ROOT='/shared/my swarm/codeswarm/runs'/\"$SLURM_JOB_ID\"" in script
+
+
+def _run_task(tmp_path: Path, worker: str, wait: int = 5) -> subprocess.Popen[str]:
+    root = tmp_path / "runs" / "42"
+    (root / "mailbox" / "inbox").mkdir(parents=True)
+    (root / "mailbox" / "outbox").mkdir(parents=True)
+    env = {"PATH": "/usr/bin:/bin", "SLURM_PROCID": "3", "CODESWARM_JOB_ID": "42", "CODESWARM_SWARM_ROOT": str(root)}
+    return subprocess.Popen(["bash", "-c", task_command(worker, wait)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _marks(tmp_path: Path) -> list[list[str]]:
+    path = tmp_path / "runs" / "42" / "mailbox" / "outbox" / "42_03.exit"
+    return [ln.split() for ln in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_task_supervisor_marks_a_dead_worker_and_restarts_it_on_request(tmp_path: Path) -> None:
+    """Issue 12 #9 on Slurm: the worker's death is marked at once; the router's restart file
+    starts it again (same node id and env); a clean exit ends the task."""
+    counter = tmp_path / "runs_count"
+    # 1st run: killed (137); 2nd run: exits 0 (a requested shutdown)
+    worker = (f'c=$(cat {counter} 2>/dev/null || echo 0); echo $((c+1)) >{counter}; '
+              f'echo "node=$CODESWARM_NODE_ID"; [ "$c" = 0 ] && exit 137; exit 0')
+    proc = _run_task(tmp_path, f"bash -c {shlex.quote(worker)}")
+    deadline = time.monotonic() + 5
+    while not _marks(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [m[:2] for m in _marks(tmp_path)] == [["0", "137"]]
+    assert proc.poll() is None, "the task waits for the router's decision"
+    (tmp_path / "runs" / "42" / "mailbox" / "inbox" / "42_03.restart").write_text("1")
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert out.count("node=3") == 2
+    assert [m[:2] for m in _marks(tmp_path)] == [["0", "137"], ["1", "0"]]
+
+
+@pytest.mark.parametrize("decision", ["stop", None])
+def test_task_supervisor_ends_on_stop_or_after_the_wait(tmp_path: Path, decision: str | None) -> None:
+    proc = _run_task(tmp_path, "bash -c 'exit 3'", wait=1)
+    if decision:
+        deadline = time.monotonic() + 5
+        while not _marks(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (tmp_path / "runs" / "42" / "mailbox" / "inbox" / "42_03.restart").write_text(decision)
+    proc.communicate(timeout=10)
+    assert proc.returncode == 3
+    assert [m[:2] for m in _marks(tmp_path)] == [["0", "3"]]

@@ -16,9 +16,10 @@ import hashlib
 import os
 import shlex
 import shutil
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import trio
 
@@ -28,7 +29,14 @@ from codeswarm.errors import ProviderError
 from codeswarm.mailbox import make_private_dirs, prepare_swarm_root
 from codeswarm.paths import self_command, self_env, self_pyz
 from codeswarm.router.providers import slurm_parse as sp
-from codeswarm.router.providers.base import ClusterProvider, JobHandle, JobObservation, JobState, LaunchSpec
+from codeswarm.router.providers.base import (
+    ClusterProvider,
+    JobHandle,
+    JobObservation,
+    JobState,
+    LaunchSpec,
+    NodeLiveness,
+)
 from codeswarm.router.providers.slurm_script import batch_script, job_comment, job_name, resolve_request
 
 DEFAULT_COMMAND_TIMEOUT = 30.0  # squeue against a dead controller takes ~18 s to give up on its own
@@ -364,8 +372,84 @@ class SlurmProvider(ClusterProvider):
             f"job {job.job_id} still {state} {self.cancel_confirm_timeout:g}s after scancel", transient=True
         )
 
+    # -- per-node liveness and restart (issue 12 #9) ----------------------------------------------
+    # Each srun task runs the worker under a small supervisor (slurm_script.task_command) that marks
+    # the worker's death in the node's exit marker at once and restarts it when the router writes
+    # a higher attempt number into the node's restart file. A node whose whole host died leaves no
+    # marker: the job's state (poll) and the heartbeat silence (`stale`) cover that case.
+    node_liveness_interval = 1.0
+
+    async def node_liveness(self, job: JobHandle) -> dict[int, NodeLiveness]:
+        return await trio.to_thread.run_sync(read_task_markers, job)
+
+    async def restart_node(self, job: JobHandle, node_id: int, spec: LaunchSpec) -> dict[str, Any]:
+        def request() -> None:
+            path = restart_path(job, node_id)
+            attempt = _read_attempt(path) + 1
+            tmp = path.with_name(path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(str(attempt))
+            os.replace(tmp, path)  # the supervisor never reads half a number
+
+        try:
+            await trio.to_thread.run_sync(request)
+        except OSError as exc:
+            raise ProviderError(f"cannot ask node {node_id} of job {job.job_id} to restart: {exc}",
+                                transient=False) from None
+        return dict(job.extra)
+
     async def adopt(self, job: JobHandle) -> None:
         """Nothing to reattach: the job lives in Slurm and the router follows its mailbox files."""
+
+
+def exit_marker_path(job: JobHandle, node_id: int) -> Path:
+    return job.swarm_root / "mailbox" / "outbox" / f"{job.job_id}_{node_id:02d}.exit"
+
+
+def restart_path(job: JobHandle, node_id: int) -> Path:
+    return job.swarm_root / "mailbox" / "inbox" / f"{job.job_id}_{node_id:02d}.restart"
+
+
+def _read_small(path: Path) -> str | None:
+    """A small regular file's text, never following a symlink; None if it is not there."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        return f.read(1 << 16).decode("ascii", "replace")
+
+
+def _read_attempt(path: Path) -> int:
+    text = (_read_small(path) or "").strip()
+    return int(text) if text.isdigit() else 0
+
+
+def read_task_markers(job: JobHandle) -> dict[int, NodeLiveness]:
+    """Nodes whose current worker attempt has died, per the supervisors' exit markers."""
+    out: dict[int, NodeLiveness] = {}
+    outbox = job.swarm_root / "mailbox" / "outbox"
+    try:
+        names = [e.name for e in os.scandir(outbox) if e.name.endswith(".exit")]
+    except OSError:
+        return out
+    prefix = f"{job.job_id}_"
+    for name in names:
+        stem = name[: -len(".exit")]
+        if not stem.startswith(prefix) or not stem[len(prefix):].isdigit():
+            continue
+        node_id = int(stem[len(prefix):])
+        lines = (_read_small(outbox / name) or "").split("\n")
+        last = next((ln.split() for ln in reversed(lines) if len(ln.split()) == 3), None)
+        if last is None or not (last[0].isdigit() and last[1].lstrip("-").isdigit()):
+            continue
+        attempt, status = int(last[0]), int(last[1])
+        if attempt >= _read_attempt(restart_path(job, node_id)):
+            out[node_id] = NodeLiveness(False, f"the worker exited with status {status} on its node")
+    return out
 
 
 def install_pyz(pyz: Path, bin_dir: Path) -> Path:

@@ -117,6 +117,41 @@ def _sbatch_line(opt: str) -> str:
     return f"#SBATCH {opt}"
 
 
+# Per-task supervisor (issue 12 #9). The worker runs as a child of this shell, so a worker killed
+# on its node (kill -9, OOM) is noticed at once: the shell appends "<attempt> <status> <epoch>" to
+# the node's exit marker, which the router reads (SlurmProvider.node_liveness). It then waits for
+# the router's decision in the node's restart file: a number above <attempt> starts the worker
+# again in the same workspace (restart policy), "stop" or RESTART_WAIT seconds end the task. A
+# worker that exits 0 (a requested shutdown) ends the task at once.
+RESTART_WAIT_SECONDS = 600
+_TASK = " ".join("""
+export CODESWARM_NODE_ID=$SLURM_PROCID;
+n=$(printf %02d "$SLURM_PROCID");
+mark="$CODESWARM_SWARM_ROOT/mailbox/outbox/${CODESWARM_JOB_ID}_$n.exit";
+ask="$CODESWARM_SWARM_ROOT/mailbox/inbox/${CODESWARM_JOB_ID}_$n.restart";
+attempt=0;
+while :; do
+  WORKER;
+  rc=$?;
+  echo "$attempt $rc $(date +%s)" >>"$mark";
+  [ "$rc" = 0 ] && exit 0;
+  waited=0;
+  while :; do
+    want=$(cat "$ask" 2>/dev/null);
+    case "$want" in stop) exit "$rc" ;; ''|*[!0-9]*) ;; *) [ "$want" -gt "$attempt" ] && break ;; esac;
+    [ "$waited" -ge WAIT ] && exit "$rc";
+    sleep 1;
+    waited=$((waited + 1));
+  done;
+  attempt=$want;
+done""".split())
+
+
+def task_command(worker: str, wait_seconds: int = RESTART_WAIT_SECONDS) -> str:
+    """The bash program each srun task runs: the worker under its supervisor loop."""
+    return _TASK.replace("WORKER", worker).replace("WAIT", str(int(wait_seconds)))
+
+
 def batch_script(req: JobRequest) -> str:
     """The full script submitted with `sbatch --parsable` on stdin."""
     for name in req.env:
@@ -143,7 +178,7 @@ def batch_script(req: JobRequest) -> str:
         'echo "codeswarm job $SLURM_JOB_ID on $SLURM_JOB_NODELIST at $(date -Is)"',
         # --kill-on-bad-exit=0: one node's worker dying must not take the other nodes down.
         f"srun --export=ALL --nodes={req.node_count} --ntasks={req.node_count} --ntasks-per-node=1 "
-        f"--kill-on-bad-exit=0 /bin/bash -c {shlex.quote('export CODESWARM_NODE_ID=$SLURM_PROCID; exec ' + worker)}",
+        f"--kill-on-bad-exit=0 /bin/bash -c {shlex.quote(task_command(worker))}",
         "rc=$?",
         'echo "codeswarm job $SLURM_JOB_ID: srun exited with $rc at $(date -Is)"',
         "exit $rc",
