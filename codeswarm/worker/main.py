@@ -33,6 +33,7 @@ from codeswarm.mailbox import (
 from codeswarm.fswatch import PollBackoff
 from codeswarm.worker.inbox import HANDOVER_ENV, SAFETY_READ_SECONDS, open_watch
 from codeswarm.worker.outbox import Outbox
+from codeswarm.worker.thread_state import load_thread, save_thread, thread_path
 from codeswarm.worker.runtimes.base import Runtime, WorkerContext
 
 MAX_CONTROL_IDS = 256
@@ -64,6 +65,8 @@ class Worker:
         self.offset_file = inbox_offset_path(root, ctx.job_id, ctx.node_id)
         self.outbox = Outbox(outbox_path(root, ctx.job_id, ctx.node_id), ctx.job_id, ctx.node_id)
         self.accepted: set[str] = self.outbox.accepted_injections()
+        self.thread_file = thread_path(root, ctx.job_id, ctx.node_id)
+        self.saved_thread: str | None = None
         self.offset, self.control_ids = self._load_offset()
         self.watch, self.choice = open_watch(ctx, self.inbox)
         self.backoff = PollBackoff()
@@ -85,6 +88,17 @@ class Worker:
         elif payload.get("type") == "codeswarm_turn_end":  # claude
             self.last_turn_status = str(payload.get("status") or "completed")
         self.outbox.runtime(self.runtime.name if self.runtime else "mock", payload, self.busy_with)
+
+    def _save_thread(self) -> None:
+        """Keep the runtime's thread id for a restarted worker (issue 12 #9); best effort, reported."""
+        tid = self.runtime.thread() if self.runtime else None
+        if not tid or tid == self.saved_thread:
+            return
+        try:
+            save_thread(self.thread_file, tid)
+            self.saved_thread = tid
+        except OSError as exc:
+            self.outbox.lifecycle("worker_error", {"message": f"cannot save the thread id: {exc}", "fatal": False})
 
     def _load_offset(self) -> tuple[int, list[str]]:
         try:
@@ -115,7 +129,9 @@ class Worker:
         self._take_secrets()
         try:
             self.runtime = make_runtime(self.ctx, self._emit_runtime)
+            self.runtime.resume_thread = load_thread(self.thread_file)
             await self.runtime.start()
+            self._save_thread()
         except Exception as exc:  # noqa: BLE001 - any failure to start is reported to the router, then exit 1
             self.outbox.lifecycle("worker_error", {"message": f"runtime failed to start: {exc}", "fatal": True})
             self.outbox.lifecycle("worker_exited", {"exit_code": 1, "reason": "error"})
@@ -184,6 +200,7 @@ class Worker:
                                     "params": {"turn": {"id": None, "status": "failed"}}})
             finally:
                 self.busy_with = None
+                self._save_thread()
 
     async def _project_turn(self, injection_id: str, content: str, task: Any) -> None:
         from codeswarm.worker.project_task import run_project_turn, valid_spec

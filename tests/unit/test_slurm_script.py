@@ -15,6 +15,7 @@ from codeswarm.router.providers.slurm_script import (
     job_comment,
     job_name,
     resolve_request,
+    restart_env,
     sbatch_options,
     task_command,
 )
@@ -160,7 +161,8 @@ def _run_task(tmp_path: Path, worker: str, wait: int = 5) -> subprocess.Popen[st
     root = tmp_path / "runs" / "42"
     (root / "mailbox" / "inbox").mkdir(parents=True)
     (root / "mailbox" / "outbox").mkdir(parents=True)
-    env = {"PATH": "/usr/bin:/bin", "SLURM_PROCID": "3", "CODESWARM_JOB_ID": "42", "CODESWARM_SWARM_ROOT": str(root)}
+    env = {"PATH": "/usr/bin:/bin", "SLURM_PROCID": "3", "CODESWARM_JOB_ID": "42", "CODESWARM_SWARM_ROOT": str(root),
+           **restart_env({"restart": "on-failure", "restart_max": 2})}
     return subprocess.Popen(["bash", "-c", task_command(worker, wait)], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -201,3 +203,15 @@ def test_task_supervisor_ends_on_stop_or_after_the_wait(tmp_path: Path, decision
     proc.communicate(timeout=10)
     assert proc.returncode == 3
     assert [m[:2] for m in _marks(tmp_path)] == [["0", "3"]]
+
+
+def test_task_supervisor_without_restart_policy_ends_at_once(tmp_path: Path) -> None:
+    """No `restart: on-failure`: a dead worker ends its task as before (the job can end by itself)."""
+    root = tmp_path / "runs" / "42"
+    (root / "mailbox" / "outbox").mkdir(parents=True)
+    env = {"PATH": "/usr/bin:/bin", "SLURM_PROCID": "3", "CODESWARM_JOB_ID": "42", "CODESWARM_SWARM_ROOT": str(root)}
+    proc = subprocess.run(["bash", "-c", task_command("bash -c 'exit 7'", 60)], env=env, timeout=10)
+    assert proc.returncode == 7
+    assert [m[:2] for m in _marks(tmp_path)] == [["0", "7"]]
+    assert restart_env({"restart": "no"}) == {}
+    assert restart_env({"restart": "on-failure"}) == {"CODESWARM_RESTART": "on-failure", "CODESWARM_RESTART_MAX": "3"}

@@ -37,7 +37,13 @@ from codeswarm.router.providers.base import (
     LaunchSpec,
     NodeLiveness,
 )
-from codeswarm.router.providers.slurm_script import batch_script, job_comment, job_name, resolve_request
+from codeswarm.router.providers.slurm_script import (
+    batch_script,
+    job_comment,
+    job_name,
+    resolve_request,
+    restart_env,
+)
 
 DEFAULT_COMMAND_TIMEOUT = 30.0  # squeue against a dead controller takes ~18 s to give up on its own
 TIMEOUT_ENV = "CODESWARM_SLURM_COMMAND_TIMEOUT"
@@ -181,7 +187,8 @@ class SlurmProvider(ClusterProvider):
             public[secrets_env.SECRETS_DIR_ENV] = str(secrets_dir)
         try:
             req = resolve_request(
-                replace(profile, env={}), spec.swarm_id, spec.node_count, spec.params, public, worker_argv
+                replace(profile, env={}), spec.swarm_id, spec.node_count, spec.params,
+                {**public, **restart_env(spec.params)}, worker_argv
             )
             script = batch_script(req)
         except ValueError as exc:

@@ -122,7 +122,8 @@ def _sbatch_line(opt: str) -> str:
 # the node's exit marker, which the router reads (SlurmProvider.node_liveness). It then waits for
 # the router's decision in the node's restart file: a number above <attempt> starts the worker
 # again in the same workspace (restart policy), "stop" or RESTART_WAIT seconds end the task. A
-# worker that exits 0 (a requested shutdown) ends the task at once.
+# worker that exits 0 (a requested shutdown) ends the task at once, and so does any exit when the
+# swarm has no restart policy (CODESWARM_RESTART) or no restarts left (CODESWARM_RESTART_MAX).
 RESTART_WAIT_SECONDS = 600
 _TASK = " ".join("""
 export CODESWARM_NODE_ID=$SLURM_PROCID;
@@ -135,6 +136,8 @@ while :; do
   rc=$?;
   echo "$attempt $rc $(date +%s)" >>"$mark";
   [ "$rc" = 0 ] && exit 0;
+  [ "${CODESWARM_RESTART:-no}" = on-failure ] || exit "$rc";
+  [ "$attempt" -lt "${CODESWARM_RESTART_MAX:-0}" ] || exit "$rc";
   waited=0;
   while :; do
     want=$(cat "$ask" 2>/dev/null);
@@ -145,6 +148,21 @@ while :; do
   done;
   attempt=$want;
 done""".split())
+
+
+def restart_env(params: Mapping[str, Any]) -> dict[str, str]:
+    """What the task supervisor needs of the swarm's restart policy (params `restart`, `restart_max`)."""
+    if params.get("restart") != "on-failure":
+        return {}
+    return {"CODESWARM_RESTART": "on-failure", "CODESWARM_RESTART_MAX": str(restart_max(params))}
+
+
+def restart_max(params: Mapping[str, Any]) -> int:
+    value = params.get("restart_max", DEFAULT_RESTART_MAX)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else DEFAULT_RESTART_MAX
+
+
+DEFAULT_RESTART_MAX = 3
 
 
 def task_command(worker: str, wait_seconds: int = RESTART_WAIT_SECONDS) -> str:

@@ -47,6 +47,11 @@ class Runtime(ABC):
         # (project_id, task_id, attempt, kind); None for a plain prompt.
         self.turn_cwd: Path | None = None
         self.task: dict[str, Any] | None = None
+        self.resume_thread: str | None = None  # set before start(): the node's thread to continue
+
+    def thread(self) -> str | None:
+        """The runtime thread (session) id now in use, to resume after a worker restart."""
+        return None
 
     async def start(self) -> None:
         """Start the runtime process / session (called once before the first turn)."""

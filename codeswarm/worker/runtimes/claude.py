@@ -199,8 +199,13 @@ class ClaudeRuntime(Runtime):
                 "claude runtime: Claude Code CLI not found (set provider param claude_cli_path or "
                 "CLAUDE_BIN, or put `claude` on PATH; scripts/install-claude.sh installs the pinned version)"
             )
+        if self.resume_thread:  # a restarted worker continues the node's session
+            self.session_id = self.resume_thread
         if self.approvals:
             await self._open_hook_channel()
+
+    def thread(self) -> str | None:
+        return self.session_id
 
     async def _open_hook_channel(self) -> None:
         # A short private path: unix socket paths are limited to ~107 bytes.

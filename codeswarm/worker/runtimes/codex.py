@@ -161,7 +161,12 @@ class CodexRuntime(Runtime):
 
     async def start(self) -> None:
         await self._spawn()
-        await self._open_thread(resume=False)
+        if self.resume_thread:  # a restarted worker continues the node's thread (from its rollout)
+            self.thread_id = self.resume_thread
+        await self._open_thread(resume=bool(self.resume_thread))
+
+    def thread(self) -> str | None:
+        return self.thread_id
 
     async def _spawn(self) -> None:
         binary = find_codex(self.ctx.params)

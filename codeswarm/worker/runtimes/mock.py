@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Generator, NamedTuple, Protocol
 
 from codeswarm.worker.runtimes.base import Emit, Runtime, WorkerContext
+from codeswarm.worker.thread_state import load_thread, save_thread, thread_path
 
 _MARKER = re.compile(r"\[mock:([a-z_]+)(?:=([0-9.]+))?\]")
 _WRITE = re.compile(r"\[mock:write=([^\]\s]+)\]")
@@ -76,7 +77,12 @@ class MockScript:
     turn_cwd: Path | None
 
     def setup(self) -> None:
-        self.thread_id = f"mock-thread-{self.ctx.job_id}-{self.ctx.node_id}"
+        # The node's thread continues across a worker restart (issue 12 #9); a fresh one gets an id
+        # of its own per process, so that a resumed thread is observable.
+        saved = thread_path(self.ctx.swarm_root, self.ctx.job_id, self.ctx.node_id)
+        self.thread_id = load_thread(saved) or \
+            f"mock-thread-{self.ctx.job_id}-{self.ctx.node_id}-{os.urandom(3).hex()}"
+        save_thread(saved, self.thread_id)  # an OSError fails the start, reported like any other
         self.hostname = os.uname().nodename
         self.turns = 0
         self.rpc_ids = 0
@@ -220,6 +226,9 @@ def _approval_call(payload: dict[str, Any]) -> str:
 
 class MockRuntime(MockScript, Runtime):
     """The trio driver: pauses are trio.sleep, an approval waits on a trio.Event, interrupt cancels."""
+
+    def thread(self) -> str | None:
+        return self.thread_id
 
     async def start(self) -> None:
         import trio
