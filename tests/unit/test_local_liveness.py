@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ import trio
 
 from codeswarm.config import Config, LocalCluster, RouterSettings
 from codeswarm.errors import ProviderError
+from codeswarm.paths import self_env
 from codeswarm.router.providers.base import LaunchSpec
 from codeswarm.router.providers.local import LocalProvider
 
@@ -67,3 +71,26 @@ async def test_node_liveness_sees_one_dead_worker_and_restart_replaces_it(tmp_pa
         await p.cancel(job)
     live = await p.node_liveness(job)
     assert not any(v.alive for v in live.values())
+
+
+def test_a_second_worker_for_the_same_node_refuses_to_start(tmp_path: Path) -> None:
+    """Two workers on one mailbox would interleave its outbox: the node lock stops the second."""
+    root = tmp_path / "runs" / "j1"
+    (root / "node_00").mkdir(parents=True)
+    env = {**os.environ, **self_env(), "CODESWARM_JOB_ID": "j1", "CODESWARM_NODE_ID": "0",
+           "CODESWARM_SWARM_ROOT": str(root), "CODESWARM_WORKER_MODE": "mock", "CODESWARM_HEARTBEAT_SECONDS": "3600"}
+    first = subprocess.Popen([sys.executable, "-m", "codeswarm", "worker"], env=env, cwd=root / "node_00",
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        outbox = root / "mailbox" / "outbox" / "j1_00.jsonl"
+        end = time.monotonic() + 20
+        while (not outbox.exists() or b"worker_started" not in outbox.read_bytes()) and time.monotonic() < end:
+            time.sleep(0.05)
+        size = outbox.stat().st_size
+        second = subprocess.run([sys.executable, "-m", "codeswarm", "worker"], env=env, cwd=root / "node_00",
+                                capture_output=True, text=True, timeout=30)
+        assert second.returncode == 3 and "already has a running worker" in second.stderr
+        assert outbox.stat().st_size == size, "the refused worker wrote nothing to the outbox"
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
