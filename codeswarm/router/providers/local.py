@@ -58,12 +58,16 @@ class LocalProvider(ClusterProvider):
         self.default_sandbox = config.local.default_sandbox_mode
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
-    async def submit(self, spec: LaunchSpec) -> JobHandle:
+    @staticmethod
+    def _expanded(spec: LaunchSpec) -> LaunchSpec:
         try:  # ${VAR} from the router's environment; the values stay in the workers' environment
             env = secrets_env.expand(spec.worker_env, os.environ)
         except secrets_env.MissingVariable as exc:
             raise ProviderError(f"cannot launch: {exc}", transient=False) from None
-        spec = replace(spec, worker_env=env)
+        return replace(spec, worker_env=env)
+
+    async def submit(self, spec: LaunchSpec) -> JobHandle:
+        spec = self._expanded(spec)
         job_id = f"local-{secrets.token_hex(6)}"
         swarm_root = self.root / job_id
         try:
@@ -169,7 +173,8 @@ class LocalProvider(ClusterProvider):
             raise ProviderError(f"node {node_id}'s worker (pid {procs[node_id]['pid']}) is still running",
                                 transient=True)
         try:
-            procs[node_id] = await trio.to_thread.run_sync(self._spawn_one, spec, job.job_id, job.swarm_root, node_id)
+            procs[node_id] = await trio.to_thread.run_sync(self._spawn_one, self._expanded(spec), job.job_id,
+                                                           job.swarm_root, node_id)
         except OSError as exc:
             raise ProviderError(f"cannot restart node {node_id} in {job.swarm_root}: {exc}", transient=False) from None
         return {**job.extra, "procs": procs}
