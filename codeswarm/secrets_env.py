@@ -109,6 +109,20 @@ def write_node_files(directory: Path, node_count: int, secrets: Mapping[str, str
             os.close(fd)
 
 
+def write_node_file(directory: Path, node_id: int, secrets: Mapping[str, str]) -> None:
+    """One node's file again, for a worker the restart policy starts anew (issue 12 #9)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = node_file(directory, node_id)
+    tmp = directory / f".{node_id}.json.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, orjson.dumps(dict(secrets)))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
 def remove_dir(directory: Path) -> None:
     """Remove what no worker took (a job cancelled before its workers ran)."""
     shutil.rmtree(directory, ignore_errors=True)

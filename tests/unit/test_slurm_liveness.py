@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 from pathlib import Path
 
-from codeswarm.router.providers.base import JobHandle
-from codeswarm.router.providers.slurm import read_task_markers, restart_path
+import pytest
+
+from codeswarm.config import parse_config
+from codeswarm.errors import ProviderError
+from codeswarm.router.providers.base import JobHandle, LaunchSpec
+from codeswarm.router.providers.slurm import SlurmProvider, read_task_markers, restart_path
 
 
 def job(tmp_path: Path) -> JobHandle:
@@ -41,3 +47,31 @@ def test_garbage_and_symlinks_are_no_evidence(tmp_path: Path) -> None:
     target.write_text("0 9 1\n")
     os.symlink(target, j.swarm_root / "mailbox" / "outbox" / "77_03.exit")
     assert read_task_markers(j) == {}
+
+
+@pytest.mark.trio
+async def test_restart_request_counts_up_and_rewrites_the_node_secret_file(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first worker deleted its secrets file once read (codeswarm/secrets_env.py): a restarted
+    worker needs it again; the value comes from the router's environment, as at launch."""
+    cfg = parse_config({"cluster": {"slurm": {"workspace_root": str(tmp_path), "cluster_subdir": "cs",
+                                              "time_limit": "00:10:00",
+                                              "profiles": {"default": {"partition": "debug"}}}}},
+                       None, base_dir=tmp_path)
+    p = SlurmProvider(cfg, worker_command=["true"])
+    j = job(tmp_path)
+    j.profile = "default"
+    secrets = tmp_path / "secrets" / "s1"
+    j.extra["secrets_dir"] = str(secrets)
+    monkeypatch.setenv("CANARY_FOR_RESTART", "v-123")
+    spec = LaunchSpec("s1", 2, {}, {"API_KEY": "${CANARY_FOR_RESTART}", "CODESWARM_WORKER_MODE": "mock"})
+    assert await p.restart_node(j, 1, spec) == j.extra
+    assert restart_path(j, 1).read_text() == "1"
+    path = secrets / "1.json"
+    assert json.loads(path.read_text()) == {"API_KEY": "v-123"}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and not (secrets / "0.json").exists()
+    await p.restart_node(j, 1, spec)
+    assert restart_path(j, 1).read_text() == "2"
+    monkeypatch.delenv("CANARY_FOR_RESTART")
+    with pytest.raises(ProviderError, match="CANARY_FOR_RESTART"):
+        await p.restart_node(j, 1, spec)

@@ -390,7 +390,18 @@ class SlurmProvider(ClusterProvider):
         return await trio.to_thread.run_sync(read_task_markers, job)
 
     async def restart_node(self, job: JobHandle, node_id: int, spec: LaunchSpec) -> dict[str, Any]:
+        secrets_dir = job.extra.get("secrets_dir")
+        secret: dict[str, str] = {}
+        if isinstance(secrets_dir, str):  # the first worker deleted its file once read: write it again
+            profile = self.config.slurm_profile(job.profile)
+            try:
+                _, secret = secrets_env.worker_env_parts(profile.env, {}, spec.worker_env, os.environ)
+            except secrets_env.MissingVariable as exc:
+                raise ProviderError(f"cannot restart node {node_id}: {exc}", transient=False) from None
+
         def request() -> None:
+            if isinstance(secrets_dir, str) and secret:
+                secrets_env.write_node_file(Path(secrets_dir), node_id, secret)
             path = restart_path(job, node_id)
             attempt = _read_attempt(path) + 1
             tmp = path.with_name(path.name + ".tmp")
