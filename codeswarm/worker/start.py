@@ -28,6 +28,9 @@ def node_lock(ctx: WorkerContext) -> int | None:
     except BlockingIOError:
         os.close(fd)
         return None
+    except OSError as exc:  # a filesystem without locks (ENOLCK): run unguarded, and say so
+        print(f"codeswarm worker: cannot lock {path} ({exc.strerror}); running without the node lock",
+              file=sys.stderr)
     return fd
 
 
