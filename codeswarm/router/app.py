@@ -1,26 +1,37 @@
-"""The Router: owns the core, the log, the committer and the fan-out to connections.
+"""The Router: owns the core state, the log, the committer and the fan-out to connections.
 
-Event flow: core decides -> emit() assigns seq, applies, queues -> committer writes the log,
-fsyncs lifecycle batches, snapshots -> fan-out to connections (PROTOCOL.md 3.3).
+Event flow: `decide(input)` asks the pure core (codeswarm/core) at `now` with uuid ids; each
+event of the decision gets the next seq, is reduced into the state and queued -> the committer
+writes the log, fsyncs lifecycle batches, snapshots -> fan-out to connections (PROTOCOL.md 3.3).
+The decision's effects (inbox lines, terminate) are carried out by `carry_out` after commit.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import trio
 
+from codeswarm import core
 from codeswarm.config import Config
-from codeswarm.protocol import LIFECYCLE_EVENTS, PROTOCOL, iso_timestamp
-from codeswarm.router.connection import Connection
-from codeswarm.router.core import InboxLine, RouterCore
+from codeswarm.core.kernel import Decision, Event, InboxLine, StartTerminate
+from codeswarm.core.lifecycle import InboxWriteFailed
+from codeswarm.core.queue import DispatchIdle, RouteAnswer
+from codeswarm.core.records import CoreState, Swarm
+from codeswarm.core.settings import CoreSettings
+from codeswarm.core.states import IllegalTransition
+from codeswarm.mailbox import append_line, inbox_path
+from codeswarm.protocol import LIFECYCLE_EVENTS, PROTOCOL, encode_line, iso_timestamp
+from codeswarm.router.connection import Connection, LoggedEvent
 from codeswarm.router.ingest import OutboxIngest
-from codeswarm.router.providers.base import ClusterProvider
+from codeswarm.router.liveness import ShellBook
+from codeswarm.router.providers.base import ClusterProvider, JobHandle
 from codeswarm.router.store import EventLog, SnapshotStore
 
 log = logging.getLogger("codeswarm.router")
@@ -31,18 +42,13 @@ RING_EVENTS = 50_000
 REROUTE_WINDOW = 20_000
 
 
-@dataclass(slots=True)
-class LoggedEvent:
-    seq: int
-    name: str
-    request_id: str | None
-    swarm_keys: tuple[str, ...]
-    wire: bytes
-
-
 # Events after which a node may have become idle (queue dispatch) or an answer may route work.
 _DISPATCH_TRIGGERS = frozenset({"turn_complete", "inject_failed", "node_status", "thread_status", "swarm_status",
                                 "inter_swarm_enqueued"})
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
 
 
 def _swarm_keys(data: dict[str, Any]) -> tuple[str, ...]:
@@ -67,7 +73,8 @@ class Router:
             max_age_seconds=self.settings.event_log_max_age_seconds or None,
         )
         self.snapshots = SnapshotStore(state_dir)
-        self.core = RouterCore(self._emit, self.settings)
+        self.state = CoreState(settings=CoreSettings.of(self.settings))
+        self.book = ShellBook()  # non-durable: liveness, scheduler checks (router/liveness.py)
         self.connections: set[Connection] = set()
         self.ingest = OutboxIngest(self)
         self.ring: list[LoggedEvent] = []
@@ -92,17 +99,32 @@ class Router:
         self._dispatch_due: set[str] = set()
         self._dispatch_wake = trio.Event()
         self.nursery: trio.Nursery | None = None
+        self.start_terminate: Callable[[str, str, bool], None] | None = None  # set by the server
         self._now = time.time
+        self._ids = new_id
 
-    # ------------------------------------------------------------------ emit / apply
+    # ------------------------------------------------------------------ decide / record
 
     def now(self) -> float:
         return self._now()
 
-    def _emit(self, name: str, data: dict[str, Any]) -> None:
+    def decide(self, inp: Any) -> Decision:
+        """Ask the core what `inp` means now, and record its events (seq, reduce, log, fan-out).
+        The caller carries out `decision.effects` (usually with `carry_out`)."""
+        decision = core.decide(self.state, inp, self._now(), self._ids)
+        for ev in decision.events:
+            self._record(ev)
+        return decision
+
+    def emit(self, name: str, data: dict[str, Any]) -> None:
+        """Record a notice that needs no decision (router_warning, command_rejected, archives...)."""
+        self._record(Event(name, data, self._now()))
+
+    def _record(self, ev: Event) -> None:
         seq = self.log.next_seq()
-        now = self._now()
-        env = {"protocol": PROTOCOL, "type": "event", "timestamp": iso_timestamp(now), "event": name, "seq": seq, "data": data}
+        name, data = ev.name, ev.data
+        env = {"protocol": PROTOCOL, "type": "event", "timestamp": iso_timestamp(ev.ts), "event": name, "seq": seq,
+               "data": data}
         line = orjson.dumps(env) + b"\n"
         if "_record" in data:
             wire_data = {k: v for k, v in data.items() if k != "_record"}
@@ -110,11 +132,9 @@ class Router:
         else:
             wire = line
         if len(wire) > (1 << 20):
-            from codeswarm.protocol import encode_line
-
             wire = encode_line({**env, "data": {k: v for k, v in data.items() if k != "_record"}})
             line = wire if "_record" not in data else line
-        self.core.apply(name, data, seq, now)
+        core.reduce(self.state, Event(name, data, ev.ts, seq))
         rid = data.get("request_id")
         ev = LoggedEvent(seq, name, rid if isinstance(rid, str) else None, _swarm_keys(data), wire)
         self._pending.append(ev)
@@ -128,6 +148,7 @@ class Router:
             if name == "swarm_removed":
                 self._removed.add(sid)
                 self._dirty.discard(sid)
+                self.book.forget(sid)
             else:
                 self._dirty.add(sid)
             changed = self.swarm_changed.pop(sid, None)
@@ -135,15 +156,12 @@ class Router:
                 changed.set()
         self._wake.set()
 
-    def emit(self, name: str, data: dict[str, Any]) -> None:
-        self.core.emit(name, data)
-
     # ------------------------------------------------------------------ queue dispatch and routing
 
     def _note_for_dispatch(self, name: str, data: dict[str, Any]) -> None:
         """Observer of emitted events: remember what to look at; the dispatcher acts outside emit()."""
         sid = data.get("swarm_id") or data.get("target_swarm_id")
-        swarm = self.core.swarms.get(sid) if isinstance(sid, str) else None
+        swarm = self.state.swarms.get(sid) if isinstance(sid, str) else None
         if swarm is None:
             return
         if name == "assistant":
@@ -157,28 +175,23 @@ class Router:
 
     async def dispatcher(self) -> None:
         """Route final answers and feed idle nodes from the queues, in the order things happened."""
-        from codeswarm.router import queue
-
-        self._dispatch_due.update(sid for sid, sw in self.core.swarms.items() if sw.queue)
+        self._dispatch_due.update(sid for sid, sw in self.state.swarms.items() if sw.queue)
         while True:
             if not (self._routing or self._dispatch_due):
                 await self._dispatch_wake.wait()
                 self._dispatch_wake = trio.Event()
-            actions = []
-            now = self.now()
+            effects: list[Any] = []
             routing, self._routing = self._routing, []
             for sid, node_id, iid, text in routing:
-                swarm = self.core.swarms.get(sid)
-                if swarm is not None and isinstance(node_id, int):
-                    actions += queue.route_answer(self.core, swarm, node_id, iid, text, now)
+                if sid in self.state.swarms and isinstance(node_id, int):
+                    effects += self.decide(RouteAnswer(sid, node_id, iid, text)).effects
             due, self._dispatch_due = self._dispatch_due, set()
             for sid in sorted(due):
-                swarm = self.core.swarms.get(sid)
+                swarm = self.state.swarms.get(sid)
                 if swarm is not None and swarm.queue:
-                    actions += queue.dispatch_idle(self.core, swarm, now)
-            if actions:
-                await self.commit()
-                await self.send_to_inboxes(actions)
+                    effects += self.decide(DispatchIdle(sid)).effects
+            if effects:
+                await self.carry_out(effects)
 
     async def wait_swarm_change(self, swarm_id: str) -> None:
         ev = self.swarm_changed.get(swarm_id)
@@ -262,7 +275,7 @@ class Router:
         self._snapshot_due = False
         out: dict[str, bytes | None] = {}
         for sid in self._dirty:
-            swarm = self.core.swarms.get(sid)
+            swarm = self.state.swarms.get(sid)
             if swarm is not None:
                 out[sid] = orjson.dumps(swarm.to_json())
         for sid in self._removed:
@@ -306,7 +319,7 @@ class Router:
                 for sid, data in snaps[0].items():
                     if data is None:
                         self._removed.add(sid)
-                    elif sid in self.core.swarms:
+                    elif sid in self.state.swarms:
                         self._dirty.add(sid)
                 self._sync_needed.set()
 
@@ -367,18 +380,16 @@ class Router:
     # ------------------------------------------------------------------ recovery
 
     def recover(self) -> None:
-        """Load snapshots, replay the log after them, and resume outbox positions."""
-        from codeswarm.router.model import Swarm
-
+        """Load snapshots, replay the log after them through `reduce`, and resume outbox positions."""
         records, problems, applied, _extra = self.snapshots.load()
         loaded: dict[str, int] = {}
         for rec in records:
             try:
                 swarm = Swarm.from_json(rec)
-            except (TypeError, KeyError, ValueError) as exc:
-                problems.append(f"{rec.get('swarm_id')}: {exc}")
+            except (TypeError, KeyError, ValueError, AttributeError) as exc:
+                problems.append(f"{rec.get('swarm_id')}: {exc!r}")
                 continue
-            self.core.swarms[swarm.swarm_id] = swarm
+            self.state.swarms[swarm.swarm_id] = swarm
             loaded[swarm.swarm_id] = swarm.seq
         if self.log.truncated_bytes:
             self.recovery_notes.append(f"event log: cut a torn last line ({self.log.truncated_bytes} bytes)")
@@ -389,45 +400,71 @@ class Router:
             try:
                 obj = orjson.loads(raw)
                 name, data = obj["event"], obj["data"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
+                if not isinstance(name, str) or not isinstance(data, dict):
+                    raise TypeError("event or data of the wrong type")
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                self.recovery_notes.append(f"event log: skipped a damaged line at seq {seq} ({exc})")
                 continue
             sid = data.get("swarm_id") or data.get("target_swarm_id")
             if sid in loaded and seq <= loaded[sid]:
                 continue
-            if sid not in loaded and name != "swarm_launched" and sid not in self.core.swarms:
+            if sid not in loaded and name != "swarm_launched" and sid not in self.state.swarms:
                 continue
-            self.core.apply(name, data, seq, _parse_ts(obj.get("timestamp")))
+            try:
+                core.reduce(self.state, Event(name, data, 0.0, seq))
+            except (IllegalTransition, KeyError, TypeError, ValueError, IndexError) as exc:
+                self.recovery_notes.append(f"event log: could not replay {name} seq {seq}: {exc!r}")
+                continue
             replayed += 1
         self.committed_seq = self.log.head_seq
-        for sid in self.core.swarms:
+        now = self.now()
+        for sid, swarm in self.state.swarms.items():
             self._dirty.add(sid)
+            for node in swarm.nodes:  # liveness is not durable: a fresh heartbeat window from now
+                if node.worker == "running":
+                    self.book.heard(sid, node.node_id, now)
         self._reroute_recent_answers()
-        log.info("recovered %d swarms, replayed %d events", len(self.core.swarms), replayed)
+        log.info("recovered %d swarms, replayed %d events", len(self.state.swarms), replayed)
 
     def _reroute_recent_answers(self) -> None:
         """A crash between a final answer and its routing must not lose the directive: look at the
         recent answers of auto_route swarms again (routing is deduplicated per injection)."""
-        if not any(sw.auto_route for sw in self.core.swarms.values()):
+        if not any(sw.auto_route for sw in self.state.swarms.values()):
             return
         for _seq, raw in self.log.read_since(max(0, self.log.head_seq - REROUTE_WINDOW)):
             if b'"final_answer":true' not in raw:
                 continue
             data = orjson.loads(raw).get("data") or {}
-            swarm = self.core.swarms.get(data.get("swarm_id") or "")
+            swarm = self.state.swarms.get(data.get("swarm_id") or "")
             if swarm is not None and swarm.auto_route and swarm.active:
                 self._routing.append((swarm.swarm_id, data.get("node_id"), data.get("injection_id"),
                                       str(data.get("content") or "")))
 
-    # ------------------------------------------------------------------ inbox side effects
+    # ------------------------------------------------------------------ effects
+
+    async def carry_out(self, effects: list[Any]) -> list[tuple[InboxLine, str]]:
+        """Carry out a decision's effects once its events are durable: append the inbox lines (a
+        prompt that cannot be written fails its injection), start terminate procedures.
+        Returns the inbox lines that could not be written, with the error text."""
+        lines = [e for e in effects if isinstance(e, InboxLine)]
+        failed: list[tuple[InboxLine, str]] = []
+        if lines:
+            await self.commit()
+            failed = await self.send_to_inboxes(lines)
+            for act, error in failed:
+                iid = act.line.get("injection_id")
+                if act.line.get("type") == "user" and isinstance(iid, str):
+                    self.decide(InboxWriteFailed(act.swarm_id, iid, error))
+        for e in effects:
+            if isinstance(e, StartTerminate) and self.start_terminate is not None:
+                self.start_terminate(e.swarm_id, e.reason, e.force)
+        return failed
 
     def append_inbox(self, actions: list[InboxLine]) -> list[tuple[InboxLine, str]]:
         """Append inbox lines; returns the ones that failed with the error text."""
-        from codeswarm.mailbox import append_line, inbox_path
-        from codeswarm.router.providers.base import JobHandle
-
         failed = []
         for act in actions:
-            swarm = self.core.swarms.get(act.swarm_id)
+            swarm = self.state.swarms.get(act.swarm_id)
             if swarm is None:
                 continue
             job = JobHandle.from_json(swarm.job)
@@ -443,12 +480,3 @@ class Router:
         for act in actions:
             self.ingest.expect_activity(act.swarm_id, act.node_id)
         return failed
-
-
-def _parse_ts(ts: Any) -> float:
-    import datetime as dt
-
-    try:
-        return dt.datetime.fromisoformat(str(ts)).timestamp()
-    except ValueError:
-        return time.time()

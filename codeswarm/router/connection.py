@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import trio
 
 from codeswarm.protocol import MAX_LINE_BYTES, Rejection, encode_line, iso_timestamp, make_event
-
-if TYPE_CHECKING:
-    from codeswarm.router.app import LoggedEvent
 
 MAX_BACKLOG_BYTES = 16 << 20
 DROP_NOTICE_SECONDS = 1.0
@@ -20,6 +18,17 @@ REPLAY_STALL_SECONDS = 30.0  # a replaying client that reads nothing for this lo
 
 log = logging.getLogger("codeswarm.router")
 MAX_OWN_REQUEST_IDS = 4096
+
+
+@dataclass(slots=True)
+class LoggedEvent:
+    """A committed event as the fan-out sees it: seq, name, matching keys and the wire bytes."""
+
+    seq: int
+    name: str
+    request_id: str | None
+    swarm_keys: tuple[str, ...]
+    wire: bytes
 
 
 class LineReader:
@@ -71,7 +80,7 @@ class Connection:
         self._own_set: set[str] = set()
         self.cursor = 0  # highest log seq already handled for this connection
         self.replaying = False
-        self.held: list["LoggedEvent"] = []
+        self.held: list[LoggedEvent] = []
         self._queue: deque[tuple[bytes, int | None]] = deque()  # (bytes, highest seq they complete)
         self.sent_seq = 0  # every event up to here has been handed to the socket
         self._drop_notice: bytes | None = None
@@ -91,7 +100,7 @@ class Connection:
         self.own_request_ids.append(rid)
         self._own_set.add(rid)
 
-    def wants(self, ev: "LoggedEvent") -> bool:
+    def wants(self, ev: LoggedEvent) -> bool:
         if ev.request_id is not None and ev.request_id in self._own_set:
             return True
         if self.mode == "live":
@@ -104,7 +113,7 @@ class Connection:
 
     # ---------------------------------------------------------------- sending
 
-    def deliver(self, events: list["LoggedEvent"], joined: bytes | None) -> None:
+    def deliver(self, events: list[LoggedEvent], joined: bytes | None) -> None:
         """Queue broadcast events (already in seq order). `joined` is every event's bytes at once."""
         if self.closed:
             return

@@ -20,15 +20,27 @@ from codeswarm.protocol import (
     require_str,
     resolve_nodes,
 )
-from codeswarm.router import approvals
-from codeswarm.router.core import new_id
+from codeswarm.core.approvals import ApprovalDelivered, Approve
+from codeswarm.core.kernel import InboxLine
+from codeswarm.core.lifecycle import (
+    AnnounceTerminating,
+    Inject,
+    Launch,
+    RepeatTerminated,
+    ShutdownSent,
+    TerminateRefused,
+    Terminated,
+)
+from codeswarm.core.queue import all_items, parse_enqueue, public_item
+from codeswarm.core.records import Swarm
+from codeswarm.core.views import list_record, status_data
+from codeswarm.router.app import new_id
+from codeswarm.router.connection import Connection
 from codeswarm.router.idempotency import IdempotencyKeys, deduplicated_data
-from codeswarm.router.model import Swarm
 from codeswarm.router.providers.base import JobHandle, LaunchSpec
 
 if TYPE_CHECKING:
     from codeswarm.router.app import Router
-    from codeswarm.router.connection import Connection
 
 log = logging.getLogger("codeswarm.router.handlers")
 
@@ -45,7 +57,7 @@ class Handlers:
 
     # ------------------------------------------------------------------ dispatch
 
-    async def handle(self, conn: "Connection", cmd: Command) -> None:
+    async def handle(self, conn: Connection, cmd: Command) -> None:
         conn.add_request_id(cmd.request_id)
         try:
             if "idempotency_key" in cmd.payload and await self._deduplicated(conn, cmd):
@@ -64,7 +76,7 @@ class Handlers:
                           command=cmd.command).data(),
             )
 
-    async def _deduplicated(self, conn: "Connection", cmd: Command) -> bool:
+    async def _deduplicated(self, conn: Connection, cmd: Command) -> bool:
         """True when cmd repeats an earlier command with the same key (answered, not executed)."""
         now = self.r.now()
         rec = self.keys.check(cmd, now)
@@ -79,38 +91,38 @@ class Handlers:
 
     def _swarm(self, cmd: Command, key: str = "swarm_id") -> Swarm:
         sid = require_str(cmd, key)
-        swarm = self.r.core.swarms.get(sid or "")
+        swarm = self.r.state.swarms.get(sid or "")
         if swarm is None:
             raise Rejection("unknown_swarm", f"unknown {key}", request_id=cmd.request_id, command=cmd.command)
         return swarm
 
     # ------------------------------------------------------------------ queries
 
-    async def cmd_ping(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_ping(self, conn: Connection, cmd: Command) -> None:
         conn.send_directed("pong", {"request_id": cmd.request_id, "head_seq": self.r.committed_seq,
                                     "oldest_seq": self.r.log.oldest_seq, "log_id": self.r.log.log_id,
                                     "extensions": EXTENSIONS}, self.r.now())
 
-    async def cmd_providers_list(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_providers_list(self, conn: Connection, cmd: Command) -> None:
         conn.send_directed("providers_list", {"request_id": cmd.request_id,
                                               "providers": [p.public() for p in self.r.config.presets]}, self.r.now())
 
-    async def cmd_swarm_list(self, conn: "Connection", cmd: Command) -> None:
-        swarms = {sid: self.r.core.list_record(s) for sid, s in self.r.core.swarms.items()}
+    async def cmd_swarm_list(self, conn: Connection, cmd: Command) -> None:
+        swarms = {sid: list_record(s) for sid, s in self.r.state.swarms.items()}
         conn.send_directed("swarm_list", {"request_id": cmd.request_id, "swarms": swarms}, self.r.now())
 
-    async def cmd_swarm_status(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_swarm_status(self, conn: Connection, cmd: Command) -> None:
         swarm = self._swarm(cmd)
-        conn.send_directed("swarm_status", self.r.core.status_data(swarm, cmd.request_id, with_nodes=True),
-                           self.r.now())
+        seen = self.r.book.observation(swarm.swarm_id)
+        data = status_data(swarm, cmd.request_id, checked_at=seen.checked_at, error=seen.poll_error,
+                           last_heard=self.r.book.heard_by_node(swarm.swarm_id, swarm.node_count), with_nodes=True)
+        conn.send_directed("swarm_status", data, self.r.now())
 
-    async def cmd_queue_list(self, conn: "Connection", cmd: Command) -> None:
-        from codeswarm.router.queue import all_items, public_item
-
-        items = [public_item(i) for i in all_items(self.r.core)]
+    async def cmd_queue_list(self, conn: Connection, cmd: Command) -> None:
+        items = [public_item(i) for i in all_items(self.r.state)]
         conn.send_directed("queue_list", {"request_id": cmd.request_id, "items": items}, self.r.now())
 
-    async def cmd_subscribe(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_subscribe(self, conn: Connection, cmd: Command) -> None:
         since = cmd.payload.get("since")
         if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
             raise Rejection("invalid_payload", "since: must be an integer >= 0", request_id=cmd.request_id,
@@ -147,13 +159,13 @@ class Handlers:
             if later:
                 conn.deliver(later, None)
 
-    async def cmd_unsubscribe(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_unsubscribe(self, conn: Connection, cmd: Command) -> None:
         conn.mode = "none"
         conn.send_directed("unsubscribed", {"request_id": cmd.request_id}, self.r.now())
 
     # ------------------------------------------------------------------ launch
 
-    async def cmd_swarm_launch(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_swarm_launch(self, conn: Connection, cmd: Command) -> None:
         nodes = require_int(cmd, "nodes", default=1, minimum=1)
         if nodes > MAX_NODES:
             raise Rejection("invalid_payload", f"nodes: at most {MAX_NODES}", request_id=cmd.request_id,
@@ -189,7 +201,7 @@ class Handlers:
             if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
                 raise Rejection("invalid_payload", "alias: 1-64 ASCII letters, digits, '-' and '_'",
                                 request_id=cmd.request_id, command=cmd.command)
-            if any(s.alias == alias and s.active for s in self.r.core.swarms.values()):
+            if any(s.alias == alias and s.active for s in self.r.state.swarms.values()):
                 raise Rejection("invalid_payload", f"alias: {alias!r} is used by an active swarm",
                                 request_id=cmd.request_id, command=cmd.command)
             params["swarm_alias"] = alias
@@ -211,28 +223,16 @@ class Handlers:
         except ProviderError as exc:
             raise Rejection("launch_failed", str(exc), request_id=cmd.request_id, command=cmd.command) from None
         await trio.to_thread.run_sync(write_swarm_files, job, swarm_id, nodes, preset.id, params, files)
-        actions = self.r.core.launch(
+        decision = self.r.decide(Launch(
             request_id=cmd.request_id, swarm_id=swarm_id, job=job.to_json(), node_count=nodes,
             provider=preset.backend, provider_id=preset.id, params=params, system_prompt=system_prompt,
-            now=self.r.now(),
-        )
+        ))
         self.r.ingest.sync()
-        await self._deliver(actions)
-
-    async def _deliver(self, actions: list[Any]) -> None:
-        """Make the acks durable, then append the prompts to the inboxes."""
-        if not actions:
-            return
-        await self.r.commit()
-        for act, error in await self.r.send_to_inboxes(actions):
-            swarm = self.r.core.swarms.get(act.swarm_id)
-            inj = swarm.injections.get(act.line.get("injection_id", "")) if swarm else None
-            if swarm is not None and inj is not None and inj.state == "acked":
-                self.r.core.fail_injection(swarm, inj, "node_not_running", f"cannot write the inbox: {error}")
+        await self.r.carry_out(decision.effects)
 
     # ------------------------------------------------------------------ inject
 
-    async def cmd_inject(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_inject(self, conn: Connection, cmd: Command) -> None:
         swarm = self._swarm(cmd)
         content = require_str(cmd, "content")
         assert content is not None
@@ -240,34 +240,31 @@ class Handlers:
         if not swarm.active:
             raise Rejection("swarm_not_active", "swarm is terminating or terminated", request_id=cmd.request_id,
                             command=cmd.command)
-        actions = self.r.core.inject(swarm, node_ids, content, cmd.request_id, self.r.now())
-        await self._deliver(actions)
+        decision = self.r.decide(Inject(swarm.swarm_id, node_ids, content, cmd.request_id))
+        await self.r.carry_out(decision.effects)
 
-    async def cmd_enqueue_inject(self, conn: "Connection", cmd: Command) -> None:
-        from codeswarm.router.queue import enqueue_command
-
-        await enqueue_command(self, conn, cmd)
+    async def cmd_enqueue_inject(self, conn: Connection, cmd: Command) -> None:
+        decision = self.r.decide(parse_enqueue(cmd, self.r.state))
+        await self.r.carry_out(decision.effects)
 
     # ------------------------------------------------------------------ approvals
 
-    async def cmd_approve_execution(self, conn: "Connection", cmd: Command) -> None:
-        now = self.r.now()
-        found = approvals.answer(self.r.core, self.r.core.swarms, cmd, now)
-        if found is None:
+    async def cmd_approve_execution(self, conn: Connection, cmd: Command) -> None:
+        decision = self.r.decide(Approve(cmd))  # a repeat is answered by its event; else a control line
+        lines = [e for e in decision.effects if isinstance(e, InboxLine)]
+        if not lines:
             return
-        swarm, a, decision, approved = found
-        line = approvals.control_line(a, decision, approved, new_id(), now)
-        from codeswarm.router.core import InboxLine
-
-        failed = await self.r.send_to_inboxes([InboxLine(swarm.swarm_id, a.node_id, line)])
+        failed = await self.r.send_to_inboxes(lines)
         if failed:
             raise Rejection("provider_unavailable", f"cannot reach the node: {failed[0][1]}",
                             request_id=cmd.request_id, command=cmd.command)
-        approvals.client_resolved(self.r.core, swarm, a, decision, approved, cmd.request_id, now)
+        for then in decision.effects:
+            if isinstance(then, ApprovalDelivered):
+                self.r.decide(then)
 
     # ------------------------------------------------------------------ terminate
 
-    async def cmd_swarm_terminate(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_swarm_terminate(self, conn: Connection, cmd: Command) -> None:
         swarm = self._swarm(cmd)
         params = require_obj(cmd, "terminate_params")
         force = params.get("force", False)
@@ -276,12 +273,10 @@ class Handlers:
             raise Rejection("invalid_payload", "terminate_params: force and download_workspaces_on_shutdown "
                             "must be booleans", request_id=cmd.request_id, command=cmd.command)
         if swarm.state == "terminated":
-            self.r.emit("swarm_terminated", {"request_id": cmd.request_id, "swarm_id": swarm.swarm_id,
-                                             "job_id": swarm.job_id, "reason": swarm.termination_reason,
-                                             "already_terminated": True})
+            self.r.decide(RepeatTerminated(swarm.swarm_id, cmd.request_id))
             return
         if swarm.state == "terminating":
-            self.r.core.set_state(swarm, "terminating", cmd.request_id)
+            self.r.decide(AnnounceTerminating(swarm.swarm_id, cmd.request_id))
             escalate = self.terminating.get(swarm.swarm_id)
             if escalate is not None:
                 escalate.set()
@@ -292,7 +287,7 @@ class Handlers:
 
     async def terminate(self, swarm: Swarm, request_id: str | None, force: bool, archive: bool, reason: str) -> None:
         """The procedure of PROTOCOL.md 4.5, as a router-level task (a client may disconnect)."""
-        r, core = self.r, self.r.core
+        r = self.r
         resuming = swarm.state == "terminating"  # logged before a crash: finish it, do not announce it again
         if not (swarm.active or resuming):
             return
@@ -300,7 +295,7 @@ class Handlers:
         try:
             was_pending = (swarm.prev_state if resuming else swarm.state) == "pending"
             if not resuming:
-                core.set_state(swarm, "terminating", request_id)
+                r.decide(AnnounceTerminating(swarm.swarm_id, request_id))
                 await r.commit()
             graceful = r.settings.local_graceful_terminate_timeout_seconds if swarm.provider == "local" \
                 else r.settings.graceful_terminate_timeout_seconds
@@ -315,15 +310,10 @@ class Handlers:
                         while swarm.open_injections():
                             await r.wait_swarm_change(swarm.swarm_id)
                         waiters.cancel_scope.cancel()
-            from codeswarm.router.core import InboxLine
-
             shutdown = [InboxLine(swarm.swarm_id, n.node_id, {"type": "shutdown", "ts": r.now(), "reason": "terminate"})
                         for n in swarm.nodes if n.worker != "exited"]
             await r.send_to_inboxes(shutdown)
-            for inj in list(swarm.injections.values()):
-                if inj.state == "acked":
-                    core.fail_injection(swarm, inj, "swarm_terminated", "the swarm is being terminated")
-            approvals.resolve_all(core, swarm, "terminated", r.now())
+            r.decide(ShutdownSent(swarm.swarm_id))
             with trio.move_on_after(0 if was_pending else TERMINATE_EXIT_WAIT):
                 while any(n.worker in ("running", "stale") for n in swarm.nodes):
                     await r.wait_swarm_change(swarm.swarm_id)
@@ -334,16 +324,14 @@ class Handlers:
                     raise ProviderError(f"backend {swarm.provider} is not configured", transient=False)
                 await provider.cancel(job)
             except ProviderError as exc:
-                r.emit("command_rejected", Rejection("termination_failed", str(exc), request_id=request_id,
-                                                     command="swarm_terminate", swarm_id=swarm.swarm_id).data())
-                core.set_state(swarm, swarm.prev_state or "running", None)
+                r.decide(TerminateRefused(swarm.swarm_id, request_id, str(exc)))
                 return
             r.ingest.drain_swarm(swarm.swarm_id)
             if archive:
                 from codeswarm.router.archive import archive_workspaces
 
                 await archive_workspaces(r, swarm, request_id)
-            core.terminated(swarm, reason, request_id, r.now())
+            r.decide(Terminated(swarm.swarm_id, reason, request_id))
             r.ingest.sync()
         finally:
             self.terminating.pop(swarm.swarm_id, None)

@@ -11,16 +11,16 @@ import heapq
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
+from codeswarm.core.kernel import Decision
+from codeswarm.core.records import CoreState, Swarm
+from codeswarm.core.turns import BadOutboxLine, LifecycleLine, RuntimeOutput
 from codeswarm.mailbox import outbox_path, read_complete_lines
+from codeswarm.router.liveness import ShellBook
 from codeswarm.router.providers.base import JobHandle
-
-if TYPE_CHECKING:
-    from codeswarm.router.app import Router
-    from codeswarm.router.model import Swarm
 
 log = logging.getLogger("codeswarm.router.ingest")
 
@@ -32,11 +32,28 @@ STREAMING_CAP = 0.04  # bench_scale: 1,000 nodes at 5 lines/s each, p99 149 ms w
 EXPECT_WINDOW = 0.5  # a worker normally answers a prompt (turn_accepted) well within this
 
 
+class IngestHost(Protocol):
+    """What the ingest needs of the Router (the Router imports this module, not the reverse)."""
+
+    state: CoreState
+    book: ShellBook
+    settings: Any
+
+    def now(self) -> float: ...
+
+    def decide(self, inp: Any) -> Decision: ...
+
+
 @dataclass
 class NodeWatch:
+    """One node's outbox follower. `seq`/`offset` are the read cursor: shell state, not durable
+    (router/liveness.py): a new watch starts at the node's durable outbox_seq and offset 0."""
+
     swarm_id: str
     node_id: int
     path: str
+    seq: int = 0  # highest outbox seq read (lines without events included)
+    offset: int = 0  # byte offset after it
     interval: float = FAST_INTERVAL
     fast_until: float = 0.0
     last_data_at: float = float("-inf")  # after a prompt was sent, poll fast for a while before backing off
@@ -58,7 +75,7 @@ def make_normalizer(runtime: str) -> Any:
 
 
 class OutboxIngest:
-    def __init__(self, router: "Router") -> None:
+    def __init__(self, router: IngestHost) -> None:
         self.router = router
         self.watches: dict[tuple[str, int], NodeWatch] = {}
         self._heap: list[tuple[float, int, str, int]] = []
@@ -72,7 +89,7 @@ class OutboxIngest:
     def sync(self) -> None:
         """Watch every node of every swarm that is not terminated; forget the others."""
         wanted = set()
-        for swarm in self.router.core.swarms.values():
+        for swarm in self.router.state.swarms.values():
             if swarm.state == "terminated":
                 continue
             job = JobHandle.from_json(swarm.job)
@@ -80,7 +97,8 @@ class OutboxIngest:
                 key = (swarm.swarm_id, node.node_id)
                 wanted.add(key)
                 if key not in self.watches:
-                    w = NodeWatch(swarm.swarm_id, node.node_id, str(outbox_path(job.swarm_root, job.job_id, node.node_id)))
+                    w = NodeWatch(swarm.swarm_id, node.node_id, str(outbox_path(job.swarm_root, job.job_id, node.node_id)),
+                                  seq=node.outbox_seq)
                     self.watches[key] = w
                     self._schedule(w, 0.0)
         for key in list(self.watches):
@@ -125,7 +143,7 @@ class OutboxIngest:
                 await self._wake.wait()
 
     def _reschedule(self, w: NodeWatch, got_lines: bool) -> None:
-        swarm = self.router.core.swarms.get(w.swarm_id)
+        swarm = self.router.state.swarms.get(w.swarm_id)
         if swarm is None or (w.swarm_id, w.node_id) not in self.watches:
             return
         settings = self.router.settings
@@ -143,7 +161,7 @@ class OutboxIngest:
             w.interval = min(cap, w.interval * GROWTH)
         self._schedule(w, w.interval)
 
-    def _busy_nodes(self, swarm: "Swarm") -> set[int]:
+    def _busy_nodes(self, swarm: Swarm) -> set[int]:
         """Nodes with an open turn, recomputed at most every BUSY_CACHE_SECONDS per swarm: asking
         swarm.node_busy per poll scanned every injection of the swarm, O(nodes^2)/s at 1,000 nodes
         (bench_scale: p99 0.8-2 s -> 0.1 s). Slightly stale is fine: it only picks the idle cap."""
@@ -162,48 +180,43 @@ class OutboxIngest:
                     pass
 
     def poll_node(self, w: NodeWatch) -> bool:
-        swarm = self.router.core.swarms.get(w.swarm_id)
+        swarm = self.router.state.swarms.get(w.swarm_id)
         if swarm is None:
             return False
-        node = swarm.nodes[w.node_id]
         self.stat_calls += 1
         try:
             size = os.stat(w.path).st_size
         except OSError:
             return False
-        if size < node.outbox_offset:  # never expected: re-read, seq filters what was seen
-            node.outbox_offset = 0
-        if size == node.outbox_offset:
+        if size < w.offset:  # never expected: re-read, seq filters what was seen
+            w.offset = 0
+        if size == w.offset:
             return False
-        batch = read_complete_lines(w.path, node.outbox_offset)  # type: ignore[arg-type]
-        if batch.offset == node.outbox_offset:
+        batch = read_complete_lines(w.path, w.offset)  # type: ignore[arg-type]
+        if batch.offset == w.offset:
             return False
         for problem in batch.bad:
-            self._bad_line(swarm, w.node_id, problem)
+            self.router.decide(BadOutboxLine(w.swarm_id, w.node_id, problem))
         now = self.router.now()
         for line in batch.lines:
             self.process_line(swarm, w, line, now)
-        node.outbox_offset = batch.offset
-        # Not marked dirty here: the read position only needs saving with the events it produced (emit
-        # marks those swarms); lines without events (heartbeats) are simply read again after a crash.
+        w.offset = batch.offset
         self.lines_read += len(batch.lines)
         return True
 
-    def process_line(self, swarm: "Swarm", w: NodeWatch, line: dict[str, Any], now: float) -> None:
-        node = swarm.nodes[w.node_id]
+    def process_line(self, swarm: Swarm, w: NodeWatch, line: dict[str, Any], now: float) -> None:
         seq = line.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int):
-            self._bad_line(swarm, w.node_id, "outbox line without an integer seq")
+            self.router.decide(BadOutboxLine(w.swarm_id, w.node_id, "outbox line without an integer seq"))
             return
-        if seq <= node.outbox_seq:
-            return  # already turned into events before a restart
-        node.outbox_seq = seq
-        node.last_line_at = now
+        if seq <= w.seq or seq <= swarm.nodes[w.node_id].outbox_seq:
+            return  # already read (or turned into events before a restart)
+        w.seq = seq
+        self.router.book.heard(w.swarm_id, w.node_id, now)
         kind = line.get("type")
-        core = self.router.core
         try:
             if kind == "lifecycle":
-                core.on_lifecycle(swarm, w.node_id, line, now)
+                self.router.decide(LifecycleLine(w.swarm_id, w.node_id, line))
             elif kind == "runtime":
                 runtime = str(line.get("runtime") or swarm.agent_runtime)
                 norm = w.normalizers.get(runtime)
@@ -214,16 +227,10 @@ class OutboxIngest:
                 events = norm.feed(line.get("payload"))
                 if events:
                     iid = line.get("injection_id")
-                    core.on_runtime_events(swarm, w.node_id, iid if isinstance(iid, str) else None, events, seq, now)
+                    self.router.decide(RuntimeOutput(w.swarm_id, w.node_id, iid if isinstance(iid, str) else None,
+                                                     events, seq))
             else:
-                self._bad_line(swarm, w.node_id, f"unknown outbox line type {kind!r}")
+                self.router.decide(BadOutboxLine(w.swarm_id, w.node_id, f"unknown outbox line type {kind!r}"))
         except Exception as exc:  # a bad line must never stop the ingest of every other node
             log.exception("outbox line failed: swarm %s node %s seq %s", swarm.swarm_id, w.node_id, seq)
-            self._bad_line(swarm, w.node_id, f"could not process outbox line {seq}: {exc!r}")
-
-    def _bad_line(self, swarm: "Swarm", node_id: int, problem: str) -> None:
-        self.router.emit(
-            "agent_error",
-            {**self.router.core.runtime_fields(swarm, node_id, None), "message": f"outbox: {problem}",
-             "error_code": "outbox_invalid_line", "fatal": False},
-        )
+            self.router.decide(BadOutboxLine(w.swarm_id, w.node_id, f"could not process outbox line {seq}: {exc!r}"))

@@ -14,6 +14,9 @@ from typing import Any
 import trio
 
 from codeswarm.config import Config
+from codeswarm.core.evidence import JobState
+from codeswarm.core.observe import Observed
+from codeswarm.core.ticks import Tick
 from codeswarm.errors import CodeswarmError, ProviderError, RouterUnavailable
 from codeswarm.paths import ensure_state_dir, lock_path, socket_path
 from codeswarm.protocol import Rejection, parse_command_line
@@ -25,6 +28,7 @@ from codeswarm.router.providers.base import ClusterProvider, JobHandle
 log = logging.getLogger("codeswarm.router")
 
 TICK_SECONDS = 1.0
+LOOP_REPORT_EVERY = 60  # a loop failing on every round is reported on its 1st, 61st, ... failure
 
 
 class RouterLocked(CodeswarmError):
@@ -90,8 +94,9 @@ class RouterServer:
             nursery.start_soon(r.periodic_sync)
             r.ingest.sync()
             nursery.start_soon(r.ingest.run)
-            for sid in list(r.core.swarms):
-                sw = r.core.swarms[sid]
+            r.start_terminate = self._start_terminate
+            for sid in list(r.state.swarms):
+                sw = r.state.swarms[sid]
                 if sw.state != "terminated" and sw.provider in r.providers:
                     await r.providers[sw.provider].adopt(JobHandle.from_json(sw.job))
                 if sw.state == "terminating":  # interrupted by a crash: finish it
@@ -171,65 +176,96 @@ class RouterServer:
 
     # ------------------------------------------------------------------ background loops
 
+    def _start_terminate(self, swarm_id: str, reason: str, force: bool) -> None:
+        """Effect StartTerminate: run the terminate procedure unless one already runs."""
+        r = self.router
+        sw = r.state.swarms.get(swarm_id)
+        if sw is not None and sw.active and swarm_id not in self.handlers.terminating:
+            assert r.nursery is not None
+            r.nursery.start_soon(self.handlers.terminate, sw, None, force, False, reason)
+
+    def _loop_failed(self, loop: str, failures: int, exc: BaseException) -> None:
+        """A background loop's round failed unexpectedly: the loop goes on (the router must not
+        die), but the failure is logged and told to every client, not swallowed."""
+        log.error("%s failed (%d in a row)", loop, failures, exc_info=exc)
+        if failures == 1 or failures % LOOP_REPORT_EVERY == 0:
+            self.router.emit("router_warning", {
+                "message": f"the router's {loop} failed: {exc!r} ({failures} in a row); it keeps retrying",
+                "error_code": "background_loop_failed", "loop": loop, "failures": failures})
+
+    def _loop_recovered(self, loop: str, failures: int) -> None:
+        self.router.emit("router_warning", {"message": f"the router's {loop} works again after {failures} failures",
+                                            "error_code": "background_loop_recovered", "loop": loop})
+
     async def _ticker(self) -> None:
         r = self.router
+        failures = 0
         while True:
             await trio.sleep(TICK_SECONDS)
             try:
-                to_cancel, actions = r.core.tick(r.now())
-                if actions:
-                    await r.commit()
-                    await r.send_to_inboxes(actions)
-                for sid in to_cancel:
-                    sw = r.core.swarms.get(sid)
-                    if sw is not None and sw.active and sid not in self.handlers.terminating:
-                        assert r.nursery is not None
-                        r.nursery.start_soon(self.handlers.terminate, sw, None, True, False, "launch_timeout")
-                if any(sw.state == "terminated" for sw in r.core.swarms.values()):
+                decision = r.decide(Tick(r.book.last_heard))
+                await r.carry_out(decision.effects)
+                if any(sw.state == "terminated" for sw in r.state.swarms.values()):
                     r.ingest.sync()
-            except Exception:
-                log.exception("tick failed")
+            except Exception as exc:  # reported to clients by _loop_failed, then the next tick runs
+                failures += 1
+                self._loop_failed("ticker", failures, exc)
+                continue
+            if failures:
+                self._loop_recovered("ticker", failures)
+                failures = 0
 
     async def _poller(self, backend: str, provider: ClusterProvider) -> None:
         """One batched scheduler query per interval for every active swarm of this backend."""
         r = self.router
         failures = 0
+        crashes = 0
         while True:
             # read every time: a provider may back off while nothing changes (slurm)
             await trio.sleep(getattr(provider, "poll_interval", None) or r.settings.status_poll_interval_seconds)
-            swarms = [sw for sw in r.core.swarms.values() if sw.provider == backend and sw.active]
-            if not swarms:
-                continue
-            jobs = [JobHandle.from_json(sw.job) for sw in swarms]
             try:
-                observations = await provider.poll(jobs)
-            except ProviderError as exc:
-                failures += 1
-                for sw in swarms:
-                    sw.poll_error = str(exc)
-                if failures == 1 or failures % 10 == 0:
-                    r.emit("provider_warning", {"backend": backend, "message": str(exc), "failures": failures,
-                                                "swarm_ids": [sw.swarm_id for sw in swarms]})
+                failures = await self._poll_once(backend, provider, failures)
+            except Exception as exc:  # reported to clients by _loop_failed, then the next round runs
+                crashes += 1
+                self._loop_failed(f"{backend} poller", crashes, exc)
                 continue
-            except Exception as exc:
-                log.exception("poll of %s failed", backend)
-                failures += 1
-                continue
-            if failures:
-                r.emit("provider_warning", {"backend": backend, "message": "scheduler reachable again",
-                                            "failures": 0, "recovered": True})
-            failures = 0
-            now = r.now()
-            for sw in swarms:
-                obs = observations.get(sw.job_id)
-                if obs is None or sw.swarm_id in self.handlers.terminating or not sw.active:
-                    continue
-                from codeswarm.router.providers.base import JobState
+            if crashes:
+                self._loop_recovered(f"{backend} poller", crashes)
+                crashes = 0
 
-                if obs.state in (JobState.ENDED, JobState.NOT_FOUND):
-                    r.ingest.drain_swarm(sw.swarm_id)  # worker output comes before swarm_terminated
-                r.core.on_observation(sw, obs, now)
-            r.ingest.sync()
+    async def _poll_once(self, backend: str, provider: ClusterProvider, failures: int) -> int:
+        """One poll round; returns the count of scheduler failures in a row."""
+        r = self.router
+        swarms = [sw for sw in r.state.swarms.values() if sw.provider == backend and sw.active]
+        if not swarms:
+            return failures
+        jobs = [JobHandle.from_json(sw.job) for sw in swarms]
+        try:
+            observations = await provider.poll(jobs)
+        except ProviderError as exc:
+            failures += 1
+            for sw in swarms:
+                r.book.observation(sw.swarm_id).poll_error = str(exc)
+            if failures == 1 or failures % 10 == 0:
+                r.emit("provider_warning", {"backend": backend, "message": str(exc), "failures": failures,
+                                            "swarm_ids": [sw.swarm_id for sw in swarms]})
+            return failures
+        if failures:
+            r.emit("provider_warning", {"backend": backend, "message": "scheduler reachable again",
+                                        "failures": 0, "recovered": True})
+        now = r.now()
+        for sw in swarms:
+            obs = observations.get(sw.job_id)
+            if obs is None or sw.swarm_id in self.handlers.terminating or not sw.active:
+                continue
+            if obs.state != JobState.UNKNOWN:
+                seen = r.book.observation(sw.swarm_id)
+                seen.checked_at, seen.poll_error = now, None
+            if obs.state in (JobState.ENDED, JobState.NOT_FOUND):
+                r.ingest.drain_swarm(sw.swarm_id)  # worker output comes before swarm_terminated
+            r.decide(Observed(sw.swarm_id, obs))
+        r.ingest.sync()
+        return 0
 
 
 def _only_disconnects(exc: BaseException) -> bool:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from codeswarm.protocol import Command, Rejection
-from codeswarm.router import approvals
-from codeswarm.router.approvals import resolve_decision
-from codeswarm.router.model import Approval
+from codeswarm.core import approvals
+from codeswarm.core.approvals import ApprovalDelivered, Approve, resolve_decision
+from codeswarm.core.kernel import InboxLine
+from codeswarm.core.records import Approval
 
 APP = ["accept", "acceptForSession", "decline", "cancel"]
 NATIVE = ["approved", "approved_for_session", "denied", "abort"]
@@ -113,6 +114,20 @@ def approve(call_id="c1", approved=True, job_id=None, rid="req-ap", **extra):
     return Command("approve_execution", rid, payload)
 
 
+def answer(h, cmd, now=None):
+    """Decide approve_execution: (swarm, approval, decision, approved, control line) when a control
+    line must reach the worker (then ApprovalDelivered is to be decided), None for a repeat."""
+    d = h.decide(Approve(cmd), now)
+    lines = [e for e in d.effects if isinstance(e, InboxLine)]
+    then = [e for e in d.effects if isinstance(e, ApprovalDelivered)]
+    if not then:
+        assert lines == []
+        return None
+    [line], [delivered] = lines, then
+    swarm = h.state.swarms[delivered.swarm_id]
+    return swarm, swarm.approvals[delivered.approval_id], delivered.decision, delivered.approved, line, delivered
+
+
 def with_pending(h, nodes=(0,), offered=None, call_id="c1"):
     swarm, _ = h.launch(nodes=max(nodes) + 1)
     h.start(swarm)
@@ -150,20 +165,23 @@ def test_a_repeated_request_is_not_announced_twice(h):
 
 def test_answer_then_idempotent_repeat_within_180_s(h):
     swarm, _ = with_pending(h)
-    found = approvals.answer(h.core, h.core.swarms, approve(job_id=swarm.job_id), h.now)
+    mark = h.mark()
+    found = answer(h, approve(job_id=swarm.job_id))
     assert found is not None
-    sw, a, decision, approved = found
+    sw, a, decision, approved, act, delivered = found
     assert sw is swarm and decision == "accept" and approved is True
-    line = approvals.control_line(a, decision, approved, "ctl-1", h.now)
+    assert h.names(after=mark) == []  # nothing is resolved before the line is in the inbox
+    line = act.line
+    assert act.node_id == 0 and act.swarm_id == swarm.swarm_id
     assert line["type"] == "control" and line["payload"]["rpc_id"] == 17 and line["payload"]["decision"] == "accept"
-    approvals.client_resolved(h.core, swarm, a, decision, approved, "req-ap", h.now)
+    h.decide(delivered)
     resolved = h.events()[-1]
     assert resolved[0] == "exec_approval_resolved"
     assert resolved[1]["request_id"] == "req-ap" and resolved[1]["source"] == "client"
     assert "idempotent" not in resolved[1] and a.resolved
 
     mark = h.mark()
-    again = approvals.answer(h.core, h.core.swarms, approve(job_id=swarm.job_id, rid="req-again"), h.now + 180)
+    again = answer(h, approve(job_id=swarm.job_id, rid="req-again"), h.now + 180)
     assert again is None  # nothing goes to the worker
     [(name, data)] = h.events(after=mark)
     assert name == "exec_approval_resolved" and data["idempotent"] is True
@@ -171,14 +189,14 @@ def test_answer_then_idempotent_repeat_within_180_s(h):
     assert a.resolve_request_id == "req-ap"  # the repeat does not rewrite the resolution
 
     with pytest.raises(Rejection) as info:
-        approvals.answer(h.core, h.core.swarms, approve(job_id=swarm.job_id, rid="req-late"), h.now + 181)
+        answer(h, approve(job_id=swarm.job_id, rid="req-late"), h.now + 181)
     assert info.value.code == "unknown_approval"
 
 
 def test_unknown_approval_carries_context(h):
     swarm, _ = with_pending(h)
     with pytest.raises(Rejection) as info:
-        approvals.answer(h.core, h.core.swarms, approve(call_id="nope", job_id=swarm.job_id, node_id=0), h.now)
+        answer(h, approve(call_id="nope", job_id=swarm.job_id, node_id=0), h.now)
     rej = info.value
     assert rej.code == "unknown_approval" and rej.reason == "unknown approval request"
     assert rej.request_id == "req-ap" and rej.command == "approve_execution"
@@ -190,16 +208,16 @@ def test_unknown_approval_carries_context(h):
 def test_unknown_job_is_unknown_approval(h):
     with_pending(h)
     with pytest.raises(Rejection) as info:
-        approvals.answer(h.core, h.core.swarms, approve(job_id="no-such-job"), h.now)
+        answer(h, approve(job_id="no-such-job"), h.now)
     assert info.value.code == "unknown_approval"
 
 
 def test_same_call_id_on_two_nodes_is_ambiguous_until_node_id_is_given(h):
     swarm, _ = with_pending(h, nodes=(0, 1))
     with pytest.raises(Rejection) as info:
-        approvals.answer(h.core, h.core.swarms, approve(job_id=swarm.job_id), h.now)
+        answer(h, approve(job_id=swarm.job_id), h.now)
     assert info.value.code == "ambiguous_approval" and info.value.request_id == "req-ap"
-    _, a, decision, _ = approvals.answer(h.core, h.core.swarms, approve(job_id=swarm.job_id, node_id=1), h.now)
+    _, a, decision, *_ = answer(h, approve(job_id=swarm.job_id, node_id=1), h.now)
     assert a.node_id == 1 and decision == "accept"
 
 
@@ -216,14 +234,14 @@ def test_answer_payload_validation(h, payload, field):
     swarm, _ = with_pending(h)
     payload = {k: (swarm.job_id if v == "J" else v) for k, v in payload.items()}
     with pytest.raises(Rejection) as info:
-        approvals.answer(h.core, h.core.swarms, Command("approve_execution", "r", payload), h.now)
+        answer(h, Command("approve_execution", "r", payload), h.now)
     assert info.value.code == "invalid_payload" and info.value.reason.startswith(field)
 
 
 def test_answer_with_a_decision_the_node_did_not_offer(h):
     swarm, _ = with_pending(h, offered=["decline"])
     with pytest.raises(Rejection) as info:
-        approvals.answer(h.core, h.core.swarms, approve(job_id=swarm.job_id, approved=True), h.now)
+        answer(h, approve(job_id=swarm.job_id, approved=True), h.now)
     assert info.value.code == "invalid_payload" and "decision not offered" in info.value.reason
     assert not next(iter(swarm.approvals.values())).resolved  # a rejected command has no effect
 
@@ -246,7 +264,7 @@ def test_turn_complete_makes_open_approvals_moot(h):
 
 def test_termination_resolves_open_approvals_before_swarm_terminated(h):
     swarm, _ = with_pending(h, nodes=(0, 1))
-    h.core.terminated(swarm, "requested", None, h.now)
+    h.terminated(swarm, "requested", None)
     names = h.names()
     assert names[-1] == "swarm_terminated"
     assert names.count("exec_approval_resolved") == 2
@@ -257,21 +275,17 @@ def test_unanswered_approval_times_out_with_a_deny_and_abort(make_harness):
     h = make_harness(approval_timeout_seconds=100, inject_timeout_seconds=10**6,
                      worker_heartbeat_timeout_seconds=10**6)
     swarm, _ = with_pending(h)
-    _, actions = h.at(h.now + 100).core.tick(h.now)
-    assert actions == []
-    _, actions = h.at(h.now + 1).core.tick(h.now)
-    [act] = actions
+    assert h.at(h.now + 100).tick().effects == []
+    [act] = h.at(h.now + 1).tick().effects
     assert act.node_id == 0 and act.line["payload"]["decision"] == "cancel"
     assert act.line["payload"]["approved"] is False
     resolved = h.events()[-1][1]
     assert resolved["source"] == "timeout" and resolved["decision"] == "cancel"
-    _, actions = h.at(h.now + 1000).core.tick(h.now)
-    assert actions == []
+    assert h.at(h.now + 1000).tick().effects == []
 
 
 def test_approval_timeout_zero_disables_it(make_harness):
     h = make_harness(approval_timeout_seconds=0, inject_timeout_seconds=10**6,
                      worker_heartbeat_timeout_seconds=10**6)
     swarm, _ = with_pending(h)
-    _, actions = h.at(h.now + 10**6).core.tick(h.now)
-    assert actions == [] and not next(iter(swarm.approvals.values())).resolved
+    assert h.at(h.now + 10**6).tick().effects == [] and not next(iter(swarm.approvals.values())).resolved

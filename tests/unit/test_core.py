@@ -12,7 +12,9 @@ import orjson
 import pytest
 import trio
 
-from codeswarm.router.providers.base import JobObservation, JobState
+from codeswarm.core.evidence import JobObservation, JobState
+from codeswarm.core.kernel import StartTerminate
+from codeswarm.core.views import list_record, status_data
 
 # The harness's fake clock starts here (conftest.T0). Not imported: several non-package
 # conftest.py files share the module name "conftest", so importing it is unreliable.
@@ -58,7 +60,7 @@ def test_inject_acks_ascending_and_returns_inbox_lines(h):
     swarm, _ = h.launch(nodes=4)
     h.start(swarm)
     mark = h.mark()
-    actions = h.core.inject(swarm, [1, 3], "go", "req-2", h.now)
+    actions = h.inject_lines(swarm, [1, 3], "go", "req-2")
     assert h.names(after=mark) == ["inject_ack", "inject_ack"]
     acks = [d for _, d in h.events(after=mark)]
     assert [a["node_id"] for a in acks] == [1, 3]
@@ -70,7 +72,7 @@ def test_inject_acks_ascending_and_returns_inbox_lines(h):
 def test_inject_into_a_pending_swarm_is_accepted_and_waits(h):
     swarm, _ = h.launch(nodes=2)
     iids = h.inject(swarm, [0, 1])
-    h.at(T0 + 10_000).core.tick(h.now)  # workers not started: no deadline runs yet
+    h.at(T0 + 10_000).tick()  # workers not started: no deadline runs yet
     assert [swarm.injections[i].state for i in iids.values()] == ["acked", "acked"]
 
 
@@ -252,7 +254,7 @@ def test_inject_into_an_exited_node_acks_then_fails(h):
     h.start(swarm)
     h.exit(swarm, 1)
     mark = h.mark()
-    actions = h.core.inject(swarm, [0, 1], "x", "req-9", h.now)
+    actions = h.inject_lines(swarm, [0, 1], "x", "req-9")
     assert h.names(after=mark) == ["inject_ack", "inject_ack", "inject_failed"]
     assert h.events(after=mark)[2][1]["node_id"] == 1
     assert h.events(after=mark)[2][1]["reason"] == "node_not_running"
@@ -264,7 +266,7 @@ def test_all_acks_of_one_inject_come_before_any_failure(h):
     h.start(swarm)
     h.exit(swarm, 0)
     mark = h.mark()
-    h.core.inject(swarm, [0, 1, 2], "x", "req-9", h.now)
+    h.inject_lines(swarm, [0, 1, 2], "x", "req-9")
     assert h.names(after=mark) == ["inject_ack", "inject_ack", "inject_ack", "inject_failed"]
 
 
@@ -319,7 +321,7 @@ def test_terminated_closes_everything_before_swarm_terminated(h):
     h.accept(swarm, 2, iids[2])
     h.runtime(swarm, 2, iids[2], ("turn_started", {}))
     mark = h.mark()
-    h.core.terminated(swarm, "requested", "req-term", h.now)
+    h.terminated(swarm, "requested", "req-term")
     names = h.names(after=mark)
     assert names[-1] == "swarm_terminated"
     assert per_injection(h, iids[0])[-1] == "inject_failed"
@@ -330,13 +332,13 @@ def test_terminated_closes_everything_before_swarm_terminated(h):
     done = h.events(after=mark)[-1][1]
     assert done["request_id"] == "req-term" and done["reason"] == "requested"
     assert swarm.state == "terminated" and swarm.terminated_at == h.now and swarm.open_injections() == []
-    record = h.core.list_record(swarm)
+    record = list_record(swarm)
     assert record["status"] == "terminated" and record["termination_reason"] == "requested"
 
 
 def test_status_data_legacy_status_for_pending(h):
     swarm, _ = h.launch(nodes=1)
-    data = h.core.status_data(swarm, "r", with_nodes=True)
+    data = status_data(swarm, "r", with_nodes=True)
     assert data["status"] == "running" and data["state"] == "pending"
     assert data["nodes"] == [{"node_id": 0, "worker": "not_started", "busy": False, "outstanding": 0,
                               "last_heartbeat_at": None, "hostname": None}]
@@ -350,13 +352,13 @@ def test_inject_timeout_while_node_runs(make_harness):
     swarm, _ = h.launch(nodes=1)
     h.start(swarm)
     iid = h.inject(swarm, [0])[0]
-    swarm.nodes[0].last_line_at = T0 + 1000  # keep it from going stale in this test
-    h.at(T0 + 60).core.tick(h.now)
+    h.last_heard[(swarm.swarm_id, 0)] = T0 + 1000  # keep it from going stale in this test
+    h.at(T0 + 60).tick()
     assert swarm.injections[iid].state == "acked"
-    h.at(T0 + 60.5).core.tick(h.now)
+    h.at(T0 + 60.5).tick()
     failed = [d for n, d in h.events(injection_id=iid) if n == "inject_failed"]
     assert [d["reason"] for d in failed] == ["timeout"]
-    h.at(T0 + 120).core.tick(h.now)
+    h.at(T0 + 120).tick()
     assert per_injection(h, iid).count("inject_failed") == 1
 
 
@@ -364,13 +366,13 @@ def test_deadline_starts_at_worker_started_for_a_pending_swarm(make_harness):
     h = make_harness(inject_timeout_seconds=60, worker_heartbeat_timeout_seconds=10_000)
     swarm, _ = h.launch(nodes=1, system_prompt="sys")
     iid = next(iter(swarm.injections))
-    h.at(T0 + 500).core.tick(h.now)
+    h.at(T0 + 500).tick()
     assert swarm.injections[iid].state == "acked"
     h.at(T0 + 500)
     h.start(swarm)
-    h.at(T0 + 559).core.tick(h.now)
+    h.at(T0 + 559).tick()
     assert swarm.injections[iid].state == "acked"
-    h.at(T0 + 561).core.tick(h.now)
+    h.at(T0 + 561).tick()
     assert swarm.injections[iid].state == "failed"
 
 
@@ -381,10 +383,10 @@ def test_silent_node_becomes_stale_and_a_line_revives_it(make_harness):
     h.at(T0 + 50)
     h.lifecycle(swarm, 1, "heartbeat", {"busy": False})
     mark = h.mark()
-    h.at(T0 + 61).core.tick(h.now)
+    h.at(T0 + 61).tick()
     stale = [d for n, d in h.events(after=mark) if n == "node_status"]
     assert [(d["node_id"], d["worker"]) for d in stale] == [(0, "stale")]
-    h.at(T0 + 62).core.tick(h.now)
+    h.at(T0 + 62).tick()
     assert [n for n in h.names(after=mark)] == ["node_status"]  # reported once
     h.lifecycle(swarm, 0, "heartbeat", {"busy": False})
     assert swarm.nodes[0].worker == "running"
@@ -397,9 +399,9 @@ def test_acked_injection_on_a_stale_node_fails_node_not_running(make_harness):
     swarm, _ = h.launch(nodes=1)
     h.start(swarm)
     iid = h.inject(swarm, [0])[0]
-    h.at(T0 + 31).core.tick(h.now)
+    h.at(T0 + 31).tick()
     assert swarm.nodes[0].worker == "stale"
-    h.at(T0 + 61).core.tick(h.now)
+    h.at(T0 + 61).tick()
     assert [d["reason"] for n, d in h.events(injection_id=iid) if n == "inject_failed"] == ["node_not_running"]
 
 
@@ -408,9 +410,9 @@ def test_worker_that_never_starts_becomes_stale(make_harness):
     swarm, _ = h.launch(nodes=2)
     h.start(swarm, 0)  # swarm running from here
     mark = h.mark()
-    h.at(T0 + 300).core.tick(h.now)
+    h.at(T0 + 300).tick()
     assert h.names(after=mark) == []
-    h.at(T0 + 301).core.tick(h.now)
+    h.at(T0 + 301).tick()
     assert [(d["node_id"], d["worker"]) for n, d in h.events(after=mark)] == [(1, "stale")]
 
 
@@ -421,14 +423,14 @@ def test_ttl_removes_a_terminated_swarm_exactly_after_the_ttl(make_harness):
     h = make_harness(terminated_ttl_seconds=900)
     swarm, _ = h.launch(nodes=1)
     h.start(swarm)
-    h.at(T0 + 100).core.terminated(swarm, "requested", "r", h.now)
-    h.at(T0 + 100 + 899.999).core.tick(h.now)
-    assert swarm.swarm_id in h.core.swarms and "swarm_removed" not in h.names()
-    h.at(T0 + 100 + 900).core.tick(h.now)
+    h.at(T0 + 100).terminated(swarm, "requested", "r")
+    h.at(T0 + 100 + 899.999).tick()
+    assert swarm.swarm_id in h.state.swarms and "swarm_removed" not in h.names()
+    h.at(T0 + 100 + 900).tick()
     removed = [d for n, d in h.events() if n == "swarm_removed"]
     assert removed == [{"swarm_id": swarm.swarm_id, "reason": "ttl_expired"}]
-    assert swarm.swarm_id not in h.core.swarms
-    h.at(T0 + 5000).core.tick(h.now)
+    assert swarm.swarm_id not in h.state.swarms
+    h.at(T0 + 5000).tick()
     assert h.names().count("swarm_removed") == 1
     assert h.names()[-1] == "swarm_removed"
 
@@ -436,20 +438,20 @@ def test_ttl_removes_a_terminated_swarm_exactly_after_the_ttl(make_harness):
 def test_running_swarms_are_never_removed(make_harness):
     h = make_harness(terminated_ttl_seconds=1)
     swarm, _ = h.launch(nodes=1)
-    h.at(T0 + 10**7).core.tick(h.now)
-    assert "swarm_removed" not in h.names() and swarm.swarm_id in h.core.swarms
+    h.at(T0 + 10**7).tick()
+    assert "swarm_removed" not in h.names() and swarm.swarm_id in h.state.swarms
 
 
 def test_retention_cap_removes_the_oldest_first(make_harness):
     h = make_harness(max_terminated_swarms=2, terminated_ttl_seconds=10**6)
     swarms = [h.launch(nodes=1)[0] for _ in range(4)]
     for i in (2, 0, 3, 1):  # terminated in this order
-        h.at(h.now + 10).core.terminated(swarms[i], "requested", None, h.now)
-    h.at(h.now + 1).core.tick(h.now)
+        h.at(h.now + 10).terminated(swarms[i], "requested", None)
+    h.at(h.now + 1).tick()
     removed = [d for n, d in h.events() if n == "swarm_removed"]
     assert removed == [{"swarm_id": swarms[2].swarm_id, "reason": "retention_cap"},
                        {"swarm_id": swarms[0].swarm_id, "reason": "retention_cap"}]
-    assert set(h.core.swarms) == {swarms[3].swarm_id, swarms[1].swarm_id}
+    assert set(h.state.swarms) == {swarms[3].swarm_id, swarms[1].swarm_id}
 
 
 async def test_ttl_of_900_s_passes_in_milliseconds_on_trio_mock_clock(autojump_clock, make_harness):
@@ -461,13 +463,13 @@ async def test_ttl_of_900_s_passes_in_milliseconds_on_trio_mock_clock(autojump_c
     def now() -> float:
         return base + trio.current_time()
 
-    h.at(now()).core.terminated(swarm, "requested", None, h.now)
+    h.at(now()).terminated(swarm, "requested", None)
     terminated_at = trio.current_time()
     wall = time.monotonic()
     with trio.fail_after(3600):  # in trio time: fails the test rather than looping for ever
-        while swarm.swarm_id in h.core.swarms:
+        while swarm.swarm_id in h.state.swarms:
             await trio.sleep(1)
-            h.at(now()).core.tick(h.now)
+            h.at(now()).tick()
     assert time.monotonic() - wall < 5.0  # 900 s of trio time; milliseconds of wall time
     elapsed = trio.current_time() - terminated_at
     assert 900 <= elapsed < 902
@@ -486,9 +488,9 @@ def test_not_found_needs_confirmations_across_the_window(make_harness):
     swarm, _ = h.launch(nodes=1)
     h.start(swarm)
     for t in (0, 1, 2, 3, 4):  # five misses within 4 s: never enough
-        h.core.on_observation(swarm, obs(JobState.NOT_FOUND), T0 + t)
+        h.observe(swarm, obs(JobState.NOT_FOUND), now=T0 + t)
     assert swarm.state == "running" and "swarm_terminated" not in h.names()
-    h.at(T0 + 30).core.on_observation(swarm, obs(JobState.NOT_FOUND), h.now)
+    h.at(T0 + 30).observe(swarm, obs(JobState.NOT_FOUND))
     assert swarm.state == "terminated"
     done = [d for n, d in h.events() if n == "swarm_terminated"]
     assert len(done) == 1 and done[0]["reason"] == "job_ended" and done[0]["request_id"] is None
@@ -498,10 +500,10 @@ def test_a_single_not_found_is_never_enough(make_harness):
     h = make_harness(job_gone_confirmations=3, job_gone_window_seconds=30)
     swarm, _ = h.launch(nodes=1)
     h.start(swarm)
-    h.core.on_observation(swarm, obs(JobState.NOT_FOUND), T0 + 1000)
-    h.core.on_observation(swarm, obs(JobState.NOT_FOUND), T0 + 2000)
+    h.observe(swarm, obs(JobState.NOT_FOUND), now=T0 + 1000)
+    h.observe(swarm, obs(JobState.NOT_FOUND), now=T0 + 2000)
     assert swarm.state == "running"
-    h.at(T0 + 2001).core.on_observation(swarm, obs(JobState.NOT_FOUND), h.now)
+    h.at(T0 + 2001).observe(swarm, obs(JobState.NOT_FOUND))
     assert swarm.state == "terminated"
 
 
@@ -512,9 +514,9 @@ def test_a_running_answer_resets_the_miss_count(make_harness):
     # Without the RUNNING answer at 30 s, the third miss at 30 s would end the job.
     for t, state in [(0, JobState.NOT_FOUND), (15, JobState.NOT_FOUND), (30, JobState.RUNNING),
                      (45, JobState.NOT_FOUND), (60, JobState.NOT_FOUND)]:
-        h.at(T0 + t).core.on_observation(swarm, obs(state), h.now)
-    assert swarm.state == "running" and swarm.miss_count == 2
-    h.at(T0 + 75).core.on_observation(swarm, obs(JobState.NOT_FOUND), h.now)  # 3 misses over 30 s
+        h.at(T0 + t).observe(swarm, obs(state))
+    assert swarm.state == "running" and swarm.miss_count == 2 and swarm.first_miss_at == T0 + 45
+    h.at(T0 + 75).observe(swarm, obs(JobState.NOT_FOUND))  # 3 misses over 30 s
     assert swarm.state == "terminated" and swarm.termination_reason == "job_ended"
 
 
@@ -522,45 +524,45 @@ def test_unknown_and_pending_answers_do_not_count_as_misses_or_terminate(make_ha
     h = make_harness(job_gone_confirmations=1, job_gone_window_seconds=0)
     swarm, _ = h.launch(nodes=1)
     for state in (JobState.UNKNOWN, JobState.PENDING):
-        h.at(h.now + 100).core.on_observation(swarm, obs(state), h.now)
-    assert swarm.state == "pending" and swarm.checked_at == h.now
+        h.at(h.now + 100).observe(swarm, obs(state))
+    assert swarm.state == "pending" and h.names() == ["swarm_launched"]
 
 
 def test_ended_terminates_with_reason_and_scheduler_state(h):
     swarm, _ = h.launch(nodes=2)
     h.start(swarm)
     iid = h.inject(swarm, [1])[1]
-    h.at(T0 + 5).core.on_observation(swarm, obs(JobState.ENDED, "TIMEOUT", "time_limit"), h.now)
+    h.at(T0 + 5).observe(swarm, obs(JobState.ENDED, "TIMEOUT", "time_limit"))
     done = h.events()[-1]
     assert done[0] == "swarm_terminated"
     assert done[1]["reason"] == "job_ended" and done[1]["scheduler_state"] == "TIMEOUT"
     assert per_injection(h, iid)[-1] == "inject_failed"
     mark = h.mark()
-    h.core.on_observation(swarm, obs(JobState.ENDED, "TIMEOUT"), h.now + 1)
+    h.observe(swarm, obs(JobState.ENDED, "TIMEOUT"), now=h.now + 1)
     assert h.names(after=mark) == []  # terminated once
 
 
 def test_ended_while_pending_is_launch_failed(h):
     swarm, _ = h.launch(nodes=1)
-    h.core.on_observation(swarm, obs(JobState.ENDED, "FAILED"), h.now)
+    h.observe(swarm, obs(JobState.ENDED, "FAILED"))
     assert swarm.state == "terminated" and swarm.termination_reason == "launch_failed"
 
 
 def test_running_observation_moves_pending_to_running(h):
     swarm, _ = h.launch(nodes=1)
-    h.core.on_observation(swarm, obs(JobState.RUNNING, "RUNNING"), h.now)
+    h.observe(swarm, obs(JobState.RUNNING, "RUNNING"))
     assert swarm.state == "running"
     assert [d["state"] for n, d in h.events() if n == "swarm_status"] == ["running"]
-    h.core.on_observation(swarm, obs(JobState.RUNNING, "RUNNING"), h.now + 15)
+    h.observe(swarm, obs(JobState.RUNNING, "RUNNING"), now=h.now + 15)
     assert [n for n in h.names()].count("swarm_status") == 1
 
 
 def test_observations_do_not_touch_a_terminating_swarm(h):
     swarm, _ = h.launch(nodes=1)
     h.start(swarm)
-    h.core.set_state(swarm, "terminating", "req-t")
+    h.set_state(swarm, "terminating", "req-t")
     assert swarm.state == "terminating" and swarm.prev_state == "running"
-    h.core.on_observation(swarm, obs(JobState.ENDED, "CANCELLED"), h.now)
+    h.observe(swarm, obs(JobState.ENDED, "CANCELLED"))
     assert swarm.state == "terminating" and "swarm_terminated" not in h.names()
 
 
@@ -583,11 +585,11 @@ def busy_history(h):
     h.accept(swarm, 0, iids[0])
     h.runtime(swarm, 0, iids[0], ("exec_approval_required", {"call_id": "c2", "command": "rm -rf /"}))
     # Node 2 never started: stale, its acked injections fail; node 1's acked one times out.
-    h.at(T0 + 100).core.tick(h.now)
+    h.at(T0 + 100).tick()
     h.exit(swarm, 1)
     h.lifecycle(swarm, 0, "heartbeat", {"busy": True})
     h.start(keep)
-    h.at(T0 + 200).core.terminated(swarm, "requested", "req-t", h.now)
+    h.at(T0 + 200).terminated(swarm, "requested", "req-t")
     return swarm, keep
 
 
@@ -602,11 +604,9 @@ def test_replaying_the_log_rebuilds_the_same_state(make_harness):
         assert expected in names
     assert {d["reason"] for n, d in h.events() if n == "inject_failed"} == {"timeout", "node_not_running"}
     fresh = h.replayed()
-    assert set(fresh.swarms) == set(h.core.swarms)
-    for sid, live in h.core.swarms.items():
-        live_json = live.to_json()
-        for node in live_json["nodes"]:
-            node["last_line_at"] = None  # set by the ingest, not by events (saved in snapshots)
+    assert set(fresh.swarms) == set(h.state.swarms)
+    for sid, live in h.state.swarms.items():
+        live_json = live.to_json()  # every field: liveness is not in core records
         replayed_json = fresh.swarms[sid].to_json()
         assert orjson.loads(orjson.dumps(replayed_json)) == orjson.loads(orjson.dumps(live_json))
 
@@ -614,9 +614,9 @@ def test_replaying_the_log_rebuilds_the_same_state(make_harness):
 def test_replay_after_ttl_removal_forgets_the_swarm(make_harness):
     h = make_harness(terminated_ttl_seconds=10)
     swarm, _ = h.launch(nodes=1)
-    h.core.terminated(swarm, "requested", None, h.now)
-    h.at(h.now + 11).core.tick(h.now)
-    assert h.replayed().swarms == {} == h.core.swarms
+    h.terminated(swarm, "requested", None)
+    h.at(h.now + 11).tick()
+    assert h.replayed().swarms == {} == h.state.swarms
 
 
 def test_replay_rebuilds_thread_status(h):
@@ -643,7 +643,7 @@ def test_every_logged_event_is_json_and_only_launch_carries_the_record(make_harn
 
 
 def test_swarm_record_round_trips_and_ignores_unknown_keys(h):
-    from codeswarm.router.model import Swarm
+    from codeswarm.core.records import Swarm
 
     swarm, _ = h.launch(nodes=2, system_prompt="s")
     h.start(swarm)
@@ -655,10 +655,13 @@ def test_swarm_record_round_trips_and_ignores_unknown_keys(h):
 
 def test_launch_hard_timeout_asks_for_cancel_only_while_pending(h):
     swarm, _ = h.launch(nodes=1, _launch_hard_timeout_seconds=120)
-    assert h.at(T0 + 120).core.tick(h.now)[0] == []
-    assert h.at(T0 + 121).core.tick(h.now)[0] == [swarm.swarm_id]
+    def cancels(decision):
+        return [e.swarm_id for e in decision.effects if isinstance(e, StartTerminate)]
+
+    assert cancels(h.at(T0 + 120).tick()) == []
+    assert cancels(h.at(T0 + 121).tick()) == [swarm.swarm_id]
     h.start(swarm)
-    assert h.at(T0 + 122).core.tick(h.now)[0] == []
+    assert cancels(h.at(T0 + 122).tick()) == []
 
 
 # ---------------------------------------------------------------- gaps against the spec
@@ -669,7 +672,7 @@ def test_any_line_from_a_stale_node_makes_it_running(make_harness):
     swarm, _ = h.launch(nodes=1)
     h.start(swarm)
     iid = h.inject(swarm, [0])[0]
-    h.at(T0 + 61).core.tick(h.now)
+    h.at(T0 + 61).tick()
     assert swarm.nodes[0].worker == "stale"
     h.accept(swarm, 0, iid)  # the worker was only slow
     h.runtime(swarm, 0, iid, ("assistant_delta", {"content": "back"}))
@@ -684,7 +687,7 @@ def test_open_turn_on_a_node_stale_past_the_deadline_is_aborted(make_harness):
     h.accept(swarm, 0, iid)
     h.runtime(swarm, 0, iid, ("turn_started", {}))
     for t in (61, 200, 1000):
-        h.at(T0 + t).core.tick(h.now)
+        h.at(T0 + t).tick()
     assert swarm.nodes[0].worker == "stale"
     assert per_injection(h, iid)[-2:] == ["agent_error", "turn_complete"]
     assert h.events(injection_id=iid)[-1][1]["aborted"] is True

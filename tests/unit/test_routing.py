@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codeswarm.router.routing import SELECTORS, Directive, directive_key, parse_directives
+from codeswarm.core.routing import SELECTORS, Directive, directive_key, parse_directives
 
 _EXPLORE = int(os.environ.get("CODESWARM_HYPOTHESIS_EXAMPLES") or 0)
 FAST = settings(max_examples=_EXPLORE or 300, deadline=None, database=None, derandomize=not _EXPLORE,
@@ -153,22 +153,28 @@ def test_arbitrary_text_never_raises(text: Any) -> None:
         assert d.content
 
 
-# ---------------------------------------------------------------- the core's use of directives (queue.route_answer)
+# ---------------------------------------------------------------- the core's use of directives (queue.RouteAnswer)
+
+
+def route_answer(h: Any, swarm: Any, node_id: int, iid: Any, text: str) -> list[Any]:
+    """Decide RouteAnswer; returns the inbox lines to append."""
+    from codeswarm.core.kernel import InboxLine
+    from codeswarm.core.queue import RouteAnswer
+
+    return [e for e in h.decide(RouteAnswer(swarm.swarm_id, node_id, iid, text)).effects if isinstance(e, InboxLine)]
 
 
 def test_route_answer_routes_once_per_directive_and_survives_replay(h: Any) -> None:
-    from codeswarm.router.queue import route_answer
-
     alpha, _ = h.launch(nodes=2, swarm_alias="alpha", auto_route=True)
     beta, _ = h.launch(nodes=1, swarm_alias="beta")
     h.start(alpha)
     h.start(beta)
-    h.core.set_state(alpha, "running", None)
-    h.core.set_state(beta, "running", None)
+    h.set_state(alpha, "running", None)
+    h.set_state(beta, "running", None)
     iid = h.inject(alpha, [1], "delegate")[1]
     answer = "Done.\n/swarm[beta]/idle run the tests\n\n/swarm[nobody]/all hello\n/swarm[beta]/node[4] x"
     mark = h.mark()
-    actions = route_answer(h.core, alpha, 1, iid, answer, h.now)
+    actions = route_answer(h, alpha, 1, iid, answer)
     names = h.names(after=mark)
     assert names.count("auto_route_submitted") == 1 and names.count("auto_route_ignored") == 2
     assert names.count("inter_swarm_dispatched") == 1  # beta's node 0 is idle: dispatched at once
@@ -178,7 +184,7 @@ def test_route_answer_routes_once_per_directive_and_survives_replay(h: Any) -> N
     assert ack["prompt"] == "run the tests" and ack["origin"] == [alpha.swarm_id, 1]
     # the same answer again (a repeated final message, a re-read outbox): nothing more happens
     mark = h.mark()
-    assert route_answer(h.core, alpha, 1, iid, answer, h.now) == []
+    assert route_answer(h, alpha, 1, iid, answer) == []
     assert h.names(after=mark) == []
     # ... also for a core recovered from the log
     fresh = h.replayed()
@@ -186,29 +192,25 @@ def test_route_answer_routes_once_per_directive_and_survives_replay(h: Any) -> N
 
 
 def test_reply_goes_to_the_origin_node_and_needs_one(h: Any) -> None:
-    from codeswarm.router.queue import route_answer
-
     alpha, _ = h.launch(nodes=2, swarm_alias="alpha", auto_route=True)
     beta, _ = h.launch(nodes=1, swarm_alias="beta", auto_route=True)
     for s in (alpha, beta):
         h.start(s)
-        h.core.set_state(s, "running", None)
+        h.set_state(s, "running", None)
     plain = h.inject(beta, [0], "no origin")[0]
     mark = h.mark()
-    assert route_answer(h.core, beta, 0, plain, "/reply nobody asked", h.now) == []
+    assert route_answer(h, beta, 0, plain, "/reply nobody asked") == []
     assert [(n, d["reason"]) for n, d in h.events(after=mark)] == [("auto_route_ignored", "no origin to reply to")]
-    routed = h.core.inject(beta, [0], "from alpha", None, h.now, origin=[alpha.swarm_id, 1])
+    routed = h.inject_lines(beta, [0], "from alpha", None, origin=[alpha.swarm_id, 1])
     iid = routed[0].line["injection_id"]
-    actions = route_answer(h.core, beta, 0, iid, "ok\n/reply 42", h.now)
+    actions = route_answer(h, beta, 0, iid, "ok\n/reply 42")
     assert [(a.swarm_id, a.node_id, a.line["content"]) for a in actions] == [(alpha.swarm_id, 1, "42")]
 
 
 def test_route_answer_is_off_without_auto_route(h: Any) -> None:
-    from codeswarm.router.queue import route_answer
-
     quiet, _ = h.launch(nodes=1, swarm_alias="quiet")
     h.launch(nodes=1, swarm_alias="beta")
     iid = h.inject(quiet, [0], "x")[0]
     mark = h.mark()
-    assert route_answer(h.core, quiet, 0, iid, "/swarm[beta]/all hi", h.now) == []
+    assert route_answer(h, quiet, 0, iid, "/swarm[beta]/all hi") == []
     assert h.names(after=mark) == []

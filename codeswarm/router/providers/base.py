@@ -7,40 +7,16 @@ an unreachable controller), and never changes a swarm's state itself.
 
 from __future__ import annotations
 
-import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Evidence types belong to the core (it decides what they mean); providers produce them.
+from codeswarm.core.evidence import JobObservation, JobState, NodeLiveness
 from codeswarm.errors import ProviderError
 
-
-class JobState(enum.Enum):
-    PENDING = "pending"  # queued, not yet running
-    RUNNING = "running"
-    ENDED = "ended"  # the scheduler (or the process table) says the job is over
-    NOT_FOUND = "not_found"  # a successful listing did not show the job: weak evidence only
-    UNKNOWN = "unknown"  # we could not tell
-
-
-@dataclass(frozen=True)
-class JobObservation:
-    state: JobState
-    scheduler_state: str | None = None  # e.g. RUNNING, TIMEOUT, CANCELLED
-    reason: str | None = None  # open text: time_limit, cancelled, failed, node_failure ...
-    nodes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class NodeLiveness:
-    """Per-node evidence: is this node's worker process still there (issue 12 #9)?
-
-    `alive=False` is strong evidence (the local process table, a Slurm task's exit marker), not
-    silence: silence is the router's own `stale` timeout."""
-
-    alive: bool
-    detail: str = ""  # what was seen, e.g. "worker pid 4242 is gone", "task exited with status 137"
+__all__ = ["ClusterProvider", "JobHandle", "JobObservation", "JobState", "LaunchSpec", "NodeLiveness"]
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,24 @@
-"""The router's state records: swarms, nodes, injections, approvals. Plain data, JSON-able."""
+"""The core's durable records: swarms, nodes, injections, approvals. Plain JSON-able data.
+
+Only reducers write them. Loading is forward compatible at every depth: a field this version
+does not know (written by a newer router) is ignored, a missing one takes its default, so a
+snapshot never becomes unreadable because the record grew.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, TypeVar
 
-OPEN_INJECTION_STATES = ("acked", "delivered", "started")
+from codeswarm.core.settings import CoreSettings
+from codeswarm.core.states import OPEN_INJECTION_STATES
+
+T = TypeVar("T")
+
+
+def _known(cls: type[T], d: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return {k: v for k, v in d.items() if k in names}
 
 
 @dataclass
@@ -14,10 +27,14 @@ class Injection:
     node_id: int
     request_id: str | None
     prompt: str
-    state: str  # acked | delivered | started | completed | failed
+    state: str  # InjectionState
     acked_at: float
     turn_id: str | None = None
     origin: list[Any] | None = None  # [swarm_id, node_id] of the node whose directive created it
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Injection":
+        return cls(**_known(cls, d))
 
 
 @dataclass
@@ -38,19 +55,28 @@ class Approval:
     approved: bool | None = None
     resolve_request_id: str | None = None
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Approval":
+        return cls(**_known(cls, d))
+
 
 @dataclass
 class Node:
+    """Durable per-node facts. Liveness (last line time) and the outbox byte offset are not here:
+    they are the shell's non-durable bookkeeping (router/liveness.py)."""
+
     node_id: int
-    worker: str = "not_started"  # not_started | running | stale | exited
+    worker: str = "not_started"  # WorkerState
     started_at: float | None = None
-    last_line_at: float | None = None
     exit_code: int | None = None
     exit_reason: str | None = None
     hostname: str | None = None
-    outbox_seq: int = 0  # last outbox line consumed
-    outbox_offset: int = 0  # byte offset after it
+    outbox_seq: int = 0  # highest outbox seq turned into events (from the events' outbox_seq)
     thread_status: str | None = None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Node":
+        return cls(**_known(cls, d))
 
 
 @dataclass
@@ -58,7 +84,7 @@ class Swarm:
     swarm_id: str
     job_id: str
     node_count: int
-    state: str  # pending | running | terminating | terminated
+    state: str  # SwarmState
     provider: str  # backend: local | slurm
     provider_id: str
     agent_runtime: str
@@ -74,10 +100,8 @@ class Swarm:
     terminated_at: float | None = None
     termination_reason: str | None = None
     scheduler_state: str | None = None
-    checked_at: float | None = None
-    poll_error: str | None = None
     prev_state: str | None = None  # state before terminating, restored if the backend refuses
-    miss_count: int = 0
+    miss_count: int = 0  # NOT_FOUND answers in a row (scheduler_miss events)
     first_miss_at: float | None = None
     alias: str | None = None
     auto_route: bool = False
@@ -90,12 +114,12 @@ class Swarm:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Swarm":
-        d = dict(d)
-        d["nodes"] = [Node(**n) for n in d.get("nodes", [])]
-        d["injections"] = {k: Injection(**v) for k, v in (d.get("injections") or {}).items()}
-        d["approvals"] = {k: Approval(**v) for k, v in (d.get("approvals") or {}).items()}
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in known})
+        d = _known(cls, d)
+        d["nodes"] = [Node.from_json(n) for n in d.get("nodes") or []]
+        d["injections"] = {k: Injection.from_json(v) for k, v in (d.get("injections") or {}).items()}
+        d["approvals"] = {k: Approval.from_json(v) for k, v in (d.get("approvals") or {}).items()}
+        d["queue"] = [dict(i) for i in d.get("queue") or []]
+        return cls(**d)
 
     @property
     def active(self) -> bool:
@@ -109,4 +133,14 @@ class Swarm:
         ]
 
     def node_busy(self, node_id: int) -> bool:
-        return any(inj.state in OPEN_INJECTION_STATES for inj in self.open_injections(node_id))
+        return bool(self.open_injections(node_id))
+
+
+@dataclass
+class CoreState:
+    """Everything the core knows. `settings` is configuration, not state (never snapshotted).
+
+    A feature with state of its own adds a field here (top level) or on Swarm (per swarm)."""
+
+    settings: CoreSettings = field(default_factory=CoreSettings)
+    swarms: dict[str, Swarm] = field(default_factory=dict)

@@ -1,6 +1,6 @@
 """Routing directives in a node's final answer (issue 8; grammar in docs/QUEUES.md).
 
-Pure: text in, Directive records out. The router core decides what to do with them (queue
+Pure: text in, Directive records out. core/queue.py decides what to do with them (queue
 them for another swarm, send a reply back, or emit auto_route_ignored).
 
 Grammar, one directive per line (leading whitespace allowed; a line wrapped in single

@@ -1,0 +1,42 @@
+"""The router's pure core (sans-IO): no I/O, no clock, no randomness.
+
+    decision = decide(state, input, now, ids)  -> Decision(events, effects)
+    reduce(state, event)                       -> state (the only writer of core state)
+
+Features (one module each) contribute deciders (by input type) and reducers (by event name);
+a new feature writes its module with a FEATURE and adds it to FEATURES below. docs/ARCHITECTURE.md
+has the map; kernel.py the rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from codeswarm.core import approvals, lifecycle, observe, queue, ticks, turns
+from codeswarm.core.kernel import Decision, Event, Feature, Ids, InboxLine, Out, Registry, StartTerminate
+from codeswarm.core.records import CoreState
+
+FEATURES: tuple[Feature, ...] = (
+    lifecycle.FEATURE,
+    turns.FEATURE,
+    approvals.FEATURE,
+    queue.FEATURE,
+    observe.FEATURE,
+    ticks.FEATURE,
+)
+
+REGISTRY = Registry(FEATURES)
+
+
+def decide(state: CoreState, inp: Any, now: float, ids: Ids) -> Decision:
+    """What should happen for `inp` at `now`: events to log and effects for the shell. Pure."""
+    return REGISTRY.decide(state, inp, now, ids)
+
+
+def reduce(state: CoreState, event: Event) -> CoreState:
+    """Fold one event into `state` (in place) and return it."""
+    return REGISTRY.reduce(state, event)
+
+
+__all__ = ["CoreState", "Decision", "Event", "FEATURES", "Feature", "Ids", "InboxLine", "Out", "StartTerminate",
+           "decide", "reduce"]

@@ -1,0 +1,275 @@
+"""Work queues (PROTOCOL.md 4.3, 5.6) and routing directives between swarms. Pure decisions.
+
+Items live on their target swarm (`Swarm.queue`), so they are snapshotted and replayed with it:
+`inter_swarm_enqueued` appends an item, `inter_swarm_dispatched` / `inter_swarm_dropped` remove it.
+Only `idle` items wait in a queue; `all` and `nodes` items are dispatched at once.
+
+A decision that changes several queues keeps them in `Out.queues` (the queue as this decision
+left it) and the nodes it gave work in `Out.claimed_nodes`: the records change only on reduce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from codeswarm.core import steps
+from codeswarm.core.kernel import Event, Feature, Ids, Out
+from codeswarm.core.records import CoreState, Swarm
+from codeswarm.core.routing import directive_key, parse_directives
+from codeswarm.protocol import Command, Rejection, parse_node_selector, require_str, resolve_nodes
+
+SELECTORS = ("idle", "all", "nodes")
+MAX_ROUTED_KEYS = 2048
+
+
+# ---------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Enqueue:
+    target_swarm_id: str
+    request_id: str | None
+    source_swarm_id: str | None
+    selector: str
+    nodes: list[int] | None
+    content: str
+
+
+@dataclass(frozen=True)
+class DispatchIdle:
+    """Something may have made a node of this swarm idle: feed head items to idle nodes."""
+
+    swarm_id: str
+
+
+@dataclass(frozen=True)
+class RouteAnswer:
+    """A final answer of an auto_route swarm: its directives become injections or queue items."""
+
+    swarm_id: str
+    node_id: int
+    injection_id: str | None
+    text: str
+
+
+# ---------------------------------------------------------------- views
+
+
+def all_items(state: CoreState, overlay: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
+    overlay = overlay or {}
+    items = [item for sid, sw in state.swarms.items() for item in overlay.get(sid, sw.queue)]
+    return sorted(items, key=lambda i: (i.get("created_at") or 0, i["queue_id"]))
+
+
+def public_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if not k.startswith("_")}
+
+
+def _queue(out: Out, swarm: Swarm) -> list[dict[str, Any]]:
+    if swarm.swarm_id not in out.queues:
+        out.queues[swarm.swarm_id] = list(swarm.queue)
+    return out.queues[swarm.swarm_id]
+
+
+def _updated(out: Out, state: CoreState) -> None:
+    out.emit("queue_updated", {"items": [public_item(i) for i in all_items(state, out.queues)]})
+
+
+def _item_fields(item: dict[str, Any]) -> dict[str, Any]:
+    return {"queue_id": item["queue_id"], "request_id": item.get("request_id"),
+            "source_swarm_id": item.get("source_swarm_id"), "target_swarm_id": item["target_swarm_id"],
+            "selector": item.get("selector")}
+
+
+def new_item(data: dict[str, Any], target_swarm_id: str) -> dict[str, Any]:
+    return {
+        "queue_id": data["queue_id"], "request_id": data.get("request_id"),
+        "source_swarm_id": data.get("source_swarm_id"), "target_swarm_id": target_swarm_id,
+        "selector": data.get("selector", "idle"), "nodes": data.get("nodes"), "content": data.get("content", ""),
+        "created_at": data["created_at"], "_origin": data.get("origin"),
+    }
+
+
+def idle_nodes(swarm: Swarm, claimed: set[tuple[str, int]] | frozenset[tuple[str, int]] = frozenset()) -> list[int]:
+    """Running workers with no open injection whose runtime thread is not active (4.3)."""
+    if swarm.state != "running":
+        return []
+    busy = {inj.node_id for inj in swarm.open_injections()}
+    return [n.node_id for n in swarm.nodes
+            if n.worker == "running" and n.node_id not in busy and n.thread_status != "active"
+            and (swarm.swarm_id, n.node_id) not in claimed]
+
+
+# ---------------------------------------------------------------- decisions
+
+
+def enqueue(out: Out, state: CoreState, target: Swarm, *, request_id: str | None, source_swarm_id: str | None,
+            selector: str, nodes: list[int] | None, content: str, origin: list[Any] | None = None) -> None:
+    data = {
+        "request_id": request_id, "queue_id": out.ids(), "source_swarm_id": source_swarm_id,
+        "target_swarm_id": target.swarm_id, "selector": selector, "nodes": nodes, "content": content,
+        "created_at": out.now, "origin": origin,
+    }
+    out.emit("inter_swarm_enqueued", data)
+    items = _queue(out, target)
+    item = new_item(data, target.swarm_id)
+    items.append(item)
+    _updated(out, state)
+    if selector == "idle":
+        dispatch_idle(out, state, target)
+        return
+    out.emit("inter_swarm_dispatched", {**_item_fields(item), "nodes": nodes})
+    items.remove(item)
+    steps.inject(out, target, list(nodes or []), content, request_id, origin=origin)
+    _updated(out, state)
+
+
+def dispatch_idle(out: Out, state: CoreState, swarm: Swarm) -> None:
+    """Send head items to the lowest-numbered idle nodes, strictly in FIFO order."""
+    items = _queue(out, swarm)
+    changed = False
+    while items and items[0].get("selector") == "idle":
+        free = idle_nodes(swarm, out.claimed_nodes)
+        if not free:
+            break
+        item = items.pop(0)
+        node_id = free[0]
+        iid = out.ids()
+        out.emit("inter_swarm_dispatched", {**_item_fields(item), "node_id": node_id, "injection_id": iid})
+        steps.inject(out, swarm, [node_id], item["content"], item.get("request_id"), injection_ids=[iid],
+                         origin=item.get("_origin"))
+        changed = True
+    if changed:
+        _updated(out, state)
+
+
+def drop_all(out: Out, state: CoreState, swarm: Swarm, reason: str) -> None:
+    items = _queue(out, swarm)
+    if not items:
+        return
+    for item in list(items):
+        out.emit("inter_swarm_dropped", {**_item_fields(item), "reason": reason})
+    items.clear()
+    _updated(out, state)
+
+
+def parse_enqueue(cmd: Command, state: CoreState) -> Enqueue:
+    """Validate enqueue_inject against the state; raises Rejection."""
+    def bad(problem: str) -> Rejection:
+        return Rejection("invalid_payload", problem, request_id=cmd.request_id, command=cmd.command)
+
+    target_id = require_str(cmd, "target_swarm_id")
+    content = require_str(cmd, "content")
+    source = cmd.payload.get("source_swarm_id")
+    if source is not None and not isinstance(source, str):
+        raise bad("source_swarm_id: must be a string or null")
+    selector = cmd.payload.get("selector", "idle")
+    if selector not in SELECTORS:
+        raise bad("selector: must be idle, all or nodes")
+    target = state.swarms.get(target_id or "")
+    if target is None:
+        raise Rejection("unknown_swarm", "unknown target_swarm_id", request_id=cmd.request_id, command=cmd.command)
+    if not target.active:
+        raise Rejection("swarm_not_active", "target swarm is terminating or terminated",
+                        request_id=cmd.request_id, command=cmd.command)
+    nodes: list[int] | None = None
+    if selector == "nodes":
+        if cmd.payload.get("nodes") is None:
+            raise bad("nodes: required when selector is nodes")
+        nodes = resolve_nodes(cmd, cmd.payload["nodes"], target.node_count)
+    elif selector == "all":
+        nodes = list(range(target.node_count))
+    assert content is not None
+    return Enqueue(target.swarm_id, cmd.request_id, source, selector, nodes, content)
+
+
+def decide_enqueue(state: CoreState, inp: Enqueue, now: float, ids: Ids, out: Out) -> None:
+    target = state.swarms.get(inp.target_swarm_id)
+    if target is not None and target.active:
+        enqueue(out, state, target, request_id=inp.request_id, source_swarm_id=inp.source_swarm_id,
+                selector=inp.selector, nodes=inp.nodes, content=inp.content)
+
+
+def decide_dispatch(state: CoreState, inp: DispatchIdle, now: float, ids: Ids, out: Out) -> None:
+    swarm = state.swarms.get(inp.swarm_id)
+    if swarm is not None and swarm.queue:
+        dispatch_idle(out, state, swarm)
+
+
+def decide_route(state: CoreState, inp: RouteAnswer, now: float, ids: Ids, out: Out) -> None:
+    """Turn directives in a final answer into injections or queue items (auto_route swarms only)."""
+    swarm = state.swarms.get(inp.swarm_id)
+    injection_id, node_id = inp.injection_id, inp.node_id
+    if swarm is None or not swarm.auto_route or not injection_id:
+        return
+    inj = swarm.injections.get(injection_id)
+    for d in parse_directives(inp.text):
+        key = directive_key(injection_id, d)
+        if key in swarm.routed_keys:
+            continue
+        base = {"swarm_id": swarm.swarm_id, "job_id": swarm.job_id, "node_id": node_id,
+                "injection_id": injection_id, "directive_key": key, "selector": d.selector,
+                "target_alias": d.target}
+        if d.selector == "reply":
+            origin = inj.origin if inj is not None else None
+            target = state.swarms.get(origin[0]) if origin else None
+            if origin is None or target is None or not target.active:
+                out.emit("auto_route_ignored", {**base, "reason": "no origin to reply to" if not origin
+                                                else "origin swarm is not active"})
+                continue
+            out.emit("auto_route_submitted", {**base, "target_swarm_id": target.swarm_id, "nodes": [origin[1]]})
+            steps.inject(out, target, [int(origin[1])], d.content, None, origin=[swarm.swarm_id, node_id])
+            continue
+        target = next((s for s in state.swarms.values() if s.alias == d.target and s.active), None)
+        if target is None:
+            out.emit("auto_route_ignored", {**base, "reason": f"unknown swarm alias: {d.target}"})
+            continue
+        nodes = None
+        if d.selector == "nodes":
+            try:
+                nodes = parse_node_selector(d.nodes, target.node_count)
+            except ValueError as exc:
+                out.emit("auto_route_ignored", {**base, "reason": str(exc.args[-1])})
+                continue
+        elif d.selector == "all":
+            nodes = list(range(target.node_count))
+        out.emit("auto_route_submitted", {**base, "target_swarm_id": target.swarm_id, "nodes": nodes})
+        enqueue(out, state, target, request_id=None, source_swarm_id=swarm.swarm_id, selector=d.selector,
+                nodes=nodes, content=d.content, origin=[swarm.swarm_id, node_id])
+
+
+# ---------------------------------------------------------------- reducers
+
+
+def _target(state: CoreState, event: Event) -> Swarm | None:
+    sid = event.data.get("swarm_id") or event.data.get("target_swarm_id")
+    return state.swarms.get(sid) if isinstance(sid, str) else None
+
+
+def reduce_enqueued(state: CoreState, event: Event) -> None:
+    swarm = _target(state, event)
+    if swarm is not None:
+        swarm.queue.append(new_item(event.data, swarm.swarm_id))
+
+
+def reduce_removed(state: CoreState, event: Event) -> None:
+    swarm = _target(state, event)
+    if swarm is not None:
+        swarm.queue = [i for i in swarm.queue if i["queue_id"] != event.data.get("queue_id")]
+
+
+def reduce_routed(state: CoreState, event: Event) -> None:
+    swarm = _target(state, event)
+    key = event.data.get("directive_key")
+    if swarm is not None and isinstance(key, str):
+        swarm.routed_keys = (swarm.routed_keys + [key])[-MAX_ROUTED_KEYS:]
+
+
+FEATURE = Feature(
+    name="queue",
+    deciders={Enqueue: decide_enqueue, DispatchIdle: decide_dispatch, RouteAnswer: decide_route},
+    reducers={"inter_swarm_enqueued": reduce_enqueued, "inter_swarm_dispatched": reduce_removed,
+              "inter_swarm_dropped": reduce_removed, "auto_route_submitted": reduce_routed,
+              "auto_route_ignored": reduce_routed},
+)

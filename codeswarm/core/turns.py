@@ -1,0 +1,169 @@
+"""Worker output: outbox lifecycle lines and normalized runtime events (PROTOCOL.md 5.8, 6, 8.4, 8.5).
+
+The shell reads each outbox line once (in seq order), normalizes runtime payloads, notes when
+it heard from the node (non-durable liveness), then asks the core to decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from codeswarm.core import approvals, steps
+from codeswarm.core.kernel import Feature, Ids, Out
+from codeswarm.core.records import CoreState, Injection, Swarm
+from codeswarm.core.views import runtime_fields
+
+# Events whose turn content implies the turn has started.
+TURN_CONTENT = frozenset({
+    "reasoning_delta", "reasoning", "assistant_delta", "assistant", "command_started", "command_completed",
+    "file_change", "exec_approval_required", "agent_error",
+})
+
+
+@dataclass(frozen=True)
+class LifecycleLine:
+    """A `type: lifecycle` outbox line of one node (already checked: integer seq, new)."""
+
+    swarm_id: str
+    node_id: int
+    line: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RuntimeOutput:
+    """The normalized events of one `type: runtime` outbox line."""
+
+    swarm_id: str
+    node_id: int
+    injection_id: str | None
+    events: list[tuple[str, dict[str, Any]]]
+    outbox_seq: int
+
+
+@dataclass(frozen=True)
+class BadOutboxLine:
+    swarm_id: str
+    node_id: int
+    problem: str
+
+
+def heard_from(out: Out, swarm: Swarm, node_id: int) -> None:
+    """Any outbox line proves the worker alive (PROTOCOL.md 8.5)."""
+    if swarm.nodes[node_id].worker == "stale":
+        out.emit("node_status", {**runtime_fields(swarm, node_id, None), "worker": "running",
+                                 "last_heartbeat_at": out.now})
+
+
+def decide_lifecycle(state: CoreState, inp: LifecycleLine, now: float, ids: Ids, out: Out) -> None:
+    swarm = state.swarms.get(inp.swarm_id)
+    if swarm is None:
+        return
+    node_id, line = inp.node_id, inp.line
+    event = line.get("event")
+    data = line.get("data") if isinstance(line.get("data"), dict) else {}
+    src = {"outbox_seq": line.get("seq")}
+    if event not in ("worker_started", "worker_exited"):
+        heard_from(out, swarm, node_id)
+    if event == "worker_started":
+        out.emit("node_status", {**runtime_fields(swarm, node_id, None), "worker": "running", "started_at": now,
+                                 "hostname": data.get("hostname"), "last_heartbeat_at": now, **src})
+        if swarm.state == "pending":
+            steps.set_state(out, swarm, "running", None)
+    elif event == "turn_accepted":
+        inj = swarm.injections.get(line.get("injection_id") or "")
+        if inj is not None and inj.state == "acked" and inj.node_id == node_id:
+            out.emit("inject_delivered", {
+                "request_id": inj.request_id, "swarm_id": swarm.swarm_id, "job_id": swarm.job_id,
+                "node_id": node_id, "injection_id": inj.injection_id, "queued": bool(data.get("queued")),
+                "turn_id": data.get("turn_id"), **src})
+    elif event == "worker_error":
+        out.emit("agent_error", {**runtime_fields(swarm, node_id, line.get("injection_id")),
+                                 "message": str(data.get("message", "worker error")), "error_code": "worker_error",
+                                 "fatal": bool(data.get("fatal")), **src})
+    elif event == "worker_exited":
+        _worker_exited(out, swarm, node_id, data, src)
+
+
+def _worker_exited(out: Out, swarm: Swarm, node_id: int, data: dict[str, Any], src: dict[str, Any]) -> None:
+    reason = data.get("reason") or "error"
+    requested = reason == "shutdown" or swarm.state in ("terminating", "terminated")
+    for inj in swarm.open_injections(node_id):
+        if inj.state == "acked":
+            steps.fail_injection(out, swarm, node_id, inj.injection_id, inj.request_id, "node_not_running",
+                                     f"worker exited ({reason})")
+        else:
+            if not requested:
+                out.emit("agent_error", {**runtime_fields(swarm, node_id, inj.injection_id),
+                                         "message": f"worker exited during the turn ({reason})",
+                                         "error_code": "worker_exited", "fatal": True})
+            steps.close_turn(out, swarm, inj, aborted=True, status="interrupted")
+    if not requested:
+        out.emit("agent_error", {**runtime_fields(swarm, node_id, None),
+                                 "message": f"worker exited ({reason}, code {data.get('exit_code')})",
+                                 "error_code": "worker_exited", "fatal": True})
+    out.emit("node_status", {**runtime_fields(swarm, node_id, None), "worker": "exited",
+                             "exit_code": data.get("exit_code"), "exit_reason": reason,
+                             "last_heartbeat_at": out.now, **src})
+
+
+def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, out: Out) -> None:
+    """Route the normalized events of one outbox line through the injection steps."""
+    swarm = state.swarms.get(inp.swarm_id)
+    if swarm is None:
+        return
+    node_id, injection_id, outbox_seq = inp.node_id, inp.injection_id, inp.outbox_seq
+    heard_from(out, swarm, node_id)
+    inj: Injection | None = swarm.injections.get(injection_id) if injection_id else None
+    if inj is not None and inj.node_id != node_id:
+        inj = None
+    # The injection's state and turn id as this decision moves them (the record changes only on reduce).
+    inj_state = inj.state if inj is not None else None
+    turn_id = inj.turn_id if inj is not None else None
+
+    def start(new_turn_id: Any) -> None:
+        nonlocal inj_state, turn_id
+        assert inj is not None
+        steps.start_turn(out, swarm, inj, new_turn_id, outbox_seq)
+        inj_state = "started"
+        turn_id = new_turn_id or turn_id
+
+    for name, payload in inp.events:
+        data = {**runtime_fields(swarm, node_id, injection_id), **payload, "outbox_seq": outbox_seq}
+        if inj is None:
+            if name not in ("turn_started", "turn_complete", "exec_approval_required"):
+                out.emit(name, data)
+            continue
+        if name == "turn_started":
+            if inj_state == "delivered":
+                start(payload.get("turn_id"))
+            continue
+        if name == "turn_complete":
+            if inj_state == "delivered":
+                start(payload.get("turn_id"))
+            if inj_state in ("delivered", "started"):
+                steps.close_turn(out, swarm, inj, aborted=False, status=payload.get("status") or "completed",
+                                     turn_id=turn_id, extra={"outbox_seq": outbox_seq})
+                inj_state = "completed"
+            continue
+        if name in TURN_CONTENT and inj_state == "delivered":
+            start(payload.get("turn_id"))
+        if name == "exec_approval_required":
+            approvals.required(out, swarm, inj, data)
+            continue
+        if name == "command_started":
+            approvals.resolve_by_runtime(out, swarm, node_id, payload.get("call_id"))
+        out.emit(name, data)
+
+
+def decide_bad_line(state: CoreState, inp: BadOutboxLine, now: float, ids: Ids, out: Out) -> None:
+    swarm = state.swarms.get(inp.swarm_id)
+    if swarm is not None:
+        out.emit("agent_error", {**runtime_fields(swarm, inp.node_id, None), "message": f"outbox: {inp.problem}",
+                                 "error_code": "outbox_invalid_line", "fatal": False})
+
+
+FEATURE = Feature(
+    name="turns",
+    deciders={LifecycleLine: decide_lifecycle, RuntimeOutput: decide_runtime, BadOutboxLine: decide_bad_line},
+)
