@@ -65,16 +65,36 @@ def test_forward_jump_counts_as_elapsed_time() -> None:
     assert sw.nodes[0].worker == "running"
 
 
-def test_intervals_run_on_trios_clock_not_the_wall_clock() -> None:
-    """The router's periodic loops sleep on trio's clock: a wall-clock jump cannot stall or rush them.
-    With trio's MockClock, a ticker of 1 s fires once per virtual second whatever time.time says."""
+def test_the_router_ticker_runs_on_trios_clock_not_the_wall_clock(tmp_path: Any) -> None:
+    """The router's real ticker sleeps on trio's clock: with the wall clock jumping back a day and
+    forward a year between ticks, it still decides exactly one Tick per (virtual) second."""
+    from codeswarm.config import parse_config
+    from codeswarm.core.ticks import Tick
+    from codeswarm.router.server import RouterServer
+
+    config = parse_config({"cluster": {"local": {"workspace_root": str(tmp_path / "runs")}}}, None,
+                          base_dir=tmp_path)
+    server = RouterServer(config, tmp_path / "home")
+    r = server.router
+    walls = iter([T0, T0 - 86_400, T0 + 365 * 86_400, T0, T0 - 1, T0 + 10, T0, T0])
+    r._now = lambda: next(walls)
     ticks: list[float] = []
+    real_decide = r.decide
 
-    async def ticker() -> None:
-        while len(ticks) < 5:
-            await trio.sleep(1.0)
+    def decide(inp: Any) -> Any:
+        if isinstance(inp, Tick):
             ticks.append(trio.current_time())
+        return real_decide(inp)
 
-    clock = trio.testing.MockClock(autojump_threshold=0)
-    trio.run(ticker, clock=clock)
-    assert [round(b - a, 6) for a, b in zip(ticks, ticks[1:])] == [1.0] * 4
+    r.decide = decide  # type: ignore[method-assign]
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            r.nursery = nursery
+            nursery.start_soon(r.committer)
+            nursery.start_soon(server._ticker)
+            await trio.sleep(5.5)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert [round(b - a, 6) for a, b in zip(ticks, ticks[1:])] == [1.0] * 4 and len(ticks) == 5

@@ -28,8 +28,14 @@ def per_injection(h, iid):
 # ---------------------------------------------------------------- launch and inject
 
 
-def test_the_fake_clock_starts_at_t0(h):
-    assert h.now == T0
+def test_the_core_reads_only_the_now_it_is_given(h):
+    """Every time in events and records is the decision's `now`, never a clock the core reads."""
+    h.at(T0 + 12.5)
+    swarm, _ = h.launch(nodes=1, system_prompt="s")
+    h.at(T0 + 20).start(swarm)
+    assert swarm.created_at == T0 + 12.5 and swarm.running_at == T0 + 20
+    assert next(iter(swarm.injections.values())).acked_at == T0 + 12.5
+    assert [ts for *_, ts in h.log] == [T0 + 12.5, T0 + 12.5, T0 + 20, T0 + 20]
 
 
 def test_launch_without_system_prompt(h):
