@@ -1,4 +1,4 @@
-"""RouterCore: swarm, node and injection lifecycles with a collecting sink and a fake clock.
+"""The core's lifecycles through decide + reduce (tests/harness.py: counter ids, a fake clock).
 
 PROTOCOL.md 6 (injection lifecycle), 7 (swarm lifecycle, failure model), 8.4 (worker lifecycle
 lines), 5.8 (turn_started synthesis, at most one turn_complete). `h` is the Harness of conftest.py.

@@ -1,4 +1,4 @@
-"""Routing directives in final answers (codeswarm/router/routing.py, grammar in docs/QUEUES.md)."""
+"""Routing directives in final answers (codeswarm/core/routing.py, grammar in docs/QUEUES.md)."""
 
 from __future__ import annotations
 
