@@ -35,7 +35,7 @@ class InjectionState(enum.StrEnum):
     FAILED = "failed"
 
 
-S, W, I = SwarmState, WorkerState, InjectionState
+S, W, Inj = SwarmState, WorkerState, InjectionState
 
 SWARM_TRANSITIONS: Mapping[SwarmState, frozenset[SwarmState]] = {
     S.PENDING: frozenset({S.RUNNING, S.TERMINATING, S.TERMINATED}),
@@ -55,12 +55,12 @@ WORKER_TRANSITIONS: Mapping[WorkerState, frozenset[WorkerState]] = {
 }
 
 INJECTION_TRANSITIONS: Mapping[InjectionState, frozenset[InjectionState]] = {
-    I.ACKED: frozenset({I.DELIVERED, I.FAILED}),
+    Inj.ACKED: frozenset({Inj.DELIVERED, Inj.FAILED}),
     # delivered -> completed: a queued turn aborted before it started (worker exit, terminate)
-    I.DELIVERED: frozenset({I.STARTED, I.COMPLETED}),
-    I.STARTED: frozenset({I.COMPLETED}),
-    I.COMPLETED: frozenset(),
-    I.FAILED: frozenset(),
+    Inj.DELIVERED: frozenset({Inj.STARTED, Inj.COMPLETED}),
+    Inj.STARTED: frozenset({Inj.COMPLETED}),
+    Inj.COMPLETED: frozenset(),
+    Inj.FAILED: frozenset(),
 }
 
 TABLES: Mapping[str, Mapping[enum.StrEnum, frozenset[enum.StrEnum]]] = {
@@ -70,8 +70,8 @@ TABLES: Mapping[str, Mapping[enum.StrEnum, frozenset[enum.StrEnum]]] = {
 }
 _ENUMS: Mapping[str, type[enum.StrEnum]] = {"swarm": SwarmState, "worker": WorkerState, "injection": InjectionState}
 
-OPEN_INJECTION_STATES = frozenset({I.ACKED, I.DELIVERED, I.STARTED})
-CLOSED_INJECTION_STATES = frozenset({I.COMPLETED, I.FAILED})
+OPEN_INJECTION_STATES = frozenset({Inj.ACKED, Inj.DELIVERED, Inj.STARTED})
+CLOSED_INJECTION_STATES = frozenset({Inj.COMPLETED, Inj.FAILED})
 ACTIVE_SWARM_STATES = frozenset({S.PENDING, S.RUNNING})
 
 

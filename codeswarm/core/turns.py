@@ -61,7 +61,8 @@ def decide_lifecycle(state: CoreState, inp: LifecycleLine, now: float, ids: Ids,
         return
     node_id, line = inp.node_id, inp.line
     event = line.get("event")
-    data = line.get("data") if isinstance(line.get("data"), dict) else {}
+    raw = line.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
     src = {"outbox_seq": line.get("seq")}
     if event not in ("worker_started", "worker_exited"):
         heard_from(out, swarm, node_id)

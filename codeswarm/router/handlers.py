@@ -14,7 +14,6 @@ from codeswarm.protocol import (
     EXTENSIONS,
     Command,
     Rejection,
-    require_bool,
     require_int,
     require_obj,
     require_str,

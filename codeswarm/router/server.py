@@ -171,8 +171,8 @@ class RouterServer:
             with trio.CancelScope(shield=True):
                 try:
                     await trio.aclose_forcefully(stream)
-                except Exception:
-                    pass
+                except OSError as exc:  # the peer is gone already; nothing left to tell it
+                    log.debug("closing a client stream: %s", exc)
 
     # ------------------------------------------------------------------ background loops
 
@@ -207,7 +207,7 @@ class RouterServer:
                 await r.carry_out(decision.effects)
                 if any(sw.state == "terminated" for sw in r.state.swarms.values()):
                     r.ingest.sync()
-            except Exception as exc:  # reported to clients by _loop_failed, then the next tick runs
+            except Exception as exc:  # noqa: BLE001 - logged with its traceback and told to clients by _loop_failed
                 failures += 1
                 self._loop_failed("ticker", failures, exc)
                 continue
@@ -225,7 +225,7 @@ class RouterServer:
             await trio.sleep(getattr(provider, "poll_interval", None) or r.settings.status_poll_interval_seconds)
             try:
                 failures = await self._poll_once(backend, provider, failures)
-            except Exception as exc:  # reported to clients by _loop_failed, then the next round runs
+            except Exception as exc:  # noqa: BLE001 - logged with its traceback and told to clients by _loop_failed
                 crashes += 1
                 self._loop_failed(f"{backend} poller", crashes, exc)
                 continue

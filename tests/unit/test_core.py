@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import orjson
-import pytest
 import trio
 
 from codeswarm.core.evidence import JobObservation, JobState
