@@ -193,3 +193,126 @@ def test_skills_symlinks_are_refused_never_copied(cs: Codeswarm) -> None:
     found = [p for p in (cs.tmp / "runs").rglob("*") if p.is_file() and b"private key" in p.read_bytes()] \
         if (cs.tmp / "runs").exists() else []
     assert found == []
+
+
+# ------------------------------------------------------------------ finding 1: control over TCP
+
+
+def test_a_client_cannot_choose_the_executable(cs: Codeswarm) -> None:
+    marker = cs.tmp / "the-script-ran"
+    evil = cs.tmp / "evil.sh"
+    evil.write_text(f"#!/bin/sh\ntouch {marker}\nexec sleep 5\n")
+    evil.chmod(0o755)
+    cs.json("list")
+    raw = Raw(str(cs.home / "router.sock"))
+    attempts = {
+        "l1": {"worker_mode": "codex", "codex_path": str(evil)},  # the reported attack, on a mock-only preset
+        "l2": {"codex_path": str(evil)},
+        "l3": {"claude_cli_path": str(evil), "worker_mode": "claude"},
+        "l4": {"sandbox_mode": "danger-full-access"},
+        "l5": {"codex_config": "shell_environment_policy.inherit=all"},
+    }
+    for rid, params in attempts.items():
+        ev = raw.command("swarm_launch", {"nodes": 1, "provider_params": params}, rid)
+        assert ev["event"] == "command_rejected" and ev["data"]["code"] == "invalid_provider_params", ev
+        assert "not settable by clients of preset 'local-mock'" in ev["data"]["reason"], ev
+    proc = cs.run("launch", "--param", "worker_mode=codex", check=False)
+    assert proc.returncode == 3 and "worker_mode" in proc.stderr and "invalid_provider_params" in proc.stderr
+    assert cs.json("list") == {}
+    time.sleep(1.0)  # a started worker would have run the script well within this
+    assert not marker.exists()
+    # what the preset offers still works
+    cfg = local_config(cs.tmp)
+    cfg["launch_providers"][0]["launch_fields"] = [
+        {"key": "mock_delay_ms", "label": "Delay", "type": "number"}]
+    cs.write_config(cfg)
+    cs.run("router", "stop")
+    sid = cs.run("launch", "--param", "mock_delay_ms=1").stdout.strip()
+    assert cs.json("status", sid)["node_count"] == 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TcpRaw(Raw):
+    def __init__(self, port: int) -> None:  # noqa: D107 - same reader over TCP
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.sock.settimeout(20)
+        self.buf = b""
+
+
+def test_tcp_token_is_required_when_configured(cs: Codeswarm) -> None:
+    port, token = _free_port(), "tok-" + "x" * 28
+    cs.write_config(local_config(cs.tmp, tcp={"enabled": True, "port": port, "token": token}))
+    cs.json("list")
+    intruder = TcpRaw(port)
+    ev = intruder.command("ping", {}, "p1")
+    assert ev["event"] == "command_rejected" and ev["data"]["code"] == "unauthorized", ev
+    intruder.send(json.dumps({"protocol": "codeswarm.router.v1", "type": "command", "command": "ping",
+                              "request_id": "p2", "auth_token": "wrong-" + "x" * 26}).encode() + b"\n")
+    assert intruder.answer("p2")["data"]["code"] == "unauthorized"
+    ev = intruder.command("swarm_launch", {"nodes": 1}, "p3")
+    assert ev["data"]["code"] == "unauthorized" and cs.json("list") == {}
+    friend = TcpRaw(port)
+    friend.send(json.dumps({"protocol": "codeswarm.router.v1", "type": "command", "command": "ping",
+                            "request_id": "f1", "auth_token": token}).encode() + b"\n")
+    assert friend.answer("f1")["event"] == "pong"
+    assert friend.command("swarm_list", {}, "f2")["event"] == "swarm_list"  # the connection stays admitted
+    assert cs.run("list").returncode == 0  # the Unix socket needs no token (0600 in a 0700 dir)
+
+
+# ------------------------------------------------------------------ finding 4: the state dir lock
+
+
+def test_deleting_router_pid_does_not_let_a_second_router_start(cs: Codeswarm) -> None:
+    cs.json("list")
+    first = cs.router_pid()
+    assert first is not None
+    (cs.home / "router.pid").unlink()
+    try:
+        second = subprocess.Popen([sys.executable, str(cs.pyz), "router", "run"], env=cs.env, cwd=cs.tmp,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            _, err = second.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            second.communicate()
+            raise AssertionError("a second router started on the same state dir") from None
+        assert second.returncode == 2 and "another router (pid" in err and "already runs on" in err, err
+        assert _alive(first)
+        assert "running" in cs.run("router", "status").stdout
+        stop = cs.run("router", "stop")  # found through the lock holder, without router.pid
+        assert f"router {first} stopped" in stop.stdout and not _alive(first)
+    finally:
+        if _alive(first):  # the fixture finds routers through router.pid, which is gone
+            os.kill(first, signal.SIGKILL)
+
+
+# ------------------------------------------------------------------ finding 6: outbox symlinks
+
+
+def test_an_outbox_replaced_by_a_symlink_is_refused_and_reported(cs: Codeswarm) -> None:
+    sid = cs.run("launch", "--nodes", "1").stdout.strip()
+    cs.json("inject", sid, "--prompt", "warm", "--wait", "--timeout", "60")
+    job = cs.json("status", sid)["job_id"]
+    outbox = cs.tmp / "runs" / job / "mailbox" / "outbox" / f"{job}_00.jsonl"
+    secret = cs.tmp / "secret-file"
+    secret.write_text('{"seq": 99999, "ts": 0, "type": "lifecycle", "event": "worker_error", '
+                      '"data": {"message": "SECRET-LINE", "fatal": false}}\nroot:x:0:0:SECRET-ROOT:/root:/bin/bash\n')
+    outbox.rename(outbox.with_name(outbox.name + ".moved"))
+    outbox.symlink_to(secret)
+    evs = cs.wait_for(lambda evs: any(e["event"] == "router_warning" and str(outbox) in e["data"].get("message", "")
+                                      for e in evs), timeout=30)
+    warning = next(e for e in evs if e["event"] == "router_warning" and str(outbox) in e["data"]["message"])
+    assert "symlink" in warning["data"]["message"]
+    time.sleep(1.0)  # more polls of the refused file: still one warning, nothing read
+    text = cs.run("events", "--since", "0", "--json").stdout
+    assert "SECRET-LINE" not in text and "SECRET-ROOT" not in text
+    assert sum(1 for line in text.splitlines() if str(outbox) in line) == 1

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import orjson
+import pytest
 
 from codeswarm.mailbox import (
     MAX_OUTBOX_LINE,
@@ -214,3 +215,43 @@ def test_oversize_output_is_shortened_and_marked(tmp_path):
     [line] = lines_of(p)
     msg = line["payload"]["params"]["msg"]
     assert msg["truncated"] is True and msg["exit_code"] == 0 and line["seq"] == 1
+
+
+# ---------------------------------------------------------------- issue 12 #6: no symlinks, regular files only
+
+
+def test_mailbox_files_refuse_symlinks_fifos_and_directories(tmp_path):
+    import os
+
+    from codeswarm.mailbox import UnsafeMailboxFile, append_line, read_complete_lines, read_mailbox_file
+
+    target = tmp_path / "passwd"
+    target.write_text('{"seq": 1, "type": "lifecycle"}\nroot:x:0:0\n')
+    link = tmp_path / "outbox.jsonl"
+    link.symlink_to(target)
+    batch = read_complete_lines(link, 0)
+    assert batch.lines == [] and batch.bad == [] and batch.offset == 0
+    assert batch.refused == f"{link} is a symlink (refused)"
+    with pytest.raises(UnsafeMailboxFile):
+        append_line(link, {"a": 1})
+    assert target.read_text().count("\n") == 2  # nothing written through the link
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert "not a regular file" in (read_complete_lines(fifo, 0).refused or "")  # and it did not block
+    with pytest.raises(UnsafeMailboxFile):
+        read_mailbox_file(tmp_path)
+    real = tmp_path / "real.jsonl"
+    append_line(real, {"seq": 1})
+    assert read_complete_lines(real, 0).lines == [{"seq": 1}]
+
+
+def test_replace_mailbox_file_never_writes_through_a_planted_tmp(tmp_path):
+    from codeswarm.mailbox import replace_mailbox_file
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    offset = tmp_path / "n.offset"
+    (tmp_path / "n.offset.tmp").symlink_to(victim)
+    replace_mailbox_file(offset, b'{"offset": 5}')
+    assert offset.read_bytes() == b'{"offset": 5}' and victim.read_text() == "keep"
+    assert not offset.is_symlink()
