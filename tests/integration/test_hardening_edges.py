@@ -7,6 +7,8 @@ Each test failed on a81cbf6 (run it with CODESWARM_TEST_PYZ=<a81cbf6 build>/code
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
