@@ -87,7 +87,8 @@ def _print_startup_warnings(sdir: Path) -> None:
 def _run(config: object, sdir: object, port: int | None) -> None:
     import trio
 
-    from codeswarm.router.server import RouterLocked, serve
+    from codeswarm.errors import RouterLocked
+    from codeswarm.router.server import serve
 
     logging.basicConfig(level=os.environ.get("CODESWARM_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

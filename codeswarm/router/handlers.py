@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from codeswarm.config import validate_params
+from codeswarm.launch_policy import client_params
 from codeswarm.errors import ProviderError
 from codeswarm.protocol import (
     EXTENSIONS,
@@ -183,8 +184,8 @@ class Handlers:
         if any(isinstance(v, (dict, list)) for v in overrides.values()):
             raise Rejection("invalid_provider_params", "provider_params: values must be scalars",
                             request_id=cmd.request_id, command=cmd.command)
-        params = {**preset.defaults, **{k: v for k, v in overrides.items() if v is not None}}
-        try:
+        try:  # a client fills in only what the preset's launch_fields offer (issue 12 #1)
+            params = {**preset.defaults, **client_params(preset.id, preset.launch_fields, overrides)}
             validate_params(params, "provider_params")
         except ValueError as exc:
             raise Rejection("invalid_provider_params", f"{exc.args[0]}: {exc.args[1]}",

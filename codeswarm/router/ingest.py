@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,6 +44,8 @@ class IngestHost(Protocol):
 
     def decide(self, inp: Any) -> Decision: ...
 
+    def emit(self, name: str, data: dict[str, Any]) -> None: ...
+
 
 @dataclass
 class NodeWatch:
@@ -58,6 +61,7 @@ class NodeWatch:
     fast_until: float = 0.0
     last_data_at: float = float("-inf")  # after a prompt was sent, poll fast for a while before backing off
     version: int = 0
+    refused: str | None = None  # why the outbox path is not read (a symlink, not a regular file), once said
     normalizers: dict[str, Any] = field(default_factory=dict)
 
 
@@ -185,14 +189,21 @@ class OutboxIngest:
             return False
         self.stat_calls += 1
         try:
-            size = os.stat(w.path).st_size
+            st = os.lstat(w.path)  # never stat through a link: a symlinked outbox goes on to be refused below
         except OSError:
             return False
-        if size < w.offset:  # never expected: re-read, seq filters what was seen
+        regular = stat.S_ISREG(st.st_mode)
+        if regular and st.st_size < w.offset:  # never expected: re-read, seq filters what was seen
             w.offset = 0
-        if size == w.offset:
+        if regular and st.st_size == w.offset and w.refused is None:
             return False
         batch = read_complete_lines(w.path, w.offset)  # type: ignore[arg-type]
+        if batch.refused != w.refused:  # issue 12 #6: never read through a link; said once, not per poll
+            w.refused = batch.refused
+            if batch.refused:
+                self.router.emit("router_warning", {
+                    "message": f"outbox {batch.refused}: not read", "error_code": "outbox_refused",
+                    "swarm_id": w.swarm_id, "node_id": w.node_id})
         if batch.offset == w.offset:
             return False
         for problem in batch.bad:

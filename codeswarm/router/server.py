@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import errno
-import fcntl
+import functools
 import logging
 import os
 import signal
@@ -17,41 +16,20 @@ from codeswarm.config import Config
 from codeswarm.core.evidence import JobState
 from codeswarm.core.observe import Observed
 from codeswarm.core.ticks import Tick
-from codeswarm.errors import CodeswarmError, ProviderError, RouterUnavailable
-from codeswarm.paths import ensure_state_dir, lock_path, socket_path
+from codeswarm.errors import ProviderError, RouterUnavailable
+from codeswarm.launch_policy import tcp_token_ok
+from codeswarm.paths import ensure_state_dir, socket_path
 from codeswarm.protocol import Rejection, parse_command_line
 from codeswarm.router.app import Router
 from codeswarm.router.connection import Connection, LineReader
 from codeswarm.router.handlers import Handlers
 from codeswarm.router.providers.base import ClusterProvider, JobHandle
+from codeswarm.router.statelock import release_lock, take_lock
 
 log = logging.getLogger("codeswarm.router")
 
 TICK_SECONDS = 1.0
 LOOP_REPORT_EVERY = 60  # a loop failing on every round is reported on its 1st, 61st, ... failure
-
-
-class RouterLocked(CodeswarmError):
-    pass
-
-
-def take_lock(state_dir: Path) -> int:
-    """One router per state dir: an exclusive fcntl lock on router.pid, holding our pid."""
-    fd = os.open(lock_path(state_dir), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            try:
-                pid = lock_path(state_dir).read_text().strip()
-            except OSError:
-                pid = "?"
-            raise RouterLocked(f"another router (pid {pid}) already runs on {state_dir}") from None
-        raise
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
 
 
 def make_providers(config: Config) -> dict[str, ClusterProvider]:
@@ -86,8 +64,9 @@ class RouterServer:
         await trio.to_thread.run_sync(r.recover)
         sock_path = socket_path(self.state_dir)
         listeners = [await self._unix_listener(sock_path)]
-        if self.tcp_port is not None:
-            listeners += await trio.open_tcp_listeners(self.tcp_port, host="127.0.0.1")
+        tcp_listeners = []
+        if self.tcp_port is not None:  # config.py admits loopback hosts only
+            tcp_listeners = await trio.open_tcp_listeners(self.tcp_port, host=self.config.router.tcp_host)
         async with trio.open_nursery() as nursery:
             r.nursery = nursery
             nursery.start_soon(r.committer)
@@ -109,13 +88,19 @@ class RouterServer:
                 nursery.start_soon(self._poller, backend, provider)
             for listener in listeners:
                 nursery.start_soon(trio.serve_listeners, self._serve_conn, [listener])
+            for listener in tcp_listeners:
+                nursery.start_soon(trio.serve_listeners, functools.partial(self._serve_conn, tcp=True), [listener])
             self.ready.set()
             task_status.started()
             log.info("router ready on %s", sock_path)
 
     async def _unix_listener(self, path: Path) -> trio.SocketListener:
-        if path.exists():
+        if _is_socket(path):
             path.unlink()  # the lock proves no router is behind a leftover socket
+        elif os.path.lexists(path):  # a directory or file there is not ours to delete
+            from codeswarm.client import socket_problem
+
+            raise RouterUnavailable(f"cannot listen: {socket_problem(path)}; remove it (the router creates its socket there)")
         sock = trio.socket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
@@ -128,7 +113,9 @@ class RouterServer:
 
     # ------------------------------------------------------------------ connections
 
-    async def _serve_conn(self, stream: trio.abc.Stream) -> None:
+    async def _serve_conn(self, stream: trio.abc.Stream, tcp: bool = False) -> None:
+        token = self.config.router.tcp_token if tcp else None
+        admitted = token is None  # a TCP connection with a token configured proves itself first
         conn = Connection(stream, "client")
         r = self.router
         conn.cursor = r.committed_seq
@@ -151,6 +138,10 @@ class RouterServer:
                         if isinstance(item, Rejection):
                             conn.send_directed("command_rejected", item.data(), r.now())
                             continue
+                        if not admitted:
+                            admitted = self._admit(conn, item, token)
+                            if not admitted:
+                                continue
                         try:
                             cmd = parse_command_line(item)
                         except Rejection as rej:
@@ -173,6 +164,23 @@ class RouterServer:
                     await trio.aclose_forcefully(stream)
                 except OSError as exc:  # the peer is gone already; nothing left to tell it
                     log.debug("closing a client stream: %s", exc)
+
+    def _admit(self, conn: Connection, line: bytes, token: str | None) -> bool:
+        """The first command of a TCP connection must carry router.tcp.token as `auth_token`."""
+        import orjson
+
+        try:
+            envelope = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            envelope = None
+        if tcp_token_ok(envelope, token):
+            return True
+        rid = envelope.get("request_id") if isinstance(envelope, dict) else None
+        conn.send_directed("command_rejected", Rejection(
+            "unauthorized", "this TCP listener needs the router's token (router.tcp.token) in the envelope "
+            "field auth_token", request_id=rid if isinstance(rid, str) and 0 < len(rid) <= 128 else None).data(),
+            self.router.now())
+        return False
 
     # ------------------------------------------------------------------ background loops
 
@@ -277,9 +285,15 @@ def _only_disconnects(exc: BaseException) -> bool:
 async def serve(config: Config, state_dir: Path, tcp_port: int | None = None) -> None:
     """Run the router until SIGTERM/SIGINT."""
     try:
-        fd = take_lock(ensure_state_dir(state_dir))
+        fds = take_lock(ensure_state_dir(state_dir))
     except OSError as exc:  # read-only or missing mount: a message and exit 1, not a traceback
         raise RouterUnavailable(f"cannot use the state dir {state_dir}: {exc.strerror or exc}") from None
+    sock = socket_path(state_dir)
+    if os.path.lexists(sock) and not _is_socket(sock):  # before any task: a plain error, not a group
+        from codeswarm.client import socket_problem
+
+        release_lock(fds)
+        raise RouterUnavailable(f"cannot listen: {socket_problem(sock)}; remove it (the router creates its socket there)")
     server = RouterServer(config, state_dir, tcp_port=tcp_port)
     try:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -294,8 +308,15 @@ async def serve(config: Config, state_dir: Path, tcp_port: int | None = None) ->
                 nursery.start_soon(stop_on_signal)
     finally:
         server.router.log.close()
-        try:
+        if _is_socket(socket_path(state_dir)):  # a file put there instead is left for the user to see
             socket_path(state_dir).unlink()
-        except FileNotFoundError:
-            pass
-        os.close(fd)
+        release_lock(fds)
+
+
+def _is_socket(path: Path) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except OSError:
+        return False
