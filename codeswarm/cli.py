@@ -24,6 +24,7 @@ COMMANDS = {
     "terminate": "Terminate a swarm.",
     "events": "Print events (NDJSON with --json), optionally following.",
     "approve": "Answer a pending approval of a node.",
+    "approvals": "Show the approvals waiting for an answer.",
     "spend": "Dollars and tokens per model and per node.",
     "budget": "Show or set a swarm's spend budget.",
     "providers": "List launch providers (presets) of the router's config.",

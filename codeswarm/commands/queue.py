@@ -10,13 +10,24 @@ from codeswarm.commands.common import config_option, connect, expect, handle_err
 from codeswarm.commands.list import _age
 
 
-@click.command(help="Show the queued prompts (oldest first); --json prints the items as a JSON array.")
+@click.command(help="Show the queued prompts (oldest first); --json prints the items as a JSON array. "
+                    "--cancel QUEUE_ID removes one item before it is dispatched.")
 @click.option("--swarm", "swarm_id", default=None, help="Only items aimed at this swarm.")
+@click.option("--cancel", "cancel_id", default=None, metavar="QUEUE_ID",
+              help="Cancel this queued item (exit 3 if it is no longer queued).")
 @config_option
 @json_option
 @handle_errors
-def command(swarm_id: str | None, config_path: str | None, state_dir: str | None, no_autostart: bool,
-            as_json: bool) -> None:
+def command(swarm_id: str | None, cancel_id: str | None, config_path: str | None, state_dir: str | None,
+            no_autostart: bool, as_json: bool) -> None:
+    if cancel_id is not None:
+        with connect(config_path, state_dir, no_autostart, timeout=30) as client:
+            data = expect(client.request("queue_cancel", {"queue_id": cancel_id}), "queue_cancelled")
+        if as_json:
+            print_json(data)
+        else:
+            click.echo(f"cancelled {data.get('queue_id')} (was for swarm {data.get('target_swarm_id')})")
+        return
     with connect(config_path, state_dir, no_autostart, timeout=30) as client:
         data = expect(client.request("queue_list"), "queue_list")
     items = [i for i in data.get("items") or [] if swarm_id is None or i.get("target_swarm_id") == swarm_id]
