@@ -136,13 +136,14 @@ export class Store {
       node.search += text.toLowerCase();
       if (node.search.length > 2 * SEARCH_CHARS) node.search = node.search.slice(-SEARCH_CHARS);
     }
+    node.rev += 1;
+    swarm.factsRev += 1;
+    if (!this.live) return; // a replay is history, not news: only live output is "unseen"
     if (!this.isViewed(swarm, node)) node.unseen = true;
     if (!swarm.unseen && !this.isViewed(swarm)) {
       swarm.unseen = true;
       this.listDirty = true;
     }
-    node.rev += 1;
-    swarm.factsRev += 1;
   }
 
   approvalOpen(swarm, node, block) {
@@ -271,6 +272,7 @@ export class Store {
       }
     }
     this.ts = ts;
+    this.live = live;
     switch (env.event) {
       case 'providers_list':
         this.providers = Array.isArray(d.providers) ? d.providers : [];
@@ -374,9 +376,10 @@ export class Store {
     for (const a of list) {
       if (!a || typeof a.swarm_id !== 'string' || typeof a.approval_id !== 'string') continue;
       open.add(a.approval_id);
+      if (this.approvals.has(a.approval_id)) continue; // known from the events already
       const s = this.swarm(a.swarm_id);
       const node = this.node(s, a.node_id);
-      if (node) applyNodeEvent(this, 'exec_approval_required', a, s, node, Date.parse(a.created_at) / 1000 || a.created_at || null);
+      if (node) applyNodeEvent(this, 'exec_approval_required', a, s, node, epoch(a.created_at));
     }
     for (const [id, a] of [...this.approvals]) {
       if (!open.has(id) && (!d.swarm_id || a.swarm.id === d.swarm_id)) {
