@@ -28,7 +28,7 @@ def _expect(browser: Any) -> None:
 
 
 def launch(page: Any, *, provider: str, nodes: int, prompt: str, alias: str = "", auto_route: bool = False,
-           persona: Path | None = None) -> str:
+           persona: Path | None = None, persona_file: Path | None = None) -> str:
     page.click("#new-swarm")
     page.wait_for_selector(f"#launch-provider option[value='{provider}']", state="attached")
     page.select_option("#launch-provider", provider)
@@ -39,6 +39,9 @@ def launch(page: Any, *, provider: str, nodes: int, prompt: str, alias: str = ""
     if persona is not None:
         page.set_input_files("#persona-dir", str(persona))
         expect(page.locator(".persona-summary")).to_contain_text("AGENTS.md + 1 skill file")
+    if persona_file is not None:
+        page.set_input_files("#persona-file", str(persona_file))
+        expect(page.locator(".persona-summary")).to_contain_text(f"AGENTS.md from {persona_file.name}")
     page.click("form.launch button[type=submit]")
     page.wait_for_url(re.compile(r".*#/swarm/[\w-]+$"))
     return page.url.rsplit("/", 1)[1]
@@ -79,8 +82,12 @@ def test_aliases_routing_persona_approvals_archive(web: Any, cs: Any, open_page:
         assert not (ws / "notes.txt").exists() and not (ws / ".agents" / "skills" / "notes.txt").exists()
     expect(pane(page, 1).locator(".blk.assistant.final-answer")).to_contain_text("warm up")
 
-    beta = launch(page, provider="local-mock", nodes=2, prompt="ready", alias="beta")
+    beta_md = tmp_path / "BETA.md"
+    beta_md.write_text("# Beta\nAnswer in one line.\n")
+    beta = launch(page, provider="local-mock", nodes=2, prompt="ready", alias="beta", persona_file=beta_md)
     expect(pane(page, 0).locator(".blk.assistant.final-answer")).to_contain_text("ready")
+    beta_ws = [p.parent for p in cs.tmp.glob("runs/*/node_0*/AGENTS.md") if p.read_text() == "# Beta\nAnswer in one line.\n"]
+    assert len(beta_ws) == 2 and not any((w / ".agents").exists() for w in beta_ws)
 
     # From alpha's prompt box to node 1 of beta, with the preview saying so first.
     page.click(f".swarm-item[data-swarm='{alpha}']")
