@@ -152,7 +152,8 @@ export class Overview {
 
   draw() {
     const rows = Math.ceil(this.list.length / this.cols);
-    this.sizer.style.height = `${rows * CELL_H}px`;
+    const total = `${rows * CELL_H}px`;
+    if (this.sizer.style.height !== total) this.sizer.style.height = total;
     // As tall as its rows, up to ~5 rows (less on a phone): the transcripts stay in view below.
     const maxH = Math.min(5.5 * CELL_H, Math.max(2 * CELL_H, window.innerHeight * 0.4));
     const height = `${Math.max(CELL_H, Math.min(maxH, rows * CELL_H + 6))}px`;
@@ -191,23 +192,41 @@ export class Overview {
     c.index = index;
     if (c.key === key) return;
     c.key = key;
+    // Streaming changes a node's rev on every delta, but rarely what its cell shows: compute the
+    // cell's strings and touch the DOM only where one differs (no style work for unchanged cells).
     const st = nodeState(n, active);
-    const b = c.btn;
-    b.className = `cell st-${st}${n.unseen ? ' unseen' : ''}${id === this.openNode ? ' open' : ''}`;
-    b.dataset.node = String(id);
-    b.tabIndex = index === this.active ? 0 : -1;
-    if (id === this.openNode) b.setAttribute('aria-current', 'true');
-    else b.removeAttribute('aria-current');
-    c.idEl.textContent = String(id);
-    c.flagEl.textContent = n.approvals > 0 ? `⚠ ${n.approvals}` : n.busy ? '●' : '';
     const u = n.usage;
     const cost = Number.isFinite(n.spendUsd) ? ` ${fmtCost(n.spendUsd)}` : '';
     const age = n.lastTs ? fmtAge(this.store.now() - n.lastTs) : '–';
-    c.metaEl.textContent = `${u ? fmtTokens(u.total_tokens) : '–'} tok${cost} · ${age}`;
     const tokens = u ? `${u.total_tokens ?? '–'} tokens${cost ? `, ${cost.trim()}` : ''}` : 'no usage yet';
-    b.setAttribute('aria-label', `Node ${id}: ${STATE_WORDS[st]}${n.approvals ? `, ${n.approvals} pending approval` : ''}` +
-      `${n.unseen ? ', new output' : ''}, ${tokens}, last activity ${age}${n.failed ? `, ${n.failed}` : ''}`);
-    b.title = n.failed ? String(n.failed) : STATE_WORDS[st];
+    const v = {
+      cls: `cell st-${st}${n.unseen ? ' unseen' : ''}${id === this.openNode ? ' open' : ''}`,
+      node: String(id),
+      tab: index === this.active ? 0 : -1,
+      current: id === this.openNode,
+      flag: n.approvals > 0 ? `⚠ ${n.approvals}` : n.busy ? '●' : '',
+      meta: `${u ? fmtTokens(u.total_tokens) : '–'} tok${cost} · ${age}`,
+      label: `Node ${id}: ${STATE_WORDS[st]}${n.approvals ? `, ${n.approvals} pending approval` : ''}` +
+        `${n.unseen ? ', new output' : ''}, ${tokens}, last activity ${age}${n.failed ? `, ${n.failed}` : ''}`,
+      title: n.failed ? String(n.failed) : STATE_WORDS[st],
+    };
+    const old = c.v || {};
+    const b = c.btn;
+    if (old.cls !== v.cls) b.className = v.cls;
+    if (old.node !== v.node) {
+      b.dataset.node = v.node;
+      c.idEl.textContent = v.node;
+    }
+    if (old.tab !== v.tab) b.tabIndex = v.tab;
+    if (old.current !== v.current) {
+      if (v.current) b.setAttribute('aria-current', 'true');
+      else b.removeAttribute('aria-current');
+    }
+    if (old.flag !== v.flag) c.flagEl.textContent = v.flag;
+    if (old.meta !== v.meta) c.metaEl.textContent = v.meta;
+    if (old.label !== v.label) b.setAttribute('aria-label', v.label);
+    if (old.title !== v.title) b.title = v.title;
+    c.v = v;
   }
 
   open(index) {
