@@ -29,6 +29,8 @@ COMMANDS = frozenset(
         "swarm_list",
         "swarm_status",
         "queue_list",
+        "queue_cancel",
+        "approvals_list",
         "subscribe",
         "unsubscribe",
         "ping",

@@ -286,6 +286,7 @@ def reduce_required(state: CoreState, event: Event) -> None:
         rpc_id=data.get("rpc_id"), turn_id=data.get("turn_id"), kind=data.get("kind") or "command",
         available_decisions=list(data.get("available_decisions") or []),
         proposed_execpolicy_amendment=data.get("proposed_execpolicy_amendment"), created_at=data["created_at"],
+        command=data.get("command"), reason=data.get("reason"), cwd=data.get("cwd"),
     )
 
 

@@ -132,6 +132,8 @@ def decide_launch(state: CoreState, inp: Launch, now: float, ids: Ids, out: Out)
         "request_id": inp.request_id, "swarm_id": swarm.swarm_id, "job_id": swarm.job_id,
         "node_count": inp.node_count, "provider": inp.provider, "provider_id": inp.provider_id,
         "agent_runtime": swarm.agent_runtime, "agent_model": swarm.agent_model, "state": "pending",
+        # The record's own time and names, so a client replaying the log shows the right age and alias.
+        "created_at": swarm.created_at, "alias": swarm.alias, "auto_route": swarm.auto_route,
         "_record": swarm.to_json(),
     })
     if inp.system_prompt:  # `swarm` is this decision's own copy: the reducer builds the live one from _record

@@ -53,6 +53,14 @@ class RouteAnswer:
     text: str
 
 
+@dataclass(frozen=True)
+class QueueCancel:
+    """Remove one queued item before it is dispatched (the page's and `codeswarm queue --cancel`)."""
+
+    queue_id: str
+    request_id: str | None
+
+
 # ---------------------------------------------------------------- views
 
 
@@ -151,6 +159,37 @@ def drop_all(out: Out, state: CoreState, swarm: Swarm, reason: str) -> None:
     for item in list(items):
         out.emit("inter_swarm_dropped", {**_item_fields(item), "reason": reason})
     items.clear()
+    _updated(out, state)
+
+
+def find_item(state: CoreState, queue_id: str) -> dict[str, Any] | None:
+    for swarm in state.swarms.values():
+        for item in swarm.queue:
+            if item["queue_id"] == queue_id:
+                return item
+    return None
+
+
+def parse_cancel(cmd: Command, state: CoreState) -> QueueCancel:
+    """Validate queue_cancel against the state; raises Rejection."""
+    queue_id = require_str(cmd, "queue_id")
+    assert queue_id is not None
+    if find_item(state, queue_id) is None:
+        raise Rejection("unknown_queue_item", "unknown queue item (already dispatched, dropped or cancelled)",
+                        request_id=cmd.request_id, command=cmd.command, queue_id=queue_id)
+    return QueueCancel(queue_id, cmd.request_id)
+
+
+def decide_cancel(state: CoreState, inp: QueueCancel, now: float, ids: Ids, out: Out) -> None:
+    item = find_item(state, inp.queue_id)
+    if item is None:
+        return
+    target = state.swarms[item["target_swarm_id"]]
+    items = _queue(out, target)
+    items[:] = [i for i in items if i["queue_id"] != inp.queue_id]
+    # The item's own request_id stays (PROTOCOL.md 5.6); who cancelled it is cancel_request_id.
+    out.emit("inter_swarm_dropped", {**_item_fields(item), "reason": "cancelled",
+                                     "cancel_request_id": inp.request_id})
     _updated(out, state)
 
 
@@ -268,7 +307,8 @@ def reduce_routed(state: CoreState, event: Event) -> None:
 
 FEATURE = Feature(
     name="queue",
-    deciders={Enqueue: decide_enqueue, DispatchIdle: decide_dispatch, RouteAnswer: decide_route},
+    deciders={Enqueue: decide_enqueue, DispatchIdle: decide_dispatch, RouteAnswer: decide_route,
+              QueueCancel: decide_cancel},
     reducers={"inter_swarm_enqueued": reduce_enqueued, "inter_swarm_dispatched": reduce_removed,
               "inter_swarm_dropped": reduce_removed, "auto_route_submitted": reduce_routed,
               "auto_route_ignored": reduce_routed},

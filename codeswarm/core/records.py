@@ -54,6 +54,9 @@ class Approval:
     decision: Any = None
     approved: bool | None = None
     resolve_request_id: str | None = None
+    command: Any = None  # as exec_approval_required showed it (approvals_list repeats it)
+    reason: str | None = None
+    cwd: str | None = None
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Approval":

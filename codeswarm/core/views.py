@@ -28,6 +28,7 @@ def list_record(swarm: Swarm) -> dict[str, Any]:
     }
     if swarm.alias:
         rec["alias"] = swarm.alias
+    rec["auto_route"] = swarm.auto_route
     if swarm.terminated_at is not None:
         rec["terminated_at"] = swarm.terminated_at
         rec["termination_reason"] = swarm.termination_reason
@@ -61,3 +62,20 @@ def status_data(swarm: Swarm, request_id: str | None, *, checked_at: float | Non
             for n in swarm.nodes
         ]
     return data
+
+
+def approval_record(swarm: Swarm, a: Any) -> dict[str, Any]:
+    """One open approval as `approvals_list` shows it (the exec_approval_required fields)."""
+    return {
+        "approval_id": a.approval_id, "swarm_id": swarm.swarm_id, "job_id": swarm.job_id, "node_id": a.node_id,
+        "injection_id": a.injection_id, "call_id": a.call_id, "kind": a.kind, "command": a.command,
+        "reason": a.reason, "cwd": a.cwd, "available_decisions": list(a.available_decisions),
+        "proposed_execpolicy_amendment": a.proposed_execpolicy_amendment, "created_at": a.created_at,
+    }
+
+
+def open_approvals(swarms: Mapping[str, Swarm], swarm_id: str | None = None) -> list[dict[str, Any]]:
+    """Every approval still waiting for an answer, oldest first (optionally of one swarm)."""
+    out = [approval_record(s, a) for sid, s in swarms.items() if swarm_id is None or sid == swarm_id
+           for a in s.approvals.values() if not a.resolved]
+    return sorted(out, key=lambda r: (r["created_at"] or 0, r["swarm_id"], r["node_id"]))

@@ -31,9 +31,9 @@ from codeswarm.core.lifecycle import (
     TerminateRefused,
     Terminated,
 )
-from codeswarm.core.queue import all_items, parse_enqueue, public_item
+from codeswarm.core.queue import all_items, parse_cancel, parse_enqueue, public_item
 from codeswarm.core.records import Swarm
-from codeswarm.core.views import list_record, status_data
+from codeswarm.core.views import list_record, open_approvals, status_data
 from codeswarm.router.app import new_id
 from codeswarm.router.connection import Connection
 from codeswarm.router.idempotency import IdempotencyKeys, deduplicated_data
@@ -121,6 +121,25 @@ class Handlers:
     async def cmd_queue_list(self, conn: Connection, cmd: Command) -> None:
         items = [public_item(i) for i in all_items(self.r.state)]
         conn.send_directed("queue_list", {"request_id": cmd.request_id, "items": items}, self.r.now())
+
+    async def cmd_queue_cancel(self, conn: Connection, cmd: Command) -> None:
+        """Remove a queued item (inter_swarm_dropped, reason "cancelled"); answered by a directed
+        queue_cancelled to the one who asked."""
+        inp = parse_cancel(cmd, self.r.state)
+        item = next(i for s in self.r.state.swarms.values() for i in s.queue if i["queue_id"] == inp.queue_id)
+        self.r.decide(inp)
+        await self.r.commit()
+        conn.send_directed("queue_cancelled", {
+            "request_id": cmd.request_id, "queue_id": inp.queue_id, "target_swarm_id": item["target_swarm_id"],
+            "source_swarm_id": item.get("source_swarm_id"), "selector": item.get("selector")}, self.r.now())
+
+    async def cmd_approvals_list(self, conn: Connection, cmd: Command) -> None:
+        """Every approval waiting for an answer, oldest first; `swarm_id` narrows it (an unknown id
+        matches nothing, as for subscribe)."""
+        swarm_id = require_str(cmd, "swarm_id", optional=True)
+        data = {"request_id": cmd.request_id, "swarm_id": swarm_id,
+                "approvals": open_approvals(self.r.state.swarms, swarm_id)}
+        conn.send_directed("approvals_list", data, self.r.now())
 
     async def cmd_subscribe(self, conn: Connection, cmd: Command) -> None:
         since = cmd.payload.get("since")
