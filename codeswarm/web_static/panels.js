@@ -73,7 +73,7 @@ function rememberFocus(el) {
   };
 }
 
-/** Queue rows (oldest first). actions: {cancel(item), select(swarmId)} */
+/** Queue rows (oldest first). actions: {cancelQueued(item), select(swarmId)} */
 export function queueRows(store, items, actions, { showTarget }) {
   return items.slice(0, MAX_ROWS).map((item) => {
     const target = store.swarms.get(item.target_swarm_id);
@@ -88,7 +88,7 @@ export function queueRows(store, items, actions, { showTarget }) {
       source ? h('span', { class: 'from' }, `from ${store.swarmName(source)}`) : null,
       h('span', { class: 'content', title: item.content }, String(item.content || '').slice(0, 160)),
       h('span', { class: 'age' }, Number.isFinite(created) ? fmtAge(store.now() - created) : ''),
-      h('button', { type: 'button', class: 'cancel', disabled: !!item._cancelling, onclick: () => actions.cancel(item),
+      h('button', { type: 'button', class: 'cancel', disabled: !!item._cancelling, onclick: () => actions.cancelQueued(item),
         'aria-label': `Cancel queued prompt ${String(item.content || '').slice(0, 40)}` }, item._cancelling ? 'Cancelling…' : 'Cancel'));
   });
 }
