@@ -32,6 +32,7 @@ COMMANDS = {
     "worker": "Run one node's worker (started by the router's provider).",
     "web": "Serve the web control plane.",
     "doctor": "Check runtimes, Slurm commands and directories.",
+    "project": "Orchestrated projects: task graphs run by swarms on git branches.",
 }
 
 

@@ -16,7 +16,10 @@ from codeswarm.errors import Rejection as Rejection, SelectorError
 
 PROTOCOL = "codeswarm.router.v1"
 MAX_LINE_BYTES = 1 << 20
-EXTENSIONS = ["seq", "subscribe", "idempotency_key", "node_selector", "swarm_state"]
+EXTENSIONS = ["seq", "subscribe", "idempotency_key", "node_selector", "swarm_state", "projects"]
+
+PROJECT_COMMANDS = frozenset({"project_create", "project_plan", "project_start", "project_resume",
+                              "project_resume_preview", "project_list", "project_status", "project_cancel"})
 
 COMMANDS = frozenset(
     {
@@ -35,8 +38,27 @@ COMMANDS = frozenset(
         "unsubscribe",
         "ping",
     }
+) | PROJECT_COMMANDS
+
+<<<<<<< HEAD
+=======
+# Answers to one connection only; never logged (PROTOCOL.md 3.3).
+DIRECTED_EVENTS = frozenset(
+    {
+        "providers_list",
+        "swarm_list",
+        "queue_list",
+        "subscribed",
+        "unsubscribed",
+        "pong",
+        "command_deduplicated",
+        "project_status",
+        "project_list",
+        "project_resume_preview",
+    }
 )
 
+>>>>>>> ef23a34 (Projects as a feature of the core: project records in CoreState, deciders/reducers in codeswarm/core/projects.py (tasks go out through steps.inject), router shell (commands, dispatch loop, integration, projects.json snapshot, replay once), CLI, acceptance tests, replay property over project inputs)
 # Broadcast events that change lifecycle state: fsync'd before anyone sees them.
 LIFECYCLE_EVENTS = frozenset(
     {
@@ -58,7 +80,11 @@ LIFECYCLE_EVENTS = frozenset(
         "workspace_archive_ready",
         "workspace_archive_failed",
     }
-)
+) | frozenset({"project_created", "project_started", "project_task_ready", "project_task_assigned",
+               "project_task_started", "project_task_verified", "project_task_failed", "project_task_completed",
+               "project_task_blocked", "project_task_reset", "project_integration_started",
+               "project_integration_conflict", "project_integrated", "project_completed", "project_failed",
+               "project_cancelled", "project_resumed", "project_plan_failed", "projects_updated"})
 
 SWARM_STATES = ("pending", "running", "terminating", "terminated")
 LEGACY_STATUS = {"pending": "running", "running": "running", "terminating": "terminating", "terminated": "terminated"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from codeswarm.core import approvals, lifecycle, observe, queue, ticks, turns
+from codeswarm.core import approvals, lifecycle, observe, projects, queue, ticks, turns
 from codeswarm.core.kernel import Decision, Event, Feature, Ids, InboxLine, Out, Registry, StartTerminate
 from codeswarm.core.records import CoreState
 
@@ -23,6 +23,7 @@ FEATURES: tuple[Feature, ...] = (
     queue.FEATURE,
     observe.FEATURE,
     ticks.FEATURE,
+    projects.FEATURE,
 )
 
 REGISTRY = Registry(FEATURES)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
+from codeswarm.core.project_records import ProjectsState
 from codeswarm.core.settings import CoreSettings
 from codeswarm.core.states import OPEN_INJECTION_STATES
 
@@ -147,3 +148,4 @@ class CoreState:
 
     settings: CoreSettings = field(default_factory=CoreSettings)
     swarms: dict[str, Swarm] = field(default_factory=dict)
+    projects: ProjectsState = field(default_factory=ProjectsState)  # snapshotted by the shell (projects.json)

@@ -9,17 +9,17 @@ from a path on the shared filesystem or any URL the node's git reaches).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from codeswarm.errors import CodeswarmError
-from codeswarm.projects.gitops_names import BRANCH_PREFIX
-# re-exported: callers use gitops.task_branch() next to the git steps
-from codeswarm.projects.gitops_names import integration_branch as integration_branch, task_branch as task_branch
+from codeswarm.core.project_records import BRANCH_PREFIX
 
 OUTPUT_TAIL = 16 * 1024
+BRANCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 GIT_TIMEOUT = 600.0
 _IDENTITY = ["-c", "user.name=codeswarm", "-c", "user.email=codeswarm@localhost", "-c", "commit.gpgsign=false"]
 
@@ -78,20 +78,32 @@ def check_repo(repo: str, base: str) -> str:
     return heads[base]
 
 
-def prepare_checkout(repo: str, checkout: Path) -> None:
-    """A clone of repo at `checkout` (made once per node and project), fetched up to date."""
+def prepare_checkout(repo: str, checkout: Path, refs: tuple[str, ...] = ()) -> None:
+    """A clone of repo at `checkout` (made once per node and project), fetched up to date.
+
+    With `refs` (branch names) only those are fetched: fewer git processes and refs per task,
+    which is most of a task's start-up time on a busy node.
+    """
+    marker = checkout / ".git" / "codeswarm-origin"
     if not (checkout / ".git").exists():
         checkout.parent.mkdir(parents=True, exist_ok=True)
         git(None, "clone", "-q", "--no-checkout", "--", repo, str(checkout))
-    else:
+        marker.write_text(repo)
+    elif not marker.exists() or marker.read_text() != repo:
         git(checkout, "remote", "set-url", "origin", repo)
-    git(checkout, "fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/remotes/origin/*")
+        marker.write_text(repo)
+    specs = [f"+refs/heads/{r}:refs/remotes/origin/{r}" for r in refs] or ["+refs/heads/*:refs/remotes/origin/*"]
+    git(checkout, "fetch", "-q", "--no-tags", "origin", *specs)
 
 
 def _clean(checkout: Path) -> None:
+    """Drop what a previous task left (skipped when its commit left the tree clean: one process less)."""
+    clean_mark = checkout / ".git" / "codeswarm-clean"
+    if clean_mark.exists():
+        clean_mark.unlink()
+        return
     if (checkout / ".git" / "MERGE_HEAD").exists():
         git(checkout, "merge", "--abort", check=False)
-    git(checkout, "reset", "-q", "--hard", check=False)
     git(checkout, "clean", "-q", "-fdx")
 
 
@@ -108,7 +120,7 @@ def start_branch(checkout: Path, branch: str, start: str, merges: tuple[str, ...
     (for an agent to resolve) and the conflict is returned.
     """
     _clean(checkout)
-    git(checkout, "checkout", "-q", "-B", branch, f"refs/remotes/origin/{start}")
+    git(checkout, "checkout", "-q", "-f", "-B", branch, f"refs/remotes/origin/{start}")
     for other in merges:
         proc = git(checkout, *_IDENTITY, "merge", "-q", "--no-ff", "--no-edit", "-m",
                    f"codeswarm: merge {other}", f"refs/remotes/origin/{other}", check=False)
@@ -128,7 +140,9 @@ def commit_all(checkout: Path, message: str) -> str:
     """Commit everything in the work tree (also what the agent left uncommitted or unmerged); the new HEAD."""
     git(checkout, "add", "-A")
     git(checkout, *_IDENTITY, "commit", "-q", "--allow-empty", "--no-verify", "-m", message)
-    return head(checkout)
+    sha = head(checkout)
+    (checkout / ".git" / "codeswarm-clean").write_text(sha)  # nothing untracked is left behind
+    return sha
 
 
 def head(checkout: Path) -> str:
@@ -144,6 +158,7 @@ def push(checkout: Path, branch: str) -> None:
 
 def run_verify(command: str, cwd: Path, timeout: float) -> tuple[bool, str]:
     """Run a verify command in the task's checkout; (passed, the tail of its combined output)."""
+    (cwd / ".git" / "codeswarm-clean").unlink(missing_ok=True)  # verify may leave build output behind
     try:
         proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,

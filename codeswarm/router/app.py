@@ -75,6 +75,7 @@ class Router:
         self.snapshots = SnapshotStore(state_dir)
         self.state = CoreState(settings=CoreSettings.of(self.settings))
         self.book = ShellBook()  # non-durable: liveness, scheduler checks (router/liveness.py)
+        self.projects: Any = None  # the ProjectsShell, attached by the server (router/projects_shell.py)
         self.connections: set[Connection] = set()
         self.ingest = OutboxIngest(self)
         self.ring: list[LoggedEvent] = []
@@ -135,6 +136,8 @@ class Router:
             wire = encode_line({**env, "data": {k: v for k, v in data.items() if k != "_record"}})
             line = wire if "_record" not in data else line
         core.reduce(self.state, Event(name, data, ev.ts, seq))
+        if self.projects is not None:
+            self.projects.observe(name, data, seq)
         rid = data.get("request_id")
         ev = LoggedEvent(seq, name, rid if isinstance(rid, str) else None, _swarm_keys(data), wire)
         self._pending.append(ev)
@@ -405,6 +408,8 @@ class Router:
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 self.recovery_notes.append(f"event log: skipped a damaged line at seq {seq} ({exc})")
                 continue
+            if name.startswith("project"):
+                continue  # replayed once, after its own snapshot, by self.projects.recover()
             sid = data.get("swarm_id") or data.get("target_swarm_id")
             if sid in loaded and seq <= loaded[sid]:
                 continue
@@ -424,6 +429,8 @@ class Router:
                 if node.worker == "running":
                     self.book.heard(sid, node.node_id, now)
         self._reroute_recent_answers()
+        if self.projects is not None:
+            self.projects.recover()
         log.info("recovered %d swarms, replayed %d events", len(self.state.swarms), replayed)
 
     def _reroute_recent_answers(self) -> None:

@@ -62,9 +62,11 @@ class Handlers:
         try:
             if "idempotency_key" in cmd.payload and await self._deduplicated(conn, cmd):
                 return
-            fn = getattr(self, "cmd_" + cmd.command)
+            fn = getattr(self, "cmd_" + cmd.command, None) or getattr(self.r.projects, "cmd_" + cmd.command)
             await fn(conn, cmd)
         except Rejection as rej:
+            if cmd.command == "project_plan":  # the planning client waits for either answer
+                self.r.emit("project_plan_failed", {"request_id": cmd.request_id, "reason": rej.reason})
             rej.request_id = rej.request_id or cmd.request_id
             rej.command = rej.command or cmd.command
             self.r.emit("command_rejected", rej.data())

@@ -228,6 +228,8 @@ class OutboxIngest:
         try:
             if kind == "lifecycle":
                 self.router.decide(LifecycleLine(w.swarm_id, w.node_id, line))
+                if line.get("event") == "project_task_result":
+                    self.router.projects.on_task_result(w.swarm_id, w.node_id, line)
             elif kind == "runtime":
                 runtime = str(line.get("runtime") or swarm.agent_runtime)
                 norm = w.normalizers.get(runtime)

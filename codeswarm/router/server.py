@@ -23,6 +23,7 @@ from codeswarm.protocol import Rejection, parse_command_line
 from codeswarm.router.app import Router
 from codeswarm.router.connection import Connection, LineReader
 from codeswarm.router.handlers import Handlers
+from codeswarm.router.projects_shell import ProjectsShell
 from codeswarm.router.providers.base import ClusterProvider, JobHandle
 from codeswarm.router.statelock import release_lock, take_lock
 
@@ -54,6 +55,7 @@ class RouterServer:
         self.state_dir = ensure_state_dir(state_dir)
         self.tcp_port = tcp_port
         self.router = Router(config, self.state_dir, make_providers(config))
+        self.router.projects = ProjectsShell(self.router)
         self.handlers = Handlers(self.router)
         self.ready = trio.Event()
 
@@ -84,6 +86,7 @@ class RouterServer:
                 r.emit("router_warning", {"message": note})
             nursery.start_soon(self._ticker)
             nursery.start_soon(r.dispatcher)
+            await nursery.start(r.projects.dispatcher)
             for backend, provider in r.providers.items():
                 nursery.start_soon(self._poller, backend, provider)
             for listener in listeners:

@@ -9,6 +9,7 @@ the branch only when verify passed, and reports one `project_task_result` lifecy
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -49,15 +50,27 @@ async def run_project_turn(workspace: Path, spec: dict[str, Any], runtime: Any,
                               "error": None, "verify_output": None}
     checkout = checkout_dir(workspace, spec["project_id"])
     kind = spec.get("kind", "task")
+    timings: dict[str, float] = {}
+    result["timings_ms"] = timings
+    mark = time.monotonic()
+
+    def lap(stage: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        timings[stage] = round((now - mark) * 1000, 1)
+        mark = now
+
     try:
         def prepare() -> gitops.MergeConflict | None:
-            gitops.prepare_checkout(spec["repo"], checkout)
+            refs = (spec["start"], *(spec.get("merges") or ()))
+            gitops.prepare_checkout(spec["repo"], checkout, refs)
             return gitops.start_branch(checkout, spec["branch"], spec["start"], tuple(spec.get("merges") or ()),
                                        allow_conflicts=kind == "integration")
         conflict = await trio.to_thread.run_sync(prepare)
     except gitops.GitError as exc:
         result["error"] = str(exc)
         return result
+    lap("checkout")
     if conflict is not None:
         result["conflict_files"] = list(conflict.files)
     runtime.turn_cwd, runtime.task = checkout, {**spec, "checkout": str(checkout),
@@ -67,6 +80,7 @@ async def run_project_turn(workspace: Path, spec: dict[str, Any], runtime: Any,
         status = await run_turn()
     finally:
         runtime.turn_cwd, runtime.task = None, None
+        lap("agent")
     if status not in (None, "completed"):
         result["error"] = f"the agent's turn ended {status}"
         return result
@@ -74,16 +88,19 @@ async def run_project_turn(workspace: Path, spec: dict[str, Any], runtime: Any,
         result["stage"] = "commit"
         message = f"codeswarm: {spec['project_id']}/{spec['task_id']} attempt {result['attempt']}"
         result["commit"] = await trio.to_thread.run_sync(gitops.commit_all, checkout, message)
+        lap("commit")
         if spec.get("verify"):
             result["stage"] = "verify"
             timeout = float(spec.get("verify_timeout") or DEFAULT_VERIFY_TIMEOUT)
             ok, output = await trio.to_thread.run_sync(gitops.run_verify, spec["verify"], checkout, timeout)
             result["verify_output"] = output
+            lap("verify")
             if not ok:
                 result["error"] = "verify failed"
                 return result
         result["stage"] = "push"
         await trio.to_thread.run_sync(gitops.push, checkout, spec["branch"])
+        lap("push")
     except gitops.GitError as exc:
         result["error"] = str(exc)
         return result

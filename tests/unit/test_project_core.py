@@ -5,9 +5,9 @@ import itertools
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from codeswarm.projects import decide as D
-from codeswarm.projects.graph import parse_graph
-from codeswarm.projects.state import IllegalTransition, Project, ProjectsState, reduce
+from codeswarm.core import projects as D
+from codeswarm.core.project_graph import parse_graph
+from codeswarm.core.project_records import IllegalTransition, Project, ProjectsState, reduce
 
 
 class Out:

@@ -124,3 +124,17 @@ def test_verify_captures_output_and_exit(tmp_path):
     assert not ok and "timed out" in out
     ok, out = gitops.run_verify("head -c 100000 /dev/zero | tr '\\0' y", tmp_path, 10)
     assert ok and len(out) <= gitops.OUTPUT_TAIL + 10
+
+
+def test_what_verify_leaves_behind_never_reaches_the_next_task(user_repo, tmp_path):
+    co = tmp_path / "n0"
+    gitops.prepare_checkout(str(user_repo), co)
+    gitops.start_branch(co, "codeswarm/p/a", "main")
+    gitops.commit_all(co, "a")
+    assert gitops.run_verify("mkdir -p build && touch build/out.o", co, 10)[0]
+    gitops.start_branch(co, "codeswarm/p/b", "main")
+    assert not (co / "build").exists()
+    # without a verify the commit left the tree clean and the next start skips `git clean`
+    gitops.commit_all(co, "b")
+    gitops.start_branch(co, "codeswarm/p/c", "main", ())
+    assert sh(co, "status", "--porcelain") == ""

@@ -1,8 +1,9 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from codeswarm.projects.graph import (
-    GraphError, blocked_tasks, extract_plan, parse_graph, ready_tasks,
+from codeswarm.projects.plan import extract_plan
+from codeswarm.core.project_graph import (
+    GraphError, blocked_tasks, parse_graph, ready_tasks,
 )
 
 

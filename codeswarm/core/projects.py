@@ -1,4 +1,6 @@
-"""Deciders of projects: inputs -> project events and effects. Pure (no I/O, clock or randomness).
+"""The projects feature of the core: inputs -> project events and effects. Pure (no I/O, clock or randomness).
+
+docs/PROJECTS.md has the protocol and the state machines (project_records.py holds the tables).
 
 A decider never reads back what it emitted: what a multi-step decision needs is kept in locals.
 `out` has `emit(name, data)` and `effect(x)`; `ids()` returns a fresh id string.
@@ -7,13 +9,16 @@ A decider never reads back what it emitted: what a multi-step decision needs is 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from codeswarm.errors import CodeswarmError
-from codeswarm.projects.graph import TaskGraph
-from codeswarm.projects.state import ACTIVE_TASK_STATES, FINISHED_PROJECT_STATES, OPEN_TASK_STATES, Project, \
-    ProjectsState, Task
+from codeswarm.core import steps
+from codeswarm.core.kernel import Event, Feature, InboxLine
+from codeswarm.core.project_graph import TaskGraph
+from codeswarm.core.project_records import ACTIVE_TASK_STATES, FINISHED_PROJECT_STATES, OPEN_TASK_STATES, REDUCERS, \
+    Project, ProjectsState, Task
+from codeswarm.core.records import CoreState
 
 MAX_OUTPUT_IN_PROMPT = 4000
 VERIFY_TIMEOUT = 600.0
@@ -58,7 +63,6 @@ class Dispatch:
     """Look at every open project: readiness, blocking, assignment to idle nodes, integration, the end."""
     idle: dict[str, tuple[int, ...]]          # swarm_id -> idle node ids (worker running, no open injection)
     gone: frozenset[str] = frozenset()        # injection ids of active tasks whose node or injection is gone
-    checkouts: dict[str, str] = field(default_factory=dict)  # unused by the decision; kept for symmetry
 
 
 @dataclass(frozen=True)
@@ -313,6 +317,9 @@ def task_result(st: ProjectsState, inp: TaskResult, now: float, ids: Callable[[]
     if t.state not in ACTIVE_TASK_STATES or r.get("task_id") != t.id or r.get("project_id") != p.project_id:
         return
     base = {"project_id": p.project_id, "task_id": t.id, "attempt": t.attempts, "injection_id": inp.injection_id}
+    timings = r.get("timings_ms")
+    if isinstance(timings, dict) and len(timings) <= 8 and all(isinstance(v, (int, float)) for v in timings.values()):
+        base["timings_ms"] = {str(k)[:16]: v for k, v in timings.items()}
     commit = r.get("commit") if isinstance(r.get("commit"), str) else None
     if r.get("ok") is True and commit:
         if t.verify:
@@ -405,3 +412,138 @@ def resume(st: ProjectsState, inp: Resume, now: float, ids: Callable[[], str], o
                                  "swarms": list(inp.swarms) or list(p.swarms), "rerun": bool(plan.reset),
                                  **plan.public()})
     return plan
+
+
+# ---------------------------------------------------------------------- the feature: inputs over CoreState
+
+@dataclass(frozen=True)
+class DispatchProjects:
+    """Look at every open project now (after anything that can free a node or finish a task)."""
+
+
+@dataclass(frozen=True)
+class RecoverProjects:
+    """After a restart: catch up turn starts, re-send undelivered task lines, redo a cut integration."""
+
+
+@dataclass(frozen=True)
+class TaskResultLine:
+    """A worker's `project_task_result` outbox line (lifecycle), from node `node_id` of `swarm_id`."""
+    swarm_id: str
+    node_id: int
+    line: dict[str, Any]
+
+
+def dispatch_evidence(state: CoreState) -> Dispatch:
+    """Idle nodes of the swarms of open projects, and active tasks whose node or injection is gone."""
+    projects = state.projects
+    idle: dict[str, tuple[int, ...]] = {}
+    wanted = {sid for p in projects.projects.values() if p.state in ("running", "integrating") for sid in p.swarms}
+    for sid in wanted:
+        sw = state.swarms.get(sid)
+        if sw is not None and sw.active:
+            idle[sid] = tuple(n for n, node in enumerate(sw.nodes) if node.worker == "running" and not sw.node_busy(n))
+    gone = set()
+    for p in projects.projects.values():
+        for t in p.tasks.values():
+            if t.state not in ACTIVE_TASK_STATES or not t.injection_id:
+                continue
+            sw = state.swarms.get(t.swarm_id or "")
+            inj = sw.injections.get(t.injection_id) if sw else None
+            if sw is None or not sw.active or not 0 <= (t.node_id or 0) < sw.node_count \
+                    or sw.nodes[t.node_id or 0].worker == "exited" or (inj is not None and inj.state == "failed"):
+                gone.add(t.injection_id)
+    return Dispatch(idle=idle, gone=frozenset(gone))
+
+
+def _send_tasks(state: CoreState, out: Any, first: int) -> None:
+    """Turn the SendTask effects from `first` on into injections (inject_ack + inbox line with project_task)."""
+    pending = out.effects[first:]
+    del out.effects[first:]
+    for eff in pending:
+        if not isinstance(eff, SendTask):
+            out.effect(eff)
+            continue
+        swarm = state.swarms.get(eff.swarm_id)
+        if swarm is None:
+            continue
+        if eff.injection_id in swarm.injections:  # a re-send after a restart: the worker dedups by id
+            out.effect(InboxLine(swarm.swarm_id, eff.node_id, {
+                "type": "user", "injection_id": eff.injection_id, "content": eff.content, "ts": out.now,
+                "project_task": eff.project_task}))
+            continue
+        mark = len(out.effects)
+        steps.inject(out, swarm, [eff.node_id], eff.content, None, injection_ids=[eff.injection_id])
+        for line in out.effects[mark:]:
+            if isinstance(line, InboxLine) and line.line.get("injection_id") == eff.injection_id:
+                line.line["project_task"] = eff.project_task
+
+
+def _on_state(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def decider(state: CoreState, inp: Any, now: float, ids: Callable[[], str], out: Any) -> None:
+        first = len(out.effects)
+        fn(state.projects, inp, now, ids, out)
+        _send_tasks(state, out, first)
+    return decider
+
+
+def _decide_dispatch(state: CoreState, inp: DispatchProjects, now: float, ids: Callable[[], str], out: Any) -> None:
+    first = len(out.effects)
+    dispatch(state.projects, dispatch_evidence(state), now, ids, out)
+    _send_tasks(state, out, first)
+
+
+def _decide_result(state: CoreState, inp: TaskResultLine, now: float, ids: Callable[[], str], out: Any) -> None:
+    iid, data = inp.line.get("injection_id"), inp.line.get("data")
+    if not isinstance(iid, str) or not isinstance(data, dict):
+        return
+    found = state.projects.task_of(iid)
+    if not found or found[1].swarm_id != inp.swarm_id or found[1].node_id != inp.node_id:
+        return  # only the node the attempt was sent to may report it
+    first = len(out.events)
+    if found[1].state == "assigned":
+        turn_started(state.projects, TurnStarted(iid), now, ids, out)
+    task_result(state.projects, TaskResult(iid, data), now, ids, out)
+    for ev in out.events[first:]:  # outbox-derived: the node's read position is recovered from these
+        ev.data.update(swarm_id=inp.swarm_id, node_id=inp.node_id, outbox_seq=inp.line.get("seq"))
+
+
+def _decide_recovery(state: CoreState, inp: RecoverProjects, now: float, ids: Callable[[], str], out: Any) -> None:
+    first = len(out.effects)
+    for p in state.projects.projects.values():
+        if p.state not in ("running", "integrating"):
+            continue
+        for t in p.tasks.values():
+            if t.state != "assigned" or not t.injection_id:
+                continue
+            sw = state.swarms.get(t.swarm_id or "")
+            inj = sw.injections.get(t.injection_id) if sw else None
+            if inj is not None and inj.state not in ("acked", "delivered"):
+                turn_started(state.projects, TurnStarted(t.injection_id), now, ids, out)
+            elif inj is None or inj.state == "acked":
+                content, spec = task_work(p, t, t.attempts)
+                out.effect(SendTask(p.project_id, t.id, t.swarm_id or "", t.node_id or 0, t.injection_id, content,
+                                    spec))
+        if p.state == "integrating" and p.integrating:  # an integration pass was cut short: redo it
+            todo = tuple(t.branch for t in p.tasks.values() if t.kind == "task" and t.state == "completed"
+                         and t.branch not in p.integrated)
+            out.effect(Integrate(p.project_id, p.repo, p.integration_branch, p.integration_start or p.base, todo,
+                                 p.verify))
+    _send_tasks(state, out, first)
+
+
+def _reducer(fn: Callable[[ProjectsState, dict[str, Any]], None]) -> Callable[[CoreState, Event], None]:
+    def reduce_event(state: CoreState, event: Event) -> None:
+        fn(state.projects, event.data)
+    return reduce_event
+
+
+FEATURE = Feature(
+    name="projects",
+    deciders={
+        CreateProject: _on_state(create), StartProject: _on_state(start), Cancel: _on_state(cancel),
+        DispatchProjects: _decide_dispatch, TurnStarted: _on_state(turn_started), TaskResultLine: _decide_result,
+        IntegrationDone: _on_state(integration_done), Resume: _on_state(resume), RecoverProjects: _decide_recovery,
+    },
+    reducers={name: _reducer(fn) for name, fn in REDUCERS.items()},
+)

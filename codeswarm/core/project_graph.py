@@ -170,19 +170,3 @@ def blocked_tasks(graph: TaskGraph, states: Mapping[str, str]) -> list[str]:
     bad = {"failed", "blocked", "cancelled"}
     return [t.id for t in graph.tasks if states.get(t.id) in ("pending", "ready")
             and any(states.get(d) in bad for d in t.depends_on)]
-
-
-def extract_plan(answer: str) -> Any:
-    """The task graph in a planner's final answer: the last fenced ```json block (or any fence) that parses."""
-    import json
-
-    blocks = re.findall(r"```(?:json|JSON)?[ \t]*\n(.*?)```", answer, re.S)
-    if not blocks:
-        raise GraphError("planner answer: no fenced JSON block (```json ... ```)")
-    last_error = ""
-    for block in reversed(blocks):
-        try:
-            return json.loads(block)
-        except ValueError as exc:
-            last_error = str(exc)
-    raise GraphError(f"planner answer: the fenced block is not valid JSON ({last_error})")

@@ -1,4 +1,4 @@
-"""Project and task records, their state machines (transition tables) and the reducers of project events.
+"""Project and task records (CoreState.projects), their state machines (transition tables) and the reducers of project events.
 
 Pure: no I/O, clock or randomness; every time stored comes from event data. The reducers are the
 only writers of project state, live and on replay alike (docs/PROJECTS.md has the tables).
@@ -9,7 +9,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
-from codeswarm.errors import CodeswarmError
+from codeswarm.core.states import IllegalTransition
+
+BRANCH_PREFIX = "codeswarm"
+
+
+def task_branch(project_id: str, task_id: str) -> str:
+    return f"{BRANCH_PREFIX}/{project_id}/{task_id}"
+
+
+def integration_branch(project_id: str) -> str:
+    return f"{BRANCH_PREFIX}/{project_id}/integration"
+
 
 # ---------------------------------------------------------------------- state machines
 
@@ -39,14 +50,11 @@ OPEN_TASK_STATES = frozenset({"pending", "ready", "assigned", "running"})
 FINISHED_PROJECT_STATES = frozenset({"completed", "failed", "cancelled"})
 
 
-class IllegalTransition(CodeswarmError, ValueError):
-    pass
-
-
 def move(kind: str, old: str, new: str) -> str:
+    """`new` when `old -> new` is in the table of kind ("project" or "task"), else IllegalTransition."""
     table = PROJECT_TRANSITIONS if kind == "project" else TASK_TRANSITIONS
     if (old, new) not in table:
-        raise IllegalTransition(f"{kind}: {old} -> {new} is not a transition")
+        raise IllegalTransition(kind, old, new, "")
     return new
 
 
@@ -167,8 +175,6 @@ def _task(st: ProjectsState, d: dict[str, Any]) -> tuple[Project, Task]:
 
 
 def _created(st: ProjectsState, d: dict[str, Any]) -> None:
-    from codeswarm.projects.gitops_names import integration_branch, task_branch
-
     tasks = {}
     for spec in d["tasks"]:
         tasks[spec["id"]] = Task(id=spec["id"], prompt=spec["prompt"], title=spec.get("title") or spec["id"],

@@ -1,0 +1,355 @@
+"""The router's shell for projects: commands, the dispatch loop, git effects, snapshot, recovery.
+
+The decisions are the core's (codeswarm/core/projects.py, pure); this module turns commands and
+worker evidence into its inputs, carries out its effects (task injections through the router,
+integration passes with real git) and keeps `projects.json`, the snapshot of the project records.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import trio
+
+from codeswarm.core import Event, projects as D
+from codeswarm.core import reduce as core_reduce
+from codeswarm.core.lifecycle import Inject
+from codeswarm.core.project_graph import GraphError, parse_graph
+from codeswarm.core.project_records import ACTIVE_TASK_STATES, Project, ProjectsState
+from codeswarm.projects import gitops
+from codeswarm.projects.plan import extract_plan
+from codeswarm.protocol import Command, Rejection, require_bool, require_int, require_str
+from codeswarm.router.store import atomic_write
+
+if TYPE_CHECKING:
+    from codeswarm.router.app import Router
+    from codeswarm.router.connection import Connection
+
+log = logging.getLogger("codeswarm.router.projects")
+
+# Events after which a project may have something to do.
+TRIGGERS = frozenset({"turn_complete", "inject_failed", "node_status", "swarm_status", "swarm_terminated",
+                      "project_created", "project_started", "project_task_completed", "project_task_failed",
+                      "project_task_ready", "project_integrated", "project_integration_conflict", "project_resumed",
+                      "project_task_reset", "project_task_blocked"})
+PROJECT_LEVEL = frozenset({"project_created", "project_started", "project_completed", "project_failed",
+                           "project_cancelled", "project_resumed", "project_integrated"})
+SNAPSHOT_EVERY = 1.0
+PLAN_TIMEOUT = 1800.0
+PLANNER_PROMPT = (
+    "You are the planner of a Codeswarm project. Split the specification below into a task graph for "
+    "parallel coding agents. Answer with ONE fenced ```json block holding {\"tasks\": [{\"id\", \"title\", "
+    "\"prompt\", \"depends_on\": [ids], \"verify\": \"shell command\"}]} and nothing else after it. Ids: "
+    "letters, digits, - _ . only.\n\nSpecification:\n"
+)
+
+
+def is_project_event(name: str) -> bool:
+    return name.startswith("project") and name in D.REDUCERS
+
+
+class ProjectsShell:
+    def __init__(self, router: "Router") -> None:
+        self.r = router
+        self.path = router.state_dir / "projects.json"
+        self.applied_seq = 0
+        self._wake = trio.Event()
+        self._due = True
+        self._dirty = False
+        self._starts: list[str] = []
+        self._integrations: set[str] = set()
+        self.nursery: trio.Nursery | None = None
+        self.plan_waiters: dict[str, tuple[list[str], trio.Event]] = {}  # planner injection -> answers, done
+
+    @property
+    def state(self) -> ProjectsState:
+        return self.r.state.projects
+
+    # ------------------------------------------------------------------ observe, snapshot, recover
+
+    def observe(self, name: str, data: dict[str, Any], seq: int) -> None:
+        """Called by the router for every recorded event, after the core reduced it."""
+        if is_project_event(name):
+            self.applied_seq = seq
+            self._dirty = True
+        if name == "turn_started" and data.get("injection_id") in self.state.by_injection:
+            self._starts.append(data["injection_id"])
+            self._wake.set()
+        if name in TRIGGERS:
+            self._due = True
+            self._wake.set()
+        if self.plan_waiters and data.get("injection_id") in self.plan_waiters:
+            answers, done = self.plan_waiters[data["injection_id"]]
+            if name == "assistant" and data.get("final_answer"):
+                answers.append(str(data.get("content") or ""))
+            elif name in ("turn_complete", "inject_failed"):
+                done.set()
+
+    def load_snapshot(self) -> int:
+        """Load projects.json into the core state; returns the seq it covers (replay the log after it)."""
+        try:
+            raw = orjson.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError) as exc:
+            self.r.recovery_notes.append(f"projects snapshot ignored ({exc}): replaying the whole log")
+            return 0
+        for rec in raw.get("projects", []):
+            try:
+                p = Project.from_json(rec)
+            except (TypeError, KeyError, ValueError) as exc:
+                self.r.recovery_notes.append(f"projects snapshot: a project record ignored ({exc!r})")
+                continue
+            self.state.projects[p.project_id] = p
+        self.state.reindex()
+        self.applied_seq = int(raw.get("applied_seq") or 0)
+        return self.applied_seq
+
+    def recover(self) -> None:
+        """Runs in the router's recovery (a thread, before the trio tasks): the project events after the
+        snapshot go through the core's reduce, each once (the router's own replay skips them)."""
+        start = self.load_snapshot()
+        for seq, raw in self.r.log.read_since(start):
+            if b'"event":"project' not in raw:
+                continue
+            try:
+                obj = orjson.loads(raw)
+                name, data = obj["event"], obj["data"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue
+            if not is_project_event(name):
+                continue
+            try:
+                core_reduce(self.r.state, Event(name, data, 0.0, seq))
+                self.applied_seq = seq
+            except (KeyError, TypeError, ValueError) as exc:  # IllegalTransition is a ValueError too
+                self.r.recovery_notes.append(f"event log: could not replay {name} seq {seq}: {exc!r}")
+        self.state.reindex()
+        self._due = True
+
+    async def snapshotter(self) -> None:
+        while True:
+            await trio.sleep(SNAPSHOT_EVERY)
+            if self._dirty:
+                await self.save_snapshot()
+
+    async def save_snapshot(self) -> None:
+        while self.r.committed_seq < self.applied_seq:  # the snapshot never runs ahead of the log
+            await self.r.commit()
+        self._dirty = False
+        body = orjson.dumps({"applied_seq": self.applied_seq,
+                             "projects": [p.to_json() for p in self.state.projects.values()]})
+        await trio.to_thread.run_sync(atomic_write, self.path, body)
+
+    # ------------------------------------------------------------------ deciding and carrying out
+
+    def decide(self, inp: Any) -> list[Any]:
+        """The core decides and the router records; a project-level change is also announced."""
+        decision = self.r.decide(inp)
+        for ev in decision.events:
+            if ev.name in PROJECT_LEVEL:
+                p = self.state.projects.get(ev.data.get("project_id") or "")
+                if p is not None:
+                    self.r.emit("projects_updated", {"project_id": p.project_id, "project": p.summary()})
+        return decision.effects
+
+    async def carry_out(self, effects: list[Any]) -> None:
+        """Inbox lines once their events are durable (the router's carry_out), then integration passes."""
+        if not effects:
+            return
+        await self.r.carry_out(effects)
+        for eff in effects:
+            if isinstance(eff, D.Integrate) and eff.project_id not in self._integrations and self.nursery is not None:
+                self._integrations.add(eff.project_id)
+                self.nursery.start_soon(self._integrate, eff)
+
+    async def _integrate(self, eff: D.Integrate) -> None:
+        workdir = self.r.state_dir / "projects" / eff.project_id / "integration"
+        try:
+            def work() -> D.IntegrationDone:
+                step = gitops.integrate(eff.repo, workdir, eff.integration_branch, eff.start, eff.branches)
+                if step.conflict is not None:
+                    return D.IntegrationDone(eff.project_id, step.merged, step.commit, step.conflict.branch,
+                                             step.conflict.files)
+                if eff.verify:
+                    ok, output = gitops.run_verify(eff.verify, workdir, D.VERIFY_TIMEOUT)
+                    if not ok:
+                        return D.IntegrationDone(eff.project_id, step.merged, step.commit,
+                                                 error=f"verify of the integration branch failed: {output[-2000:]}")
+                return D.IntegrationDone(eff.project_id, step.merged, step.commit)
+            done = await trio.to_thread.run_sync(work)
+        except (gitops.GitError, OSError) as exc:
+            done = D.IntegrationDone(eff.project_id, (), None, error=str(exc))
+        finally:
+            self._integrations.discard(eff.project_id)
+        await self.carry_out(self.decide(done))
+
+    # ------------------------------------------------------------------ the dispatch loop
+
+    async def dispatcher(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            nursery.start_soon(self.snapshotter)
+            task_status.started()
+            await self.carry_out(self.decide(D.RecoverProjects()))
+            while True:
+                if not self._due and not self._starts:
+                    with trio.move_on_after(1.0):  # also a periodic look: nothing must wait on a lost wake-up
+                        await self._wake.wait()
+                    self._wake = trio.Event()
+                self._due = False
+                starts, self._starts = self._starts, []
+                try:
+                    for iid in starts:
+                        self.decide(D.TurnStarted(iid))
+                    await self.carry_out(self.decide(D.DispatchProjects()))
+                except Exception:  # a bug in one pass must not stop every project: log it, look again
+                    log.exception("project dispatch failed")
+                    self.r.emit("router_warning", {"message": "project dispatch failed; see the router log"})
+                    await trio.sleep(1.0)
+
+    def on_task_result(self, swarm_id: str, node_id: int, line: dict[str, Any]) -> None:
+        """A `project_task_result` lifecycle line from the ingest (after the core saw it as a line)."""
+        self.decide(D.TaskResultLine(swarm_id, node_id, line))
+        self._due = True
+        self._wake.set()
+
+    # ------------------------------------------------------------------ commands
+
+    def _reject(self, cmd: Command, code: str, reason: str) -> Rejection:
+        return Rejection(code, reason, request_id=cmd.request_id, command=cmd.command)
+
+    def _swarms(self, cmd: Command, key: str = "swarms", required: bool = True) -> tuple[str, ...]:
+        raw = cmd.payload.get(key)
+        if raw is None and not required:
+            return ()
+        if not isinstance(raw, list) or not raw or not all(isinstance(s, str) for s in raw) or len(raw) > 64:
+            raise self._reject(cmd, "invalid_payload", f"{key}: must be a non-empty list of swarm ids")
+        for sid in raw:
+            sw = self.r.state.swarms.get(sid)
+            if sw is None:
+                raise self._reject(cmd, "unknown_swarm", f"unknown swarm {sid!r}")
+            if not sw.active:
+                raise self._reject(cmd, "invalid_state", f"swarm {sid} is {sw.state}")
+        return tuple(dict.fromkeys(raw))
+
+    async def _check_repo(self, cmd: Command) -> tuple[str, str, str]:
+        repo = require_str(cmd, "repo") or ""
+        base = require_str(cmd, "base", optional=True) or "main"
+        if len(repo) > 4096 or repo.startswith("-") or "\n" in repo:
+            raise self._reject(cmd, "invalid_payload", "repo: not a repository path or URL")
+        if not gitops.BRANCH_NAME.fullmatch(base):
+            raise self._reject(cmd, "invalid_payload", f"base: {base[:80]!r} is not a branch name")
+        try:
+            commit = await trio.to_thread.run_sync(gitops.check_repo, repo, base)
+        except gitops.GitError as exc:
+            raise self._reject(cmd, "invalid_repo", str(exc)) from None
+        return repo, base, commit
+
+    def _graph(self, cmd: Command, raw: Any) -> Any:
+        try:
+            return parse_graph(raw)
+        except GraphError as exc:
+            raise self._reject(cmd, "invalid_task_graph", str(exc)) from None
+
+    def _run(self, cmd: Command, inp: Any) -> list[Any]:
+        try:
+            return self.decide(inp)
+        except D.ProjectError as exc:
+            raise self._reject(cmd, exc.reason, str(exc)) from None
+
+    async def cmd_project_create(self, conn: "Connection", cmd: Command) -> None:
+        graph = self._graph(cmd, cmd.payload.get("tasks"))
+        swarms = self._swarms(cmd)
+        name = require_str(cmd, "name", optional=True, allow_empty=True) or ""
+        start = require_bool(cmd, "start", default=False)
+        attempts = require_int(cmd, "max_attempts", default=2, minimum=1)
+        repo, base, commit = await self._check_repo(cmd)
+        await self.carry_out(self._run(cmd, D.CreateProject(cmd.request_id, name[:64], repo, base, commit, swarms,
+                                                             graph, attempts, start)))
+
+    def _project_id(self, cmd: Command) -> str:
+        pid = require_str(cmd, "project_id") or ""
+        if pid not in self.state.projects:
+            raise self._reject(cmd, "unknown_project", f"unknown project {pid[:80]!r}")
+        return pid
+
+    async def cmd_project_start(self, conn: "Connection", cmd: Command) -> None:
+        await self.carry_out(self._run(cmd, D.StartProject(cmd.request_id, self._project_id(cmd))))
+
+    async def cmd_project_cancel(self, conn: "Connection", cmd: Command) -> None:
+        await self.carry_out(self._run(cmd, D.Cancel(cmd.request_id, self._project_id(cmd))))
+
+    async def cmd_project_status(self, conn: "Connection", cmd: Command) -> None:
+        p = self.state.projects[self._project_id(cmd)]
+        conn.send_directed("project_status", {"request_id": cmd.request_id, "project": p.status()}, self.r.now())
+
+    async def cmd_project_list(self, conn: "Connection", cmd: Command) -> None:
+        conn.send_directed("project_list", {"request_id": cmd.request_id,
+                                            "projects": [p.summary() for p in self.state.projects.values()]},
+                           self.r.now())
+
+    async def _resume_input(self, cmd: Command) -> D.Resume:
+        pid = self._project_id(cmd)
+        p = self.state.projects[pid]
+        swarms = self._swarms(cmd, required=False)
+        retry = require_bool(cmd, "retry_failed", default=False)
+        try:
+            heads = await trio.to_thread.run_sync(gitops.remote_heads, p.repo, f"{gitops.BRANCH_PREFIX}/{pid}/")
+        except gitops.GitError as exc:
+            raise self._reject(cmd, "invalid_repo", str(exc)) from None
+        gone = D.dispatch_evidence(self.r.state).gone
+        live = frozenset(t.injection_id for t in p.tasks.values() if t.injection_id and t.state in ACTIVE_TASK_STATES
+                         and t.injection_id not in gone)
+        return D.Resume(cmd.request_id, pid, swarms, retry, heads, live)
+
+    async def cmd_project_resume(self, conn: "Connection", cmd: Command) -> None:
+        await self.carry_out(self._run(cmd, await self._resume_input(cmd)))
+
+    async def cmd_project_resume_preview(self, conn: "Connection", cmd: Command) -> None:
+        inp = await self._resume_input(cmd)
+        plan = D.resume_plan(self.state.projects[inp.project_id], inp.heads, inp.live, inp.retry_failed)
+        conn.send_directed("project_resume_preview", {"request_id": cmd.request_id, "project_id": inp.project_id,
+                                                      **plan.public()}, self.r.now())
+
+    async def cmd_project_plan(self, conn: "Connection", cmd: Command) -> None:
+        spec = require_str(cmd, "spec") or ""
+        planner = self._swarms(cmd, "planner")[0] if isinstance(cmd.payload.get("planner"), list) else None
+        if planner is None:
+            planner = require_str(cmd, "planner") or ""
+            self._swarms(Command(cmd.command, cmd.request_id, {"planner": [planner]}), "planner")
+        self._swarms(cmd)
+        await self._check_repo(cmd)
+        if self.nursery is None:
+            raise self._reject(cmd, "unavailable", "the project dispatcher is not running")
+        self.nursery.start_soon(self._plan, cmd, planner, spec)
+
+    async def _plan(self, cmd: Command, planner: str, spec: str) -> None:
+        """Ask node 0 of the planner swarm, wait for its final answer, then create as project_create would."""
+        answer: list[str] = []
+        done = trio.Event()
+        iid = ""
+        try:
+            decision = self.r.decide(Inject(planner, [0], PLANNER_PROMPT + spec, cmd.request_id))
+            iid = next(e.data["injection_id"] for e in decision.events if e.name == "inject_ack")
+            self.plan_waiters[iid] = (answer, done)
+            if any(e.name == "inject_failed" for e in decision.events):
+                done.set()
+            await self.r.carry_out(decision.effects)
+            with trio.move_on_after(PLAN_TIMEOUT):
+                await done.wait()
+            if not done.is_set():
+                raise GraphError(f"the planner did not answer within {PLAN_TIMEOUT:.0f} s")
+            if not answer:
+                raise GraphError("the planner's turn ended without a final answer")
+            raw = extract_plan(answer[-1])
+            payload = {**cmd.payload, "tasks": raw}
+            await self.cmd_project_create(None, Command("project_create", cmd.request_id, payload))  # type: ignore[arg-type]
+        except GraphError as exc:
+            self.r.emit("project_plan_failed", {"request_id": cmd.request_id, "planner": planner, "reason": str(exc)})
+        except Rejection as rej:
+            self.r.emit("project_plan_failed", {"request_id": cmd.request_id, "planner": planner, "reason": rej.reason})
+        finally:
+            self.plan_waiters.pop(iid, None)

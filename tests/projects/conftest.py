@@ -1,0 +1,1 @@
+from tests.conftest import cs, pyz  # noqa: F401  (the fixtures of the top-level conftest)
