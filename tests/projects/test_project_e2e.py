@@ -128,6 +128,8 @@ def test_bad_input_is_rejected_and_nothing_is_created(cs: Codeswarm) -> None:
         ([{"id": "a", "prompt": ""}], repo, "main", "'a': empty prompt"),
         ([{"id": "a", "prompt": "x"}], cs.tmp / "no-such-repo", "main", "not reachable"),
         ([{"id": "a", "prompt": "x"}], repo, "develop", "has no branch 'develop'"),
+        ([{"id": "big", "prompt": "x" * (100 * 1024)}], repo, "main", "'big': prompt longer than"),
+        ([{"id": "a", "prompt": "x"}], f"ext::sh -c touch% {cs.tmp}/pwned", "main", "not reachable"),
     ]
     for tasks, where, base, words in cases:
         path = write_tasks(cs.tmp, tasks, "bad.json")
@@ -136,6 +138,7 @@ def test_bad_input_is_rejected_and_nothing_is_created(cs: Codeswarm) -> None:
         assert proc.returncode == 3 and words in proc.stderr, (words, proc.stderr)
     proc = cs.run("project", "create", "--repo", str(repo), "--tasks", str(path), "--swarm", "nope", check=False)
     assert proc.returncode == 3 and "unknown swarm" in proc.stderr
+    assert not (cs.tmp / "pwned").exists(), "git's ext:: transport stays off"
     assert cs.json("project", "list") == []
     assert not [e for e in cs.events() if e["event"] == "project_created"]
     assert cs.json("status", sid)["state"] == "running", "the router is unharmed"
