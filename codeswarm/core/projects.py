@@ -195,8 +195,8 @@ def task_work(p: Project, t: Task, attempt: int) -> tuple[str, dict[str, Any]]:
             "branch": t.branch, "start": start, "merges": merges, "verify": verify,
             "verify_timeout": VERIFY_TIMEOUT}
     lines = [f"Codeswarm project {p.name} ({p.project_id}), task {t.id}: {t.title}",
-             f"Your current directory is a git checkout of the project on branch {t.branch} "
-             f"(projects/{p.project_id} in your workspace).",
+             f"You work in a git checkout of the project on branch {t.branch} "
+             f"(projects/{p.project_id} in your workspace; its absolute path is given above).",
              ""]
     if t.kind == "integration":
         lines.append(f"Merging {', '.join(t.merge)} into the integration branch left conflicts in: "

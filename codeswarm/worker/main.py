@@ -215,7 +215,9 @@ class Worker:
 
         async def turn() -> str | None:
             self.last_turn_status = None
-            await runtime.run_turn(injection_id, content)
+            where = (runtime.task or {}).get("checkout")
+            # Runtimes that keep their own cwd (claude resumes its session there) are told the path.
+            await runtime.run_turn(injection_id, f"(Work in the git checkout {where}.)\n{content}" if where else content)
             return self.last_turn_status
 
         result = await run_project_turn(self.ctx.workspace, task, runtime, turn)
