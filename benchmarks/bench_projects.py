@@ -31,7 +31,7 @@ PYZ = ROOT / "dist" / "codeswarm.pyz"
 
 
 def run(env: dict[str, str], *args: str, timeout: float = 1800) -> str:
-    proc = subprocess.run([sys.executable, str(PYZ), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, str(PYZ), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"codeswarm {' '.join(args)} failed ({proc.returncode}): {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
     return proc.stdout
@@ -39,7 +39,7 @@ def run(env: dict[str, str], *args: str, timeout: float = 1800) -> str:
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def ts(env: dict) -> float:
@@ -92,8 +92,8 @@ def main() -> None:
             events = [json.loads(x) for x in run(env, "events", "--since", "0", "--json").splitlines() if x.strip()]
         finally:
             for s in swarms:
-                subprocess.run([sys.executable, str(PYZ), "terminate", s, "--wait"], env=env, capture_output=True)
-            subprocess.run([sys.executable, str(PYZ), "router", "stop"], env=env, capture_output=True)
+                subprocess.run([sys.executable, str(PYZ), "terminate", s, "--wait"], env=env, capture_output=True, check=False)
+            subprocess.run([sys.executable, str(PYZ), "router", "stop"], env=env, capture_output=True, check=False)
         completed, assigned, started, checkout = {}, {}, {}, []
         by_iid = {}
         for e in events:

@@ -7,8 +7,9 @@ or a bare list of tasks. Every problem is a GraphError naming the task, and noth
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from codeswarm.errors import CodeswarmError
 

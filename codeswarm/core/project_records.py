@@ -6,8 +6,9 @@ only writers of project state, live and on replay alike (docs/PROJECTS.md has th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 from codeswarm.core.states import IllegalTransition
 
@@ -122,7 +123,7 @@ class Project:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Project":
+    def from_json(cls, d: dict[str, Any]) -> Project:
         names = {f.name for f in fields(cls)}
         task_names = {f.name for f in fields(Task)}
         tasks = {t["id"]: Task(**{k: v for k, v in t.items() if k in task_names}) for t in d.get("tasks", [])}
@@ -197,7 +198,7 @@ def _started(st: ProjectsState, d: dict[str, Any]) -> None:
 
 
 def _task_ready(st: ProjectsState, d: dict[str, Any]) -> None:
-    p, t = _task(st, d)
+    _, t = _task(st, d)
     st.by_injection.pop(t.injection_id or "", None)
     t.state = move("task", t.state, "ready")
     t.swarm_id = t.node_id = t.injection_id = None
@@ -215,19 +216,19 @@ def _task_assigned(st: ProjectsState, d: dict[str, Any]) -> None:
 
 
 def _task_started(st: ProjectsState, d: dict[str, Any]) -> None:
-    p, t = _task(st, d)
+    _, t = _task(st, d)
     t.state = move("task", t.state, "running")
     t.started_at = d.get("started_at")
     t.finished_at = None
 
 
 def _task_verified(st: ProjectsState, d: dict[str, Any]) -> None:
-    p, t = _task(st, d)
+    _, t = _task(st, d)
     t.commit = d.get("commit")
 
 
 def _task_failed(st: ProjectsState, d: dict[str, Any]) -> None:
-    p, t = _task(st, d)
+    _, t = _task(st, d)
     st.by_injection.pop(t.injection_id or "", None)
     t.error = d.get("error")
     t.last_output = d.get("output")
@@ -253,14 +254,14 @@ def _task_completed(st: ProjectsState, d: dict[str, Any]) -> None:
 
 
 def _task_blocked(st: ProjectsState, d: dict[str, Any]) -> None:
-    p, t = _task(st, d)
+    _, t = _task(st, d)
     t.state = move("task", t.state, "blocked")
     t.error = f"blocked by {', '.join(d.get('blocked_by') or [])}"
 
 
 def _task_reset(st: ProjectsState, d: dict[str, Any]) -> None:
     """Resume puts a task back to pending (re-run); its old attempts no longer count."""
-    p, t = _task(st, d)
+    _, t = _task(st, d)
     st.by_injection.pop(t.injection_id or "", None)
     t.state = move("task", t.state, "pending")
     t.attempts, t.commit, t.error, t.last_output = 0, None, None, None

@@ -9,15 +9,23 @@ A decider never reads back what it emitted: what a multi-step decision needs is 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from codeswarm.errors import CodeswarmError
 from codeswarm.core import steps
 from codeswarm.core.kernel import Event, Feature, InboxLine
 from codeswarm.core.project_graph import TaskGraph
-from codeswarm.core.project_records import ACTIVE_TASK_STATES, FINISHED_PROJECT_STATES, OPEN_TASK_STATES, REDUCERS, \
-    Project, ProjectsState, Task
+from codeswarm.core.project_records import (
+    ACTIVE_TASK_STATES,
+    FINISHED_PROJECT_STATES,
+    OPEN_TASK_STATES,
+    REDUCERS,
+    Project,
+    ProjectsState,
+    Task,
+)
 from codeswarm.core.records import CoreState
 
 MAX_OUTPUT_IN_PROMPT = 4000
@@ -195,8 +203,8 @@ def task_work(p: Project, t: Task, attempt: int) -> tuple[str, dict[str, Any]]:
             "branch": t.branch, "start": start, "merges": merges, "verify": verify,
             "verify_timeout": VERIFY_TIMEOUT}
     lines = [f"Codeswarm project {p.name} ({p.project_id}), task {t.id}: {t.title}",
-             f"You work in a git checkout of the project on branch {t.branch} "
-             f"(projects/{p.project_id} in your workspace; its absolute path is given above).",
+             (f"You work in a git checkout of the project on branch {t.branch} "
+              f"(projects/{p.project_id} in your workspace; its absolute path is given above)."),
              ""]
     if t.kind == "integration":
         lines.append(f"Merging {', '.join(t.merge)} into the integration branch left conflicts in: "

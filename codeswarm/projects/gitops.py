@@ -15,8 +15,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from codeswarm.core.project_records import BRANCH_PREFIX, integration_branch, task_branch
 from codeswarm.errors import CodeswarmError
-from codeswarm.core.project_records import BRANCH_PREFIX
+
+__all__ = ["BRANCH_PREFIX", "GitError", "IntegrationStep", "MergeConflict", "integration_branch", "task_branch"]
 
 OUTPUT_TAIL = 16 * 1024
 BRANCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
@@ -43,7 +45,7 @@ def _env() -> dict[str, str]:
 def git(cwd: Path | None, *args: str, check: bool = True, timeout: float = GIT_TIMEOUT) -> subprocess.CompletedProcess[str]:
     cmd = ["git", "-c", "protocol.ext.allow=never", *args]
     try:
-        proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout, check=False,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:
         raise GitError(f"git {args[0]}: no answer within {timeout:.0f} s") from exc

@@ -12,7 +12,7 @@ def extract_plan(answer: str) -> Any:
     """The task graph in a planner's final answer: the last fenced ```json block (or any fence) that parses."""
     import json
 
-    blocks = re.findall(r"```(?:json|JSON)?[ \t]*\n(.*?)```", answer, re.S)
+    blocks = re.findall(r"```(?:json|JSON)?[ \t]*\n(.*?)```", answer, re.DOTALL)
     if not blocks:
         raise GraphError("planner answer: no fenced JSON block (```json ... ```)")
     last_error = ""

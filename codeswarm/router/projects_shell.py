@@ -13,14 +13,21 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import trio
 
-from codeswarm.core import Event, projects as D
+from codeswarm.core import Event
+from codeswarm.core import projects as D
 from codeswarm.core import reduce as core_reduce
 from codeswarm.core.lifecycle import Inject
 from codeswarm.core.project_graph import GraphError, parse_graph
 from codeswarm.core.project_records import ACTIVE_TASK_STATES, Project, ProjectsState
 from codeswarm.projects import gitops
 from codeswarm.projects.plan import extract_plan
-from codeswarm.protocol import Command, Rejection, require_bool, require_int, require_str
+from codeswarm.protocol import (
+    Command,
+    Rejection,
+    require_bool,
+    require_int,
+    require_str,
+)
 from codeswarm.router.store import atomic_write
 
 if TYPE_CHECKING:
@@ -51,7 +58,7 @@ def is_project_event(name: str) -> bool:
 
 
 class ProjectsShell:
-    def __init__(self, router: "Router") -> None:
+    def __init__(self, router: Router) -> None:
         self.r = router
         self.path = router.state_dir / "projects.json"
         self.applied_seq = 0
@@ -260,7 +267,7 @@ class ProjectsShell:
         except D.ProjectError as exc:
             raise self._reject(cmd, exc.reason, str(exc)) from None
 
-    async def cmd_project_create(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_project_create(self, conn: Connection, cmd: Command) -> None:
         graph = self._graph(cmd, cmd.payload.get("tasks"))
         swarms = self._swarms(cmd)
         name = require_str(cmd, "name", optional=True, allow_empty=True) or ""
@@ -276,17 +283,17 @@ class ProjectsShell:
             raise self._reject(cmd, "unknown_project", f"unknown project {pid[:80]!r}")
         return pid
 
-    async def cmd_project_start(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_project_start(self, conn: Connection, cmd: Command) -> None:
         await self.carry_out(self._run(cmd, D.StartProject(cmd.request_id, self._project_id(cmd))))
 
-    async def cmd_project_cancel(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_project_cancel(self, conn: Connection, cmd: Command) -> None:
         await self.carry_out(self._run(cmd, D.Cancel(cmd.request_id, self._project_id(cmd))))
 
-    async def cmd_project_status(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_project_status(self, conn: Connection, cmd: Command) -> None:
         p = self.state.projects[self._project_id(cmd)]
         conn.send_directed("project_status", {"request_id": cmd.request_id, "project": p.status()}, self.r.now())
 
-    async def cmd_project_list(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_project_list(self, conn: Connection, cmd: Command) -> None:
         conn.send_directed("project_list", {"request_id": cmd.request_id,
                                             "projects": [p.summary() for p in self.state.projects.values()]},
                            self.r.now())
@@ -305,16 +312,16 @@ class ProjectsShell:
                          and t.injection_id not in gone)
         return D.Resume(cmd.request_id, pid, swarms, retry, heads, live)
 
-    async def cmd_project_resume(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_project_resume(self, conn: Connection, cmd: Command) -> None:
         await self.carry_out(self._run(cmd, await self._resume_input(cmd)))
 
-    async def cmd_project_resume_preview(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_project_resume_preview(self, conn: Connection, cmd: Command) -> None:
         inp = await self._resume_input(cmd)
         plan = D.resume_plan(self.state.projects[inp.project_id], inp.heads, inp.live, inp.retry_failed)
         conn.send_directed("project_resume_preview", {"request_id": cmd.request_id, "project_id": inp.project_id,
                                                       **plan.public()}, self.r.now())
 
-    async def cmd_project_plan(self, conn: "Connection", cmd: Command) -> None:
+    async def cmd_project_plan(self, conn: Connection, cmd: Command) -> None:
         spec = require_str(cmd, "spec") or ""
         planner = self._swarms(cmd, "planner")[0] if isinstance(cmd.payload.get("planner"), list) else None
         if planner is None:

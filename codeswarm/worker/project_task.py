@@ -10,8 +10,9 @@ the branch only when verify passed, and reports one `project_task_result` lifecy
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import trio
 

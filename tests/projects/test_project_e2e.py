@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections import Counter
 
 from tests.conftest import Codeswarm
-from tests.projects.helpers import five_tasks, git, named, project_events, repo_state, tree, user_repo, write_tasks
+from tests.projects.helpers import (
+    five_tasks,
+    git,
+    named,
+    project_events,
+    repo_state,
+    tree,
+    user_repo,
+    write_tasks,
+)
 
 
 def _launch(cs: Codeswarm, nodes: int = 2) -> str:
@@ -91,7 +100,7 @@ def test_retry_once_then_pass_and_always_failing_task_blocks_dependents(cs: Code
     assert [e["data"]["final"] for e in failed] == [False, True]
     assert "nope-42" in failed[0]["data"]["output"]
     retry = named(evs, "project_task_assigned", task_id="broken")[1]["data"]["injection_id"]
-    prompt = [e for e in cs.events() if e["event"] == "inject_ack" and e["data"]["injection_id"] == retry][0]
+    prompt = next(e for e in cs.events() if e["event"] == "inject_ack" and e["data"]["injection_id"] == retry)
     assert "attempt 2 of 2" in prompt["data"]["prompt"] and "nope-42" in prompt["data"]["prompt"]
     assert not named(evs, "project_task_assigned", task_id="after-broken"), "a blocked task never starts"
     assert "broken" not in git(repo, "branch", "--list", "codeswarm/*")

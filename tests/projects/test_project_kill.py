@@ -13,7 +13,15 @@ import pytest
 from tests.conftest import Codeswarm
 from tests.faults.conftest import assert_log_consistent, fast_config, log_events
 from tests.faults.test_router_kill import kill_after, start_cli
-from tests.projects.helpers import five_tasks, git, named, repo_state, tree, user_repo, write_tasks
+from tests.projects.helpers import (
+    five_tasks,
+    git,
+    named,
+    repo_state,
+    tree,
+    user_repo,
+    write_tasks,
+)
 
 SEEDS = [int(s) for s in os.environ.get("CODESWARM_PROJECT_KILL_SEEDS", "1,2,3,4,5,6,7,8,9,10").split(",")]
 LIFECYCLE = ("project_task_ready", "project_task_assigned", "project_task_started", "project_task_verified",

@@ -3,11 +3,17 @@
 import itertools
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from codeswarm.core import projects as D
 from codeswarm.core.project_graph import parse_graph
-from codeswarm.core.project_records import IllegalTransition, Project, ProjectsState, reduce
+from codeswarm.core.project_records import (
+    IllegalTransition,
+    Project,
+    ProjectsState,
+    reduce,
+)
 
 
 class Out:
@@ -228,8 +234,8 @@ def test_any_graph_any_failures_ends_consistent(n, data):
     completed = sim.names("project_task_completed")
     assert len(completed) == len(set(completed)), "each task completes once"
     # a dependent was only assigned after all its dependencies completed
-    order = [(n, d["task_id"]) for n, d in sim.log if n in ("project_task_assigned", "project_task_completed")]
-    for i, (n, tid) in enumerate(order):
-        if n == "project_task_assigned":
+    order = [(name, d["task_id"]) for name, d in sim.log if name in ("project_task_assigned", "project_task_completed")]
+    for i, (name, tid) in enumerate(order):
+        if name == "project_task_assigned":
             done = {x for m, x in order[:i] if m == "project_task_completed"}
             assert set(graph.by_id()[tid].depends_on) <= done

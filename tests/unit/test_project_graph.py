@@ -1,10 +1,14 @@
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from codeswarm.projects.plan import extract_plan
 from codeswarm.core.project_graph import (
-    GraphError, blocked_tasks, parse_graph, ready_tasks,
+    GraphError,
+    blocked_tasks,
+    parse_graph,
+    ready_tasks,
 )
+from codeswarm.projects.plan import extract_plan
 
 
 def t(tid, deps=(), prompt="do it", **kw):
