@@ -227,3 +227,26 @@ def test_plan_with_a_planner_swarm_and_malformed_plans(cs: Codeswarm) -> None:
     assert len(cs.json("project", "list")) == 1, "a failed plan creates nothing"
     assert len([e for e in cs.events() if e["event"] == "project_plan_failed"]) == 3
     assert cs.json("status", planner)["state"] == "running"
+
+
+def test_cancel_stops_new_work_and_resume_finishes_it(cs: Codeswarm) -> None:
+    repo = user_repo(cs.tmp)
+    sid = _launch(cs, 2)
+    tasks = write_tasks(cs.tmp, five_tasks(slow=2), "cancel.json")
+    pid = cs.run("project", "create", "--repo", str(repo), "--tasks", str(tasks), "--swarm", sid,
+                 "--start").stdout.strip()
+    cs.wait_for(lambda evs: len(named(evs, "project_task_started", project_id=pid)) == 2, timeout=60)
+    proc = cs.run("project", "cancel", pid, "--json", check=False)
+    assert proc.returncode == 0, proc.stderr
+    status = cs.json("project", "status", pid)
+    assert status["state"] == "cancelled"
+    assert {t["id"]: t["state"] for t in status["tasks"]} == {"a1": "cancelled", "b1": "cancelled",
+                                                               "a2": "cancelled", "b2": "cancelled",
+                                                               "join": "cancelled"}
+    again = cs.run("project", "cancel", pid, check=False)
+    assert again.returncode == 3 and "already cancelled" in again.stderr
+    proc = cs.run("project", "resume", pid, "--wait", "--timeout", "120", "--json", check=False, timeout=150)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import json
+
+    assert json.loads(proc.stdout)["state"] == "completed"
