@@ -40,25 +40,6 @@ COMMANDS = frozenset(
     }
 ) | PROJECT_COMMANDS
 
-<<<<<<< HEAD
-=======
-# Answers to one connection only; never logged (PROTOCOL.md 3.3).
-DIRECTED_EVENTS = frozenset(
-    {
-        "providers_list",
-        "swarm_list",
-        "queue_list",
-        "subscribed",
-        "unsubscribed",
-        "pong",
-        "command_deduplicated",
-        "project_status",
-        "project_list",
-        "project_resume_preview",
-    }
-)
-
->>>>>>> ef23a34 (Projects as a feature of the core: project records in CoreState, deciders/reducers in codeswarm/core/projects.py (tasks go out through steps.inject), router shell (commands, dispatch loop, integration, projects.json snapshot, replay once), CLI, acceptance tests, replay property over project inputs)
 # Broadcast events that change lifecycle state: fsync'd before anyone sees them.
 LIFECYCLE_EVENTS = frozenset(
     {
