@@ -8,7 +8,9 @@ file ([mock:write]) and has a trivial verify, so each one is a real git branch (
 fetch, checkout from the merged dependencies, commit, verify, push).
 
 Scheduling overhead of a task with dependencies = its `turn_started` event time minus the time of the
-last `project_task_completed` of its dependencies (both router event timestamps). Split into
+last `project_task_completed` of its dependencies (both router event timestamps); also printed from
+the later of that and the completion of the task its node ran before (when every node was busy, the
+task waited for a node, which is not the scheduler's overhead). Split into
 completion -> `project_task_assigned` (the decision) and assigned -> turn_started (inbox delivery +
 the worker's git checkout). Targets (issue 14): p50 < 100 ms, p99 < 500 ms on this 2-core machine.
 """
@@ -96,6 +98,8 @@ def main() -> None:
             subprocess.run([sys.executable, str(PYZ), "router", "stop"], env=env, capture_output=True, check=False)
         completed, assigned, started, checkout = {}, {}, {}, []
         by_iid = {}
+        node_free: dict[str, float] = {}  # task -> when its node finished the task before it (0: fresh node)
+        last_on_node: dict[tuple[str, int], str] = {}
         for e in events:
             d = e["data"]
             if e["event"] == "project_task_completed":
@@ -104,15 +108,21 @@ def main() -> None:
             elif e["event"] == "project_task_assigned":
                 assigned[d["task_id"]] = ts(e)
                 by_iid[d["injection_id"]] = d["task_id"]
+                prev = last_on_node.get((d["swarm_id"], d["node_id"]))
+                node_free[d["task_id"]] = completed.get(prev, 0.0) if prev else 0.0
+                last_on_node[(d["swarm_id"], d["node_id"])] = d["task_id"]
             elif e["event"] == "turn_started" and d.get("injection_id") in by_iid:
                 started[by_iid[d["injection_id"]]] = ts(e)
-        total, decide, deliver = [], [], []
+        total, decide, deliver, overhead, waited = [], [], [], [], 0
         for t in status["tasks"]:
             deps = t.get("depends_on") or []
             if not deps or t["id"] not in started:
                 continue
             ready_at = max(completed[d] for d in deps)
             total.append((started[t["id"]] - ready_at) * 1000)
+            can_start = max(ready_at, node_free.get(t["id"], 0.0))  # dependencies done and a node free
+            waited += can_start > ready_at
+            overhead.append((started[t["id"]] - can_start) * 1000)
             decide.append((assigned[t["id"]] - ready_at) * 1000)
             deliver.append((started[t["id"]] - assigned[t["id"]]) * 1000)
         load = os.getloadavg()
@@ -121,6 +131,9 @@ def main() -> None:
         print(f"scheduling overhead (dependency completed -> turn_started), {len(total)} tasks: "
               f"p50 {pct(total, 50):.0f} ms (target 100, ratio {pct(total, 50) / 100:.2f}), "
               f"p99 {pct(total, 99):.0f} ms (target 500, ratio {pct(total, 99) / 500:.2f})")
+        print(f"  the same from the moment a node was also free (the scheduler's own overhead; {waited} tasks "
+              f"first waited for a busy node): p50 {pct(overhead, 50):.0f} ms (ratio {pct(overhead, 50) / 100:.2f}), "
+              f"p99 {pct(overhead, 99):.0f} ms (ratio {pct(overhead, 99) / 500:.2f})")
         print(f"  completion -> assigned: p50 {pct(decide, 50):.1f} ms, p99 {pct(decide, 99):.1f} ms; "
               f"assigned -> turn_started (delivery + git checkout): p50 {pct(deliver, 50):.0f} ms, "
               f"p99 {pct(deliver, 99):.0f} ms; of which the worker's git checkout: p50 {pct(checkout, 50):.0f} ms, "

@@ -211,11 +211,21 @@ class ProjectsShell:
                 try:
                     for iid in starts:
                         self.decide(D.TurnStarted(iid))
-                    await self.carry_out(self.decide(D.DispatchProjects()))
+                    effects = self.decide(D.DispatchProjects())
                 except Exception:  # a bug in one pass must not stop every project: log it, look again
                     log.exception("project dispatch failed")
                     self.r.emit("router_warning", {"message": "project dispatch failed; see the router log"})
                     await trio.sleep(1.0)
+                    continue
+                if effects:  # the next pass need not wait for this one's fsync and inbox writes
+                    nursery.start_soon(self._carry_out_logged, effects)
+
+    async def _carry_out_logged(self, effects: list[Any]) -> None:
+        try:
+            await self.carry_out(effects)
+        except Exception:  # the router never dies from one task's inbox write: say so and go on
+            log.exception("carrying out a project decision failed")
+            self.r.emit("router_warning", {"message": "a project decision's effects failed; see the router log"})
 
     def on_task_result(self, swarm_id: str, node_id: int, line: dict[str, Any]) -> None:
         """A `project_task_result` lifecycle line from the ingest (after the core saw it as a line)."""
