@@ -42,6 +42,7 @@ def _repo(tmp: Path) -> Path:
 
 def _run(tmp: Path, prompt: str, attempt: int = 1) -> dict[str, Any]:
     repo = _repo(tmp) if not (tmp / "repo").exists() else tmp / "repo"
+    (tmp / "mailbox" / "outbox").mkdir(parents=True, exist_ok=True)  # where the mock keeps its thread state
     ctx = WorkerContext(job_id="j", node_id=0, swarm_root=tmp, workspace=tmp / "ws", params={})
     lines: list[dict[str, Any]] = []
     rt = MockRuntime(ctx, lines.append)
