@@ -32,7 +32,7 @@ from codeswarm.router.connection import Connection, LoggedEvent
 from codeswarm.router.ingest import OutboxIngest
 from codeswarm.router.liveness import ShellBook
 from codeswarm.router.providers.base import ClusterProvider, JobHandle
-from codeswarm.router.store import EventLog, SnapshotStore
+from codeswarm.router.store import EventLog, LogDamage, SnapshotStore
 
 log = logging.getLogger("codeswarm.router")
 
@@ -95,7 +95,7 @@ class Router:
         self._snap_lock = trio.Lock()
         self._sync_needed = trio.Event()
         self.swarm_changed: dict[str, trio.Event] = {}
-        self.recovery_notes: list[str] = []
+        self.recovery_warnings: list[dict[str, Any]] = []  # router_warning data, emitted once serving
         self._routing: list[tuple[str, Any, Any, str]] = []
         self._dispatch_due: set[str] = set()
         self._dispatch_wake = trio.Event()
@@ -266,7 +266,7 @@ class Router:
                                      "error_code": "event_log_recovered"})
         self._write_failures = 0
 
-    def _collect_snapshots(self, *, force: bool) -> tuple[dict[str, bytes | None], int, dict[str, Any]] | None:
+    def _collect_snapshots(self, *, force: bool) -> tuple[dict[str, bytes | None], int] | None:
         """Serialize changed swarms now. Called only when every emitted event is in the log
         (no await since the append), so a snapshot never runs ahead of the log."""
         now = time.monotonic()
@@ -285,7 +285,7 @@ class Router:
             out[sid] = None
         self._dirty.clear()
         self._removed.clear()
-        return out, self.log.head_seq, {}
+        return out, self.log.head_seq
 
     async def periodic_sync(self) -> None:
         """Group commit for deltas (fsync at most FSYNC_INTERVAL apart) and periodic snapshots.
@@ -312,7 +312,7 @@ class Router:
                 if snaps is not None:
                     await self._write_snapshots(snaps)
 
-    async def _write_snapshots(self, snaps: tuple[dict[str, bytes | None], int, dict[str, Any]]) -> None:
+    async def _write_snapshots(self, snaps: tuple[dict[str, bytes | None], int]) -> None:
         # trio.Lock is FIFO: snapshots reach the disk in the order they were taken.
         async with self._snap_lock:
             try:
@@ -384,7 +384,7 @@ class Router:
 
     def recover(self) -> None:
         """Load snapshots, replay the log after them through `reduce`, and resume outbox positions."""
-        records, problems, applied, _extra = self.snapshots.load()
+        records, problems, applied = self.snapshots.load()
         loaded: dict[str, int] = {}
         for rec in records:
             try:
@@ -395,18 +395,22 @@ class Router:
             self.state.swarms[swarm.swarm_id] = swarm
             loaded[swarm.swarm_id] = swarm.seq
         if self.log.truncated_bytes:
-            self.recovery_notes.append(f"event log: cut a torn last line ({self.log.truncated_bytes} bytes)")
-        self.recovery_notes.extend(f"snapshot ignored: {p}" for p in problems)
+            self._recovery_warning("event_log_torn_line", f"event log: cut a torn last line "
+                                   f"({self.log.truncated_bytes} bytes)", bytes=self.log.truncated_bytes)
+        for p in problems:
+            self._recovery_warning("snapshot_ignored", f"snapshot ignored: {p}")
         start = 0 if problems else applied
         replayed = 0
-        for seq, raw in self.log.read_since(start):
+        damage = LogDamage()
+        unreplayable: list[str] = []
+        for seq, raw in self.log.read_since(start, damage=damage):
             try:
                 obj = orjson.loads(raw)
                 name, data = obj["event"], obj["data"]
                 if not isinstance(name, str) or not isinstance(data, dict):
                     raise TypeError("event or data of the wrong type")
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                self.recovery_notes.append(f"event log: skipped a damaged line at seq {seq} ({exc})")
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                damage.add(f"seq {seq}")
                 continue
             if name.startswith("project"):
                 continue  # replayed once, after its own snapshot, by self.projects.recover()
@@ -418,9 +422,15 @@ class Router:
             try:
                 core.reduce(self.state, Event(name, data, 0.0, seq))
             except (IllegalTransition, KeyError, TypeError, ValueError, IndexError) as exc:
-                self.recovery_notes.append(f"event log: could not replay {name} seq {seq}: {exc!r}")
+                unreplayable.append(f"could not replay {name} seq {seq}: {exc!r}")
                 continue
             replayed += 1
+        if damage.lines:
+            self._recovery_warning("event_log_damaged_lines", damage.summary(), count=damage.lines)
+        if unreplayable:
+            more = f" (and {len(unreplayable) - 5} more)" if len(unreplayable) > 5 else ""
+            self._recovery_warning("event_replay_failed", "event log: " + "; ".join(unreplayable[:5]) + more,
+                                   count=len(unreplayable))
         self.committed_seq = self.log.head_seq
         now = self.now()
         for sid, swarm in self.state.swarms.items():
@@ -432,6 +442,10 @@ class Router:
         if self.projects is not None:
             self.projects.recover()
         log.info("recovered %d swarms, replayed %d events", len(self.state.swarms), replayed)
+
+    def _recovery_warning(self, code: str, message: str, **extra: Any) -> None:
+        self.recovery_warnings.append({"message": message, "error_code": code, **extra})
+        log.warning("%s", message)
 
     def _reroute_recent_answers(self) -> None:
         """A crash between a final answer and its routing must not lose the directive: look at the

@@ -20,6 +20,7 @@ from codeswarm.errors import ProviderError, RouterUnavailable
 from codeswarm.launch_policy import tcp_token_ok
 from codeswarm.paths import ensure_state_dir, socket_path
 from codeswarm.protocol import Rejection, parse_command_line
+from codeswarm.router import startup_warnings
 from codeswarm.router.app import Router
 from codeswarm.router.connection import Connection, LineReader
 from codeswarm.router.handlers import Handlers
@@ -82,8 +83,7 @@ class RouterServer:
                     await r.providers[sw.provider].adopt(JobHandle.from_json(sw.job))
                 if sw.state == "terminating":  # interrupted by a crash: finish it
                     nursery.start_soon(self.handlers.terminate, sw, None, True, False, "requested")
-            for note in r.recovery_notes:
-                r.emit("router_warning", {"message": note})
+            await self._report_startup_warnings()
             nursery.start_soon(self._ticker)
             nursery.start_soon(r.dispatcher)
             await nursery.start(r.projects.dispatcher)
@@ -96,6 +96,21 @@ class RouterServer:
             self.ready.set()
             task_status.started()
             log.info("router ready on %s", sock_path)
+
+    async def _report_startup_warnings(self) -> None:
+        """What recovery found wrong, as router_warning events and in the file `router status` reads."""
+        r = self.router
+        warnings = list(r.recovery_warnings)
+        if self.handlers.keys.warning is not None:
+            warnings.append(self.handlers.keys.warning)
+        for w in warnings:
+            r.emit("router_warning", w)
+        try:
+            await trio.to_thread.run_sync(startup_warnings.write, self.state_dir, warnings, r.now())
+        except OSError as exc:
+            log.error("cannot write %s: %s", startup_warnings.FILE_NAME, exc)
+            r.emit("router_warning", {"message": f"cannot write {startup_warnings.FILE_NAME} for `router status`: "
+                                                 f"{exc}", "error_code": "startup_warnings_not_written"})
 
     async def _unix_listener(self, path: Path) -> trio.SocketListener:
         if _is_socket(path):

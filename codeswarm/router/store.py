@@ -27,8 +27,8 @@ class LogDamage:
 
     by_place: dict[str, int] = field(default_factory=dict)
 
-    def add(self, place: str) -> None:
-        self.by_place[place] = self.by_place.get(place, 0) + 1
+    def add(self, place: str, lines: int = 1) -> None:
+        self.by_place[place] = self.by_place.get(place, 0) + lines
 
     @property
     def lines(self) -> int:
@@ -262,8 +262,9 @@ class EventLog:
 
     def read_since(self, since: int, until: int | None = None,
                    damage: LogDamage | None = None) -> Iterator[tuple[int, bytes]]:
-        """Yield (seq, line) for since < seq <= until, oldest first, skipping damaged lines (counted
-        in `damage` when given: a torn last line is not damage, it is cut at open)."""
+        """Yield (seq, line) for since < seq <= until, oldest first, skipping damaged lines. With `damage`,
+        the damaged lines that lie after `since` are counted (one between two lines at or before `since`
+        was never to be read); a torn last line is not damage, it is cut at open."""
         segs = list(self.segments)
         start = 0
         for i, first in enumerate(segs):
@@ -272,20 +273,26 @@ class EventLog:
         for first in segs[start:]:
             try:
                 with open(self._seg_path(first), "rb") as f:
+                    unplaced = 0  # damaged lines since the last good one: before or after `since`?
                     for raw in f:
                         if not raw.endswith(b"\n"):
                             break
                         try:
                             seq = int(orjson.loads(raw)["seq"])
                         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                            if damage is not None:
-                                damage.add(self._seg_path(first).name)
+                            unplaced += 1
                             continue
                         if seq <= since:
+                            unplaced = 0
                             continue
+                        if unplaced and damage is not None:
+                            damage.add(self._seg_path(first).name, unplaced)
+                        unplaced = 0
                         if until is not None and seq > until:
                             return
                         yield seq, raw
+                    if unplaced and damage is not None:  # after every good line read: after `since`
+                        damage.add(self._seg_path(first).name, unplaced)
             except FileNotFoundError:
                 continue
 
@@ -298,8 +305,9 @@ class SnapshotStore:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.state_file = state_dir / "state.json"
 
-    def load(self) -> tuple[list[dict[str, Any]], list[str], int, dict[str, Any]]:
-        """Return (swarm records, problems, applied_seq, extra state). Corrupt files are reported, not fatal."""
+    def load(self) -> tuple[list[dict[str, Any]], list[str], int]:
+        """Return (swarm records, problems, applied_seq). Corrupt files are reported, not fatal: the caller
+        replays the whole log when there is a problem."""
         records, problems = [], []
         for p in sorted(self.dir.glob("*.json")):
             try:
@@ -308,21 +316,22 @@ class SnapshotStore:
                     raise ValueError("not a swarm record")
                 records.append(rec)
             except (OSError, ValueError) as exc:
-                problems.append(f"{p.name}: {exc}")
                 try:
                     p.rename(p.with_suffix(".corrupt"))
-                except OSError:
-                    pass
-        applied, extra = 0, {}
+                    problems.append(f"{p.name}: {exc} (kept as {p.with_suffix('.corrupt').name})")
+                except OSError as move_exc:
+                    problems.append(f"{p.name}: {exc} (could not be set aside: {move_exc})")
+        applied = 0
         try:
             meta = orjson.loads(self.state_file.read_bytes())
-            applied = int(meta.get("applied_seq", 0))
-            extra = meta.get("extra") or {}
-        except (OSError, ValueError, AttributeError):
-            pass
-        return records, problems, applied, extra
+            applied = int(meta.get("applied_seq", 0))  # an `extra` key of older routers is ignored
+        except FileNotFoundError:
+            pass  # a new state dir
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            problems.append(f"{self.state_file.name}: {exc}")  # applied_seq unknown: replay everything
+        return records, problems, applied
 
-    def write(self, snapshots: dict[str, bytes | None], applied_seq: int, extra: dict[str, Any]) -> None:
+    def write(self, snapshots: dict[str, bytes | None], applied_seq: int) -> None:
         for swarm_id, data in snapshots.items():
             path = self.dir / f"{swarm_id}.json"
             if data is None:
@@ -332,4 +341,4 @@ class SnapshotStore:
                     pass
             else:
                 atomic_write(path, data)
-        atomic_write(self.state_file, orjson.dumps({"applied_seq": applied_seq, "extra": extra}))
+        atomic_write(self.state_file, orjson.dumps({"applied_seq": applied_seq}))

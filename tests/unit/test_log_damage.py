@@ -39,6 +39,24 @@ def test_read_since_counts_the_damaged_lines_it_skips(tmp_path: Path) -> None:
     later = LogDamage()
     assert [seq for seq, _ in log.read_since(8, damage=later)] == [9, 10]
     assert later.lines == 0  # a reader only counts what it read past
+    after_4 = LogDamage()  # seq 1, X, X, 4 | X, 6, ...: the first two lie before `since`, not read
+    assert [seq for seq, _ in log.read_since(4, damage=after_4)] == [6, 7, 8, 9, 10]
+    assert after_4.by_place == {"000000000005.jsonl": 1}
+    after_1 = LogDamage()  # between 1 (read past) and 4 (wanted): they may be wanted lines
+    assert [seq for seq, _ in log.read_since(1, damage=after_1)] == [4, 6, 7, 8, 9, 10] and after_1.lines == 3
+
+
+def test_damaged_lines_at_the_end_of_a_segment_are_counted(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events", max_events=100, segment_events=100)
+    for _ in range(3):
+        seq = log.next_seq()
+        log.append([orjson.dumps({"event": "e", "seq": seq}) + b"\n"], seq)
+    log.close()
+    [seg] = (tmp_path / "events").glob("*.jsonl")
+    seg.write_bytes(seg.read_bytes() + b"garbage\n")
+    damage = LogDamage()
+    assert [s for s, _ in EventLog(tmp_path / "events", max_events=100, segment_events=100)
+            .read_since(3, damage=damage)] == [] and damage.lines == 1
 
 
 def test_an_intact_log_reports_no_damage(tmp_path: Path) -> None:

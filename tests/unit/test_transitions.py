@@ -198,4 +198,5 @@ def test_a_damaged_log_cannot_take_recovery_down(tmp_path) -> None:  # noqa: ANN
     r = Router(config, home, {})
     r.recover()
     assert r.state.swarms[sid].state == "running"
-    assert any("could not replay swarm_status" in n and "running -> pending" in n for n in r.recovery_notes)
+    assert any(w["error_code"] == "event_replay_failed" and "could not replay swarm_status" in w["message"]
+               and "running -> pending" in w["message"] for w in r.recovery_warnings)
