@@ -17,6 +17,7 @@ from codeswarm.core import steps
 from codeswarm.core.kernel import Event, Feature, Ids, Out
 from codeswarm.core.records import CoreState, Swarm
 from codeswarm.core.routing import directive_key, parse_directives
+from codeswarm.errors import SelectorError
 from codeswarm.protocol import Command, Rejection, parse_node_selector, require_str, resolve_nodes
 
 SELECTORS = ("idle", "all", "nodes")
@@ -268,8 +269,8 @@ def decide_route(state: CoreState, inp: RouteAnswer, now: float, ids: Ids, out: 
         if d.selector == "nodes":
             try:
                 nodes = parse_node_selector(d.nodes, target.node_count)
-            except ValueError as exc:
-                out.emit("auto_route_ignored", {**base, "reason": str(exc.args[-1])})
+            except SelectorError as exc:
+                out.emit("auto_route_ignored", {**base, "reason": exc.message})
                 continue
         elif d.selector == "all":
             nodes = list(range(target.node_count))

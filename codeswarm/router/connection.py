@@ -138,9 +138,6 @@ class Connection:
         env = make_event(event, data, seq=self.cursor, timestamp=iso_timestamp(now), directed=True)
         self._push(encode_line(env), self.cursor)
 
-    def send_raw(self, data: bytes) -> None:
-        self._push(data, None)
-
     async def send_paced(self, data: bytes) -> None:
         """Queue replay data with back-pressure: a replay longer than the backlog cap waits for the
         client to read instead of overflowing it; a client that stops reading is dropped."""

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from codeswarm.config import validate_params
+from codeswarm.errors import InvalidParam, ProviderError
 from codeswarm.launch_policy import client_params
-from codeswarm.errors import ProviderError
 from codeswarm.protocol import (
     EXTENSIONS,
     Command,
@@ -208,9 +208,9 @@ class Handlers:
         try:  # a client fills in only what the preset's launch_fields offer (issue 12 #1)
             params = {**preset.defaults, **client_params(preset.id, preset.launch_fields, overrides)}
             validate_params(params, "provider_params")
-        except ValueError as exc:
-            raise Rejection("invalid_provider_params", f"{exc.args[0]}: {exc.args[1]}",
-                            request_id=cmd.request_id, command=cmd.command) from None
+        except InvalidParam as exc:
+            raise Rejection("invalid_provider_params", str(exc), request_id=cmd.request_id,
+                            command=cmd.command) from None
         files = persona_files(cmd)
         alias = require_str(cmd, "alias", optional=True)
         auto_route = cmd.payload.get("auto_route", False)

@@ -202,26 +202,33 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
 def test_snapshot_write_and_load(tmp_path):
     store = SnapshotStore(tmp_path)
     store.write({"s1": orjson.dumps({"swarm_id": "s1", "x": 1}), "s2": orjson.dumps({"swarm_id": "s2"})},
-                41, {"idem": {"k": 1}})
-    records, problems, applied, extra = SnapshotStore(tmp_path).load()
+                41)
+    records, problems, applied = SnapshotStore(tmp_path).load()
     assert sorted(r["swarm_id"] for r in records) == ["s1", "s2"]
-    assert problems == [] and applied == 41 and extra == {"idem": {"k": 1}}
-    store.write({"s1": None}, 42, {})  # removed swarm
-    records, _, applied, _ = store.load()
+    assert problems == [] and applied == 41
+    assert orjson.loads((tmp_path / "state.json").read_bytes()) == {"applied_seq": 41}
+    store.write({"s1": None}, 42)  # removed swarm
+    records, _, applied = store.load()
     assert [r["swarm_id"] for r in records] == ["s2"] and applied == 42
     assert not list((tmp_path / "swarms").glob("*.tmp"))
 
 
 def test_empty_state_dir_loads_nothing(tmp_path):
-    assert SnapshotStore(tmp_path).load() == ([], [], 0, {})
+    assert SnapshotStore(tmp_path).load() == ([], [], 0)
+
+
+def test_a_state_file_of_an_older_router_with_extra_state_loads(tmp_path):
+    (tmp_path / "state.json").write_bytes(orjson.dumps({"applied_seq": 9, "extra": {"queues": {"s": []}}}))
+    assert SnapshotStore(tmp_path).load() == ([], [], 9)
+
 
 
 @pytest.mark.parametrize("content", [b'{"swarm_id": "s', b"[]", b'{"no_id": 1}', b"\xff\xfe", b""])
 def test_corrupt_snapshot_is_reported_and_renamed(tmp_path, content):
     store = SnapshotStore(tmp_path)
-    store.write({"good": orjson.dumps({"swarm_id": "good"})}, 7, {})
+    store.write({"good": orjson.dumps({"swarm_id": "good"})}, 7)
     (tmp_path / "swarms" / "bad.json").write_bytes(content)
-    records, problems, applied, _ = store.load()
+    records, problems, applied = store.load()
     assert [r["swarm_id"] for r in records] == ["good"]
     assert len(problems) == 1 and problems[0].startswith("bad.json")
     assert (tmp_path / "swarms" / "bad.corrupt").read_bytes() == content
@@ -232,7 +239,8 @@ def test_corrupt_snapshot_is_reported_and_renamed(tmp_path, content):
 
 @pytest.mark.parametrize("content", [b"{", b"[]", b'{"applied_seq": "x"}', b""])
 def test_corrupt_state_file_means_applied_seq_0(tmp_path, content):
+    """applied_seq unknown: replay the whole log, and say why (a problem, so a router_warning)."""
     store = SnapshotStore(tmp_path)
     (tmp_path / "state.json").write_bytes(content)
-    _, _, applied, extra = store.load()
-    assert applied == 0 and extra == {}
+    _, problems, applied = store.load()
+    assert applied == 0 and len(problems) == 1 and problems[0].startswith("state.json: ")
