@@ -32,7 +32,8 @@ class ConfigError(CodeswarmError):
 
 
 class InvalidParam(CodeswarmError, ValueError):
-    """One provider parameter has a bad value: `key` names it, `problem` says what is wrong."""
+    """One provider parameter has a bad value: `key` names it, `problem` says what is wrong. Also a
+    ValueError with args (key, problem), which the spend and launch-policy checks were written against."""
 
     def __init__(self, key: str, problem: str) -> None:
         super().__init__(key, problem)
@@ -84,7 +85,7 @@ class Rejection(CodeswarmError):
         return out
 
 
-class SelectorError(CodeswarmError, ValueError):
+class SelectorError(CodeswarmError):
     """A node selector the router cannot use. `code` is the rejection code it maps to:
     `invalid_payload` (malformed) or `invalid_nodes` (an index out of range)."""
 
