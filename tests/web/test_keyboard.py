@@ -44,6 +44,7 @@ def no_overflow(page: Any) -> None:
 def test_keyboard_only_at_390px(web: Any, cs: Any, open_page: Any, web_output: Path) -> None:
     swarm = cs.json("launch", "--provider", "local-mock-approvals", "--nodes", "3", "--alias", "kb",
                     "--prompt", "[mock:approval] tidy up")["swarm_id"]
+    queued = cs.run("enqueue", swarm, "--prompt", "later, when idle").stdout.strip()  # the nodes are busy: it waits
     page, errors = open_page(web.url, width=390, height=844)
     # It opens on the running swarm.
     expect(page.locator(f"section.detail[data-swarm='{swarm}']")).to_be_visible()
@@ -55,6 +56,14 @@ def test_keyboard_only_at_390px(web: Any, cs: Any, open_page: Any, web_output: P
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.classList.contains('skip')")
     page.keyboard.press("Enter")
+
+    # The queue summary opens with Enter; its Cancel takes the item out of the router's queue.
+    tab_to(page, "#queue-dock summary")
+    page.keyboard.press("Enter")
+    tab_to(page, f"#queue-dock .queue-row[data-queue='{queued}'] button.cancel")
+    page.keyboard.press("Enter")
+    expect(page.locator("#queue-dock")).to_be_hidden()
+    assert cs.json("queue") == []
 
     # Focus an approval from the summary: the transcript opens with its buttons focused; accept it.
     tab_to(page, "#approvals-dock .appr-row[data-node='1'] button.focus")

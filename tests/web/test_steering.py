@@ -73,7 +73,7 @@ def test_aliases_routing_persona_approvals_archive(web: Any, cs: Any, open_page:
 
     alpha = launch(page, provider="local-mock", nodes=2, prompt="warm up", alias="alpha", auto_route=True,
                    persona=persona)
-    expect(page.locator(".detail-head .alias")).to_contain_text("alpha")
+    expect(page.locator(".detail-head .alias")).to_have_text("alpha · auto-route")  # from swarm_launched
     expect(page.locator(f".swarm-item[data-swarm='{alpha}'] .alias")).to_have_text("alpha")
     for node in (0, 1):
         ws = next(cs.tmp.glob(f"runs/*/node_{node:02d}/AGENTS.md")).parent
