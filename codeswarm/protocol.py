@@ -34,6 +34,7 @@ COMMANDS = frozenset(
         "queue_list",
         "queue_cancel",
         "approvals_list",
+        "swarm_budget",
         "subscribe",
         "unsubscribe",
         "ping",
@@ -60,6 +61,9 @@ LIFECYCLE_EVENTS = frozenset(
         "inter_swarm_dropped",
         "workspace_archive_ready",
         "workspace_archive_failed",
+        "budget_warning",
+        "budget_exceeded",
+        "budget_updated",
     }
 ) | frozenset({"project_created", "project_started", "project_task_ready", "project_task_assigned",
                "project_task_started", "project_task_verified", "project_task_failed", "project_task_completed",

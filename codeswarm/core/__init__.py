@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from codeswarm.core import approvals, lifecycle, observe, projects, queue, ticks, turns
+from codeswarm.core import approvals, lifecycle, observe, projects, queue, spend, ticks, turns
 from codeswarm.core.kernel import Decision, Event, Feature, Ids, InboxLine, Out, Registry, StartTerminate
 from codeswarm.core.records import CoreState
 
@@ -24,6 +24,7 @@ FEATURES: tuple[Feature, ...] = (
     observe.FEATURE,
     ticks.FEATURE,
     projects.FEATURE,
+    spend.FEATURE,
 )
 
 REGISTRY = Registry(FEATURES)

@@ -14,6 +14,7 @@ from codeswarm.core.kernel import Event, Feature, Ids, Out
 from codeswarm.core.records import CoreState, Injection, Node, Swarm
 from codeswarm.core.states import CLOSED_INJECTION_STATES, move
 from codeswarm.core.steps import close_turn, fail_injection, inject, set_state
+from codeswarm.spend.budget import launch_budget
 
 KEEP_CLOSED_INJECTIONS = 256
 
@@ -127,6 +128,7 @@ def decide_launch(state: CoreState, inp: Launch, now: float, ids: Ids, out: Out)
         system_prompt=inp.system_prompt, created_at=now, params=params, job=inp.job,
         nodes=[Node(node_id=i) for i in range(inp.node_count)],
         alias=params.get("swarm_alias") or None, auto_route=bool(params.get("auto_route")),
+        budget_usd=launch_budget(params, state.settings.default_swarm_budget_usd),
     )
     out.emit("swarm_launched", {
         "request_id": inp.request_id, "swarm_id": swarm.swarm_id, "job_id": swarm.job_id,

@@ -138,7 +138,7 @@ def dispatch_idle(out: Out, state: CoreState, swarm: Swarm) -> None:
     """Send head items to the lowest-numbered idle nodes, strictly in FIFO order."""
     items = _queue(out, swarm)
     changed = False
-    while items and items[0].get("selector") == "idle":
+    while items and items[0].get("selector") == "idle" and not swarm.budget_exceeded:
         free = idle_nodes(swarm, out.claimed_nodes)
         if not free:
             break
@@ -254,16 +254,18 @@ def decide_route(state: CoreState, inp: RouteAnswer, now: float, ids: Ids, out: 
         if d.selector == "reply":
             origin = inj.origin if inj is not None else None
             target = state.swarms.get(origin[0]) if origin else None
-            if origin is None or target is None or not target.active:
+            if origin is None or target is None or not target.active or target.budget_exceeded:
                 out.emit("auto_route_ignored", {**base, "reason": "no origin to reply to" if not origin
+                                                else "origin swarm's budget is spent" if target and target.active
                                                 else "origin swarm is not active"})
                 continue
             out.emit("auto_route_submitted", {**base, "target_swarm_id": target.swarm_id, "nodes": [origin[1]]})
             steps.inject(out, target, [int(origin[1])], d.content, None, origin=[swarm.swarm_id, node_id])
             continue
         target = next((s for s in state.swarms.values() if s.alias == d.target and s.active), None)
-        if target is None:
-            out.emit("auto_route_ignored", {**base, "reason": f"unknown swarm alias: {d.target}"})
+        if target is None or target.budget_exceeded:
+            out.emit("auto_route_ignored", {**base, "reason": f"unknown swarm alias: {d.target}" if target is None
+                                            else f"swarm {d.target}'s budget is spent"})
             continue
         nodes = None
         if d.selector == "nodes":

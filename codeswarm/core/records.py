@@ -32,6 +32,7 @@ class Injection:
     acked_at: float
     turn_id: str | None = None
     origin: list[Any] | None = None  # [swarm_id, node_id] of the node whose directive created it
+    spend_usd: str = "0"  # Decimal text: the cost of its usage events (core/spend.py)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Injection":
@@ -77,6 +78,7 @@ class Node:
     hostname: str | None = None
     outbox_seq: int = 0  # highest outbox seq turned into events (from the events' outbox_seq)
     thread_status: str | None = None
+    spend: dict[str, Any] = field(default_factory=dict)  # spend.meter.NodeMeter.to_json()
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Node":
@@ -111,6 +113,10 @@ class Swarm:
     auto_route: bool = False
     queue: list[dict[str, Any]] = field(default_factory=list)
     routed_keys: list[str] = field(default_factory=list)
+    budget_usd: float | None = None  # core/spend.py
+    budget_warned: bool = False
+    budget_exceeded: bool = False
+    spend: dict[str, Any] = field(default_factory=dict)  # the swarm's total: NodeMeter.to_json()
     seq: int = 0  # last log seq applied to this record
 
     def to_json(self) -> dict[str, Any]:

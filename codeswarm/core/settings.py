@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from typing import Any
+
+from codeswarm.spend.budget import DEFAULT_WARN_FRACTION
+from codeswarm.spend.pricing import PricingCatalog
 
 
 @dataclass(frozen=True)
@@ -16,8 +20,13 @@ class CoreSettings:
     worker_heartbeat_timeout_seconds: float = 60
     worker_start_timeout_seconds: float = 300
     approval_timeout_seconds: float = 3600
+    # spend (config `model_pricing` and `budget`, docs/SPEND.md)
+    pricing: PricingCatalog = field(default_factory=PricingCatalog.build)
+    budget_warn_fraction: Decimal = DEFAULT_WARN_FRACTION
+    default_swarm_budget_usd: Decimal | None = None
 
     @classmethod
-    def of(cls, settings: Any) -> "CoreSettings":
-        """Pick the fields from any object that has them (config.RouterSettings)."""
-        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)})
+    def of(cls, settings: Any, **extra: Any) -> "CoreSettings":
+        """Pick the fields from any object that has them (config.RouterSettings), plus `extra`."""
+        picked = {f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)}
+        return cls(**{**picked, **extra})

@@ -57,7 +57,8 @@ WORKER_TRANSITIONS: Mapping[WorkerState, frozenset[WorkerState]] = {
 INJECTION_TRANSITIONS: Mapping[InjectionState, frozenset[InjectionState]] = {
     Inj.ACKED: frozenset({Inj.DELIVERED, Inj.FAILED}),
     # delivered -> completed: a queued turn aborted before it started (worker exit, terminate)
-    Inj.DELIVERED: frozenset({Inj.STARTED, Inj.COMPLETED}),
+    # delivered -> failed: a queued turn withdrawn before it started (budget_exceeded, core/spend.py)
+    Inj.DELIVERED: frozenset({Inj.STARTED, Inj.COMPLETED, Inj.FAILED}),
     Inj.STARTED: frozenset({Inj.COMPLETED}),
     Inj.COMPLETED: frozenset(),
     Inj.FAILED: frozenset(),

@@ -7,12 +7,14 @@ it heard from the node (non-durable liveness), then asks the core to decide.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from codeswarm.core import approvals, steps
+from codeswarm.core import approvals, spend, steps
 from codeswarm.core.kernel import Feature, Ids, Out
 from codeswarm.core.records import CoreState, Injection, Swarm
 from codeswarm.core.views import runtime_fields
+from codeswarm.spend.meter import money
 
 # Events whose turn content implies the turn has started.
 TURN_CONTENT = frozenset({
@@ -121,6 +123,8 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
     # The injection's state and turn id as this decision moves them (the record changes only on reduce).
     inj_state = inj.state if inj is not None else None
     turn_id = inj.turn_id if inj is not None else None
+    turn_cost = Decimal(inj.spend_usd) if inj is not None else Decimal(0)  # plus this decision's usage
+    unpriced = False
 
     def start(new_turn_id: Any) -> None:
         nonlocal inj_state, turn_id
@@ -131,6 +135,11 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
 
     for name, payload in inp.events:
         data = {**runtime_fields(swarm, node_id, injection_id), **payload, "outbox_seq": outbox_seq}
+        if name == "usage":
+            cost = spend.charge_usage(out, state, swarm, node_id, data)
+            turn_cost += cost or 0
+            unpriced = unpriced or cost is None
+            continue
         if inj is None:
             if name not in ("turn_started", "turn_complete", "exec_approval_required"):
                 out.emit(name, data)
@@ -144,7 +153,8 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
                 start(payload.get("turn_id"))
             if inj_state in ("delivered", "started"):
                 steps.close_turn(out, swarm, inj, aborted=False, status=payload.get("status") or "completed",
-                                     turn_id=turn_id, extra={"outbox_seq": outbox_seq})
+                                     turn_id=turn_id, extra={"outbox_seq": outbox_seq, "turn_cost_usd": money(turn_cost),
+                                                             **({"turn_cost_unknown": True} if unpriced else {})})
                 inj_state = "completed"
             continue
         if name in TURN_CONTENT and inj_state == "delivered":

@@ -7,6 +7,7 @@ from typing import Any
 
 from codeswarm.core.records import Swarm
 from codeswarm.protocol import LEGACY_STATUS
+from codeswarm.spend.meter import NodeMeter, money
 
 
 def runtime_fields(swarm: Swarm, node_id: int, injection_id: str | None) -> dict[str, Any]:
@@ -26,6 +27,7 @@ def list_record(swarm: Swarm) -> dict[str, Any]:
         "agent_runtime": swarm.agent_runtime,
         "created_at": swarm.created_at,
     }
+    rec.update(spend_view(swarm))
     if swarm.alias:
         rec["alias"] = swarm.alias
     rec["auto_route"] = swarm.auto_route
@@ -58,6 +60,7 @@ def status_data(swarm: Swarm, request_id: str | None, *, checked_at: float | Non
                 "outstanding": busy.get(n.node_id, 0),
                 "last_heartbeat_at": heard.get(n.node_id),
                 "hostname": n.hostname,
+                **node_spend_view(swarm, n.node_id),
             }
             for n in swarm.nodes
         ]
@@ -79,3 +82,27 @@ def open_approvals(swarms: Mapping[str, Swarm], swarm_id: str | None = None) -> 
     out = [approval_record(s, a) for sid, s in swarms.items() if swarm_id is None or sid == swarm_id
            for a in s.approvals.values() if not a.resolved]
     return sorted(out, key=lambda r: (r["created_at"] or 0, r["swarm_id"], r["node_id"]))
+
+
+def swarm_spend(swarm: Swarm) -> NodeMeter:
+    return NodeMeter.from_json(swarm.spend)
+
+
+def budget_label(swarm: Swarm) -> str | None:
+    if swarm.budget_usd is None:
+        return None
+    return "exceeded" if swarm.budget_exceeded else "warning" if swarm.budget_warned else "ok"
+
+
+def spend_view(swarm: Swarm) -> dict[str, Any]:
+    """The spend fields of `swarm_list` / `swarm_status` (docs/SPEND.md)."""
+    m = swarm_spend(swarm)
+    return {"spend_usd": money(m.cost_usd), "budget_usd": swarm.budget_usd, "budget_state": budget_label(swarm),
+            "cost_unknown": m.cost_unknown, "pricing_model": m.pricing_model, "total_tokens": m.tokens.total}
+
+
+def node_spend_view(swarm: Swarm, node_id: int) -> dict[str, Any]:
+    """The spend fields of one `swarm_status` node; nodes have no budget of their own (null)."""
+    m = NodeMeter.from_json(swarm.nodes[node_id].spend)
+    return {"spend_usd": money(m.cost_usd), "budget_usd": None, "cost_unknown": m.cost_unknown,
+            "pricing_model": m.pricing_model, "total_tokens": m.tokens.total}

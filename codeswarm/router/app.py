@@ -73,7 +73,9 @@ class Router:
             max_age_seconds=self.settings.event_log_max_age_seconds or None,
         )
         self.snapshots = SnapshotStore(state_dir)
-        self.state = CoreState(settings=CoreSettings.of(self.settings))
+        self.state = CoreState(settings=CoreSettings.of(
+            self.settings, pricing=config.pricing, budget_warn_fraction=config.budget.warn_fraction,
+            default_swarm_budget_usd=config.budget.swarm_usd))
         self.book = ShellBook()  # non-durable: liveness, scheduler checks (router/liveness.py)
         self.projects: Any = None  # the ProjectsShell, attached by the server (router/projects_shell.py)
         self.connections: set[Connection] = set()

@@ -33,11 +33,13 @@ from codeswarm.core.lifecycle import (
 )
 from codeswarm.core.queue import all_items, parse_cancel, parse_enqueue, public_item
 from codeswarm.core.records import Swarm
+from codeswarm.core.spend import SetBudget, refusal
 from codeswarm.core.views import list_record, open_approvals, status_data
 from codeswarm.router.app import new_id
 from codeswarm.router.connection import Connection
 from codeswarm.router.idempotency import IdempotencyKeys, deduplicated_data
 from codeswarm.router.providers.base import JobHandle, LaunchSpec
+from codeswarm.spend.budget import parse_budget
 
 if TYPE_CHECKING:
     from codeswarm.router.app import Router
@@ -202,6 +204,8 @@ class Handlers:
             raise Rejection("provider_unavailable", f"backend {preset.backend} is not available",
                             request_id=cmd.request_id, command=cmd.command)
         overrides = require_obj(cmd, "provider_params")
+        if cmd.payload.get("budget_usd") is not None:  # ext (docs/SPEND.md): validated with the params
+            overrides = {**overrides, "budget_usd": cmd.payload["budget_usd"]}
         if any(isinstance(v, (dict, list)) for v in overrides.values()):
             raise Rejection("invalid_provider_params", "provider_params: values must be scalars",
                             request_id=cmd.request_id, command=cmd.command)
@@ -261,11 +265,28 @@ class Handlers:
         if not swarm.active:
             raise Rejection("swarm_not_active", "swarm is terminating or terminated", request_id=cmd.request_id,
                             command=cmd.command)
+        refuse_over_budget(swarm, cmd)
         decision = self.r.decide(Inject(swarm.swarm_id, node_ids, content, cmd.request_id))
         await self.r.carry_out(decision.effects)
 
     async def cmd_enqueue_inject(self, conn: Connection, cmd: Command) -> None:
-        decision = self.r.decide(parse_enqueue(cmd, self.r.state))
+        enqueue = parse_enqueue(cmd, self.r.state)
+        refuse_over_budget(self.r.state.swarms[enqueue.target_swarm_id], cmd)
+        decision = self.r.decide(enqueue)
+        await self.r.carry_out(decision.effects)
+
+    async def cmd_swarm_budget(self, conn: Connection, cmd: Command) -> None:
+        swarm = self._swarm(cmd)
+        if "budget_usd" not in cmd.payload:
+            raise Rejection("invalid_payload", "budget_usd: required (a number of US dollars > 0, or null)",
+                            request_id=cmd.request_id, command=cmd.command)
+        try:
+            budget = parse_budget(cmd.payload["budget_usd"])
+        except ValueError as exc:
+            raise Rejection("invalid_payload", f"{exc.args[0]}: {exc.args[1]}", request_id=cmd.request_id,
+                            command=cmd.command) from None
+        decision = self.r.decide(SetBudget(swarm.swarm_id, None if budget is None else float(budget),
+                                           cmd.request_id))
         await self.r.carry_out(decision.effects)
 
     # ------------------------------------------------------------------ approvals
@@ -429,3 +450,10 @@ def write_swarm_files(job: JobHandle, swarm_id: str, nodes: int, preset_id: str,
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             target.write_text(content)
             target.chmod(0o600)
+
+
+def refuse_over_budget(swarm: Swarm, cmd: Command) -> None:
+    """New work for a swarm whose budget is spent is refused until the budget is raised."""
+    why = refusal(swarm)
+    if why is not None:
+        raise Rejection("budget_exceeded", why, request_id=cmd.request_id, command=cmd.command)

@@ -46,6 +46,8 @@ class IngestHost(Protocol):
 
     def emit(self, name: str, data: dict[str, Any]) -> None: ...
 
+    async def carry_out(self, effects: list[Any]) -> Any: ...
+
 
 @dataclass
 class NodeWatch:
@@ -87,6 +89,7 @@ class OutboxIngest:
         self.lines_read = 0
         self.stat_calls = 0
         self._busy_cache: dict[str, tuple[float, set[int]]] = {}
+        self.effects: list[Any] = []  # effects of runtime decisions, carried out by run()
 
     # ------------------------------------------------------------------ registry
 
@@ -138,6 +141,9 @@ class OutboxIngest:
             for w in due:
                 got = self.poll_node(w)
                 self._reschedule(w, got)
+            if self.effects:  # inbox lines the core decided while reading (after their events are durable)
+                effects, self.effects = self.effects, []
+                await self.router.carry_out(effects)
             if due:
                 await trio.sleep(0)  # let the committer and connections run between rounds
                 continue
@@ -240,8 +246,9 @@ class OutboxIngest:
                 events = norm.feed(line.get("payload"))
                 if events:
                     iid = line.get("injection_id")
-                    self.router.decide(RuntimeOutput(w.swarm_id, w.node_id, iid if isinstance(iid, str) else None,
-                                                     events, seq))
+                    decision = self.router.decide(RuntimeOutput(w.swarm_id, w.node_id,
+                                                                iid if isinstance(iid, str) else None, events, seq))
+                    self.effects += decision.effects  # e.g. budget_exceeded's interrupts: see run()
             else:
                 self.router.decide(BadOutboxLine(w.swarm_id, w.node_id, f"unknown outbox line type {kind!r}"))
         except Exception as exc:  # a bad line must never stop the ingest of every other node

@@ -346,7 +346,8 @@ def test_status_data_legacy_status_for_pending(h):
     data = status_data(swarm, "r", with_nodes=True)
     assert data["status"] == "running" and data["state"] == "pending"
     assert data["nodes"] == [{"node_id": 0, "worker": "not_started", "busy": False, "outstanding": 0,
-                              "last_heartbeat_at": None, "hostname": None}]
+                              "last_heartbeat_at": None, "hostname": None, "spend_usd": 0.0, "budget_usd": None,
+                              "cost_unknown": False, "pricing_model": None, "total_tokens": 0}]
 
 
 # ---------------------------------------------------------------- tick: deadlines and liveness

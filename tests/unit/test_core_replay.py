@@ -53,6 +53,7 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("terminate"), swarm_ix, st.sampled_from(["announce", "shutdown", "refused", "done", "repeat"])),
     st.tuples(st.just("dispatch"), swarm_ix),
     st.tuples(st.just("inbox_failed"), swarm_ix, pick),
+    st.tuples(st.just("budget"), swarm_ix, st.sampled_from([None, 0.5, 2.0, 100.0])),
 ), max_size=60)
 
 ANSWERS = ["done", "ok\n/swarm[s0]/idle check this", "/swarm[s1]/all everyone\n\n/reply thanks",
@@ -73,7 +74,7 @@ def run(h: Harness, program: list[tuple[Any, ...]]) -> None:
             if len(swarms) < SWARMS:
                 sw, _ = h.launch(nodes=NODES, system_prompt="sys" if op[1] else "", swarm_alias=f"s{len(swarms)}",
                                  auto_route=op[2], worker_mode="mock" if op[1] else "codex",
-                                 _launch_hard_timeout_seconds=300)
+                                 _launch_hard_timeout_seconds=300, **({"budget_usd": 3.0} if op[2] else {}))
                 swarms.append(sw)
             continue
         if kind == "tick":
@@ -122,7 +123,9 @@ def run(h: Harness, program: list[tuple[Any, ...]]) -> None:
                   "command_started": ("command_started", {"call_id": f"c{op[3] % 3}"}),
                   "thread_active": ("thread_status", {"status": {"type": "active"}}),
                   "thread_idle": ("thread_status", {"status": {"type": "idle"}}),
-                  "usage": ("usage", {"total_tokens": 3})}[what]
+                  # a thread per pick parity; $1 per 400,000 input tokens at the mock's and gpt-5.4's 2.5/M
+                  "usage": ("usage", {"thread_id": f"th{op[3] % 2}", "input_tokens": 400_000 * (1 + op[3]),
+                                      "output_tokens": 3, "total_tokens": 400_003 + 400_000 * op[3]})}[what]
             seq = line_seq(sw, op[2])
             h.last_heard[(sw.swarm_id, op[2])] = h.now
             from codeswarm.core.turns import RuntimeOutput
@@ -161,6 +164,10 @@ def run(h: Harness, program: list[tuple[Any, ...]]) -> None:
                 h.decide(RepeatTerminated(sw.swarm_id, "rt"))
         elif kind == "dispatch":
             h.decide(DispatchIdle(sw.swarm_id))
+        elif kind == "budget":
+            from codeswarm.core.spend import SetBudget
+
+            h.decide(SetBudget(sw.swarm_id, op[2], "rb"))
         elif kind == "inbox_failed" and injections:
             h.decide(InboxWriteFailed(sw.swarm_id, injections[op[2] % len(injections)].injection_id, "EIO"))
 
@@ -193,7 +200,8 @@ def test_the_program_space_reaches_every_reducer() -> None:
                ("approve", 0, 0, True, True), ("runtime", 0, 0, 0, "thread_active"),
                ("runtime", 0, 0, 1, "final"), ("runtime", 0, 0, 4, "final"), ("runtime", 0, 0, 0, "turn_complete"),
                ("observe", 1, JobState.NOT_FOUND), ("observe", 1, JobState.RUNNING), ("terminate", 1, "announce"),
-               ("terminate", 1, "refused"), ("terminate", 1, "done"), ("enqueue", 0, "all", {0}), ("tick", 65),
+               ("terminate", 1, "refused"), ("terminate", 1, "done"), ("enqueue", 0, "all", {0}),
+               ("runtime", 0, 1, 1, "usage"), ("runtime", 0, 1, 3, "usage"), ("budget", 0, 100.0), ("tick", 65),
                ("terminate", 0, "done"),
                ("tick", 4000)]
     run(h, program)

@@ -24,8 +24,9 @@ from codeswarm.protocol import iso_timestamp
 ROOT = Path(__file__).resolve().parents[2] / "codeswarm"
 
 CORE = "codeswarm.core"
-SHARED_PURE = {"codeswarm.protocol", "codeswarm.errors"}  # leaves the core may use
-PURE_STDLIB = {"__future__", "abc", "bisect", "collections", "dataclasses", "enum", "functools", "hashlib",
+SHARED_PURE = {"codeswarm.protocol", "codeswarm.errors",  # leaves the core may use
+               "codeswarm.spend", "codeswarm.spend.pricing", "codeswarm.spend.meter", "codeswarm.spend.budget"}
+PURE_STDLIB = {"__future__", "abc", "bisect", "collections", "dataclasses", "decimal", "enum", "functools", "hashlib",
                "heapq", "itertools", "math", "operator", "re", "types", "typing"}
 PURE_THIRD_PARTY = {"orjson"}  # a pure serializer, allowed in the shared leaves only
 
