@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("codeswarm.router.handlers")
 
 MAX_NODES = 4096
+SPEND_PARAMS = ("budget_usd", "pricing_model")
 _ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # what routing directives can name
 TERMINATE_EXIT_WAIT = 10.0
 
@@ -204,13 +205,17 @@ class Handlers:
             raise Rejection("provider_unavailable", f"backend {preset.backend} is not available",
                             request_id=cmd.request_id, command=cmd.command)
         overrides = require_obj(cmd, "provider_params")
-        if cmd.payload.get("budget_usd") is not None:  # ext (docs/SPEND.md): validated with the params
-            overrides = {**overrides, "budget_usd": cmd.payload["budget_usd"]}
         if any(isinstance(v, (dict, list)) for v in overrides.values()):
             raise Rejection("invalid_provider_params", "provider_params: values must be scalars",
                             request_id=cmd.request_id, command=cmd.command)
+        # The spend settings are the router's accounting, never the worker's: any client may set them
+        # (docs/SPEND.md); the payload's budget_usd wins over provider_params.budget_usd.
+        spend = {k: overrides[k] for k in SPEND_PARAMS if overrides.get(k) is not None}
+        if cmd.payload.get("budget_usd") is not None:
+            spend["budget_usd"] = cmd.payload["budget_usd"]
+        overrides = {k: v for k, v in overrides.items() if k not in SPEND_PARAMS}
         try:  # a client fills in only what the preset's launch_fields offer (issue 12 #1)
-            params = {**preset.defaults, **client_params(preset.id, preset.launch_fields, overrides)}
+            params = {**preset.defaults, **client_params(preset.id, preset.launch_fields, overrides), **spend}
             validate_params(params, "provider_params")
         except InvalidParam as exc:
             raise Rejection("invalid_provider_params", str(exc), request_id=cmd.request_id,

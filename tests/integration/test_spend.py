@@ -118,3 +118,8 @@ def test_budget_stops_the_running_turn_and_refuses_work_until_raised(cs: Codeswa
     assert ok["nodes"][0]["outcome"] == "completed"
     bad = cs.run("budget", sid, "--usd", "-1", check=False)
     assert bad.returncode == 2
+    # any client may set the spend params, whatever the preset's launch_fields; bad values are refused
+    refused = cs.run("launch", "--param", "budget_usd=-1", check=False)
+    assert refused.returncode == 3 and "budget_usd" in refused.stderr
+    repriced = cs.json("launch", "--param", "pricing_model=Claude-Opus-4.5", "--param", "budget_usd=2")
+    assert cs.json("status", repriced["swarm_id"])["budget_usd"] == 2
