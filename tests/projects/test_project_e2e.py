@@ -250,3 +250,25 @@ def test_cancel_stops_new_work_and_resume_finishes_it(cs: Codeswarm) -> None:
     import json
 
     assert json.loads(proc.stdout)["state"] == "completed"
+
+
+def test_wait_timeout_exits_4_and_status_json_has_the_documented_shape(cs: Codeswarm) -> None:
+    import json
+
+    repo = user_repo(cs.tmp)
+    sid = _launch(cs, 1)
+    path = write_tasks(cs.tmp, [{"id": "slow", "prompt": "[mock:slow=30] [mock:write=s.txt] slow"}], "slow.json")
+    proc = cs.run("project", "create", "--repo", str(repo), "--tasks", str(path), "--swarm", sid, "--wait",
+                  "--timeout", "2", check=False, timeout=60)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    pid = cs.json("project", "list")[0]["project_id"]
+    status = json.loads(cs.run("project", "status", pid, "--json").stdout)
+    assert {"project_id", "state", "integration_branch", "integration_commit", "tasks"} <= set(status)
+    assert status["project_id"] == pid and status["state"] == "running" and status["integration_commit"] is None
+    [task] = status["tasks"]
+    assert {"id", "state", "attempts", "branch", "commit", "swarm_id", "node_id", "started_at", "finished_at",
+            "error"} <= set(task)
+    assert task["state"] in ("assigned", "running") and task["attempts"] == 1 and task["swarm_id"] == sid
+    created = json.loads(cs.run("project", "create", "--repo", str(repo), "--tasks", str(path), "--swarm", sid,
+                                "--json").stdout)
+    assert created["project_id"] != pid and created["state"] == "created"
