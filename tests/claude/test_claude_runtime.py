@@ -14,6 +14,7 @@ import orjson
 import pytest
 import trio
 
+from codeswarm.errors import RuntimeFailure
 from codeswarm.router.normalize.claude import ClaudeNormalizer
 from codeswarm.worker.runtimes.base import WorkerContext
 from codeswarm.worker.runtimes.claude import MAX_LINE_BYTES, ClaudeRuntime, build_argv, fit_line, resolve_binary
@@ -114,7 +115,7 @@ def test_binary_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 async def test_missing_binary_is_a_clear_error(tmp_path: Path) -> None:
     ctx = WorkerContext(job_id="j", node_id=0, swarm_root=tmp_path, workspace=tmp_path,
                         params={"claude_cli_path": str(tmp_path / "nope")})
-    with pytest.raises(RuntimeError, match="claude_cli_path"):
+    with pytest.raises(RuntimeFailure, match="claude_cli_path"):
         await ClaudeRuntime(ctx, lambda p: None).start()
 
 
