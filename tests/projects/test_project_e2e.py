@@ -272,3 +272,28 @@ def test_wait_timeout_exits_4_and_status_json_has_the_documented_shape(cs: Codes
     created = json.loads(cs.run("project", "create", "--repo", str(repo), "--tasks", str(path), "--swarm", sid,
                                 "--json").stdout)
     assert created["project_id"] != pid and created["state"] == "created"
+
+
+def test_resume_retry_failed_reruns_the_failed_task_and_its_blocked_dependents(cs: Codeswarm) -> None:
+    import json
+
+    repo = user_repo(cs.tmp)
+    sid = _launch(cs, 2)
+    flag = cs.tmp / "fixed"
+    tasks = [{"id": "needs-fix", "prompt": "[mock:write=n.txt] x", "verify": f"test -f {flag}"},
+             {"id": "after", "prompt": "[mock:write=a.txt] y", "depends_on": ["needs-fix"]}]
+    code, status, proc = _create(cs, repo, tasks, sid, timeout=90)
+    assert code == 5, proc.stdout + proc.stderr
+    pid = status["project_id"]
+    assert [t["state"] for t in status["tasks"]] == ["failed", "blocked"]
+    preview = cs.json("project", "resume-preview", pid)
+    assert preview["will_run"] == [], "without --retry-failed nothing would run"
+    preview = cs.json("project", "resume-preview", pid, "--retry-failed")
+    assert preview["will_run"] == ["needs-fix", "after"]
+    flag.write_text("")
+    proc = cs.run("project", "resume", pid, "--retry-failed", "--wait", "--timeout", "90", "--json", check=False,
+                  timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    done = json.loads(proc.stdout)
+    assert [(t["id"], t["state"], t["attempts"]) for t in done["tasks"]] == [("needs-fix", "completed", 1),
+                                                                             ("after", "completed", 1)]
