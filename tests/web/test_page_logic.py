@@ -84,3 +84,37 @@ def test_ages_use_the_router_clock(stack: Stack, open_page: Any) -> None:
     skew = page.evaluate("window.codeswarm.store.skew")
     assert -3700 < skew < -3590, skew
     assert not errors.items, errors.items
+
+
+def test_spend_and_budget(stack: Stack, open_page: Any) -> None:
+    """Spend per node (usage.node_spend_usd) and per swarm, with a budget bar and its warnings."""
+    from playwright.sync_api import expect
+
+    r = stack.router
+    stack.call(lambda: r.append("swarm_launched", node_count=2, state="running", provider="local",
+                                provider_id="scripted", agent_runtime="mock"))
+    page, errors = open_page(f"{stack.web.url}#/swarm/{SWARM}")
+    expect(page.locator(".ov-win .cell")).to_have_count(2)
+
+    async def live(*events: tuple[str, dict[str, Any]]) -> None:
+        for name, data in events:
+            r.append(name, **data)
+            for s in list(r.streams):
+                await r._send(s, [r.log[-1]])
+
+    trio.from_thread.run(live, ("usage", {"node_id": 1, "total_tokens": 1200, "estimated_cost_usd": 0.25,
+                                          "node_spend_usd": 0.25}),
+                         ("usage", {"node_id": 1, "total_tokens": 2400, "estimated_cost_usd": 0.17,
+                                    "node_spend_usd": 0.42}),
+                         ("budget_updated", {"request_id": None, "budget_usd": 1.0, "spend_usd": 0.42,
+                                             "budget_state": "ok"}), trio_token=stack.token)
+    expect(page.locator(".ov-win .cell[data-node='1'] .meta")).to_contain_text("2.4k tok $0.42")
+    spend = page.locator("dd[data-fact=spend]")
+    expect(spend).to_contain_text("$0.42 of $1.00")
+    expect(spend.locator("meter")).to_have_attribute("max", "1")
+    expect(page.locator(f".swarm-item[data-swarm='{SWARM}'] .cost")).to_have_text("$0.42 / $1.00")
+    trio.from_thread.run(live, ("budget_exceeded", {"scope": "swarm", "spend_usd": 1.02, "budget_usd": 1.0,
+                                                    "percent": 102}), trio_token=stack.token)
+    expect(spend).to_contain_text("exceeded")
+    expect(page.locator(".notice.error")).to_contain_text("102% of its $1 budget spent")
+    assert not errors.items, errors.items
