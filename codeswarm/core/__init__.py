@@ -10,6 +10,7 @@ has the map; kernel.py the rules.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from codeswarm.core import approvals, lifecycle, observe, projects, queue, spend, ticks, turns
@@ -29,15 +30,11 @@ FEATURES: tuple[Feature, ...] = (
 
 REGISTRY = Registry(FEATURES)
 
-
-def decide(state: CoreState, inp: Any, now: float, ids: Ids) -> Decision:
-    """What should happen for `inp` at `now`: events to log and effects for the shell. Pure."""
-    return REGISTRY.decide(state, inp, now, ids)
-
-
-def reduce(state: CoreState, event: Event) -> CoreState:
-    """Fold one event into `state` (in place) and return it."""
-    return REGISTRY.reduce(state, event)
+# decide(state, input, now, ids) -> Decision: what should happen for `input` at `now` (pure).
+# reduce(state, event) -> state: fold one event into `state` (in place) and return it.
+# Bound methods rather than wrappers: both run once per outbox line / event on the hot path.
+decide: Callable[[CoreState, Any, float, Ids], Decision] = REGISTRY.decide
+reduce: Callable[[CoreState, Event], CoreState] = REGISTRY.reduce
 
 
 __all__ = ["CoreState", "Decision", "Event", "FEATURES", "Feature", "Ids", "InboxLine", "Out", "StartTerminate",

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from codeswarm.core.records import CoreState
 
 Ids = Callable[[], str]
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One state change or notice. `data` is the wire `data` object (plus the private `_record`
-    of swarm_launched); `ts` is the decision's `now` (the envelope timestamp; reducers never
-    read it); `seq` is assigned by the shell when it logs the event."""
+class Event(NamedTuple):
+    """One state change or notice (immutable; a NamedTuple because one is made per event on the
+    ingest's hot path). `data` is the wire `data` object (plus the private `_record` of
+    swarm_launched); `ts` is the decision's `now` (the envelope timestamp; reducers never read
+    it); `seq` is assigned by the shell when it logs the event."""
 
     name: str
     data: dict[str, Any]
@@ -54,28 +54,57 @@ class StartTerminate:
 Effect = InboxLine | StartTerminate
 
 
-@dataclass
-class Decision:
-    events: list[Event] = field(default_factory=list)
-    effects: list[Any] = field(default_factory=list)
+class Decision(NamedTuple):
+    """What a decision produced: events to log (in order) and effects for the shell."""
+
+    events: list[Event]
+    effects: list[Any]
 
 
 class Out:
     """Collects one decision's events and effects, plus the facts a multi-step decision needs
     about its own earlier steps (the state does not change until the shell reduces)."""
 
-    __slots__ = ("now", "ids", "events", "effects", "claimed_nodes", "resolved_approvals", "queues",
-                 "closed_injections")
+    __slots__ = ("now", "ids", "events", "effects", "_claimed", "_resolved", "_queues", "_closed")
 
     def __init__(self, now: float, ids: Ids) -> None:
         self.now = now
         self.ids = ids
         self.events: list[Event] = []
         self.effects: list[Any] = []
-        self.claimed_nodes: set[tuple[str, int]] = set()  # nodes given an injection in this decision
-        self.resolved_approvals: set[str] = set()  # approval ids resolved in this decision
-        self.queues: dict[str, list[dict[str, Any]]] = {}  # swarm_id -> queue as this decision left it
-        self.closed_injections: set[str] = set()  # injection ids failed or completed in this decision
+        # Made on first use: most decisions (one outbox line) need none of them.
+        self._claimed: set[tuple[str, int]] | None = None
+        self._resolved: set[str] | None = None
+        self._queues: dict[str, list[dict[str, Any]]] | None = None
+        self._closed: set[str] | None = None
+
+    @property
+    def claimed_nodes(self) -> set[tuple[str, int]]:
+        """(swarm_id, node_id) given an injection in this decision."""
+        if self._claimed is None:
+            self._claimed = set()
+        return self._claimed
+
+    @property
+    def resolved_approvals(self) -> set[str]:
+        """Approval ids resolved in this decision."""
+        if self._resolved is None:
+            self._resolved = set()
+        return self._resolved
+
+    @property
+    def queues(self) -> dict[str, list[dict[str, Any]]]:
+        """swarm_id -> its queue as this decision left it."""
+        if self._queues is None:
+            self._queues = {}
+        return self._queues
+
+    @property
+    def closed_injections(self) -> set[str]:
+        """Injection ids failed or completed in this decision."""
+        if self._closed is None:
+            self._closed = set()
+        return self._closed
 
     def emit(self, name: str, data: dict[str, Any]) -> None:
         self.events.append(Event(name, data, self.now))
@@ -120,7 +149,7 @@ class Registry:
             raise TypeError(f"no decider for {type(inp).__name__}")
         out = Out(now, ids)
         fn(state, inp, now, ids, out)
-        return out.decision()
+        return Decision(out.events, out.effects)
 
     def reduce(self, state: CoreState, event: Event) -> CoreState:
         """Fold one event into the state (in place; returns it). Deterministic: replay uses it."""

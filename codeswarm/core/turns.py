@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from codeswarm.core import approvals, spend, steps
 from codeswarm.core.kernel import Feature, Ids, Out
@@ -23,8 +23,11 @@ TURN_CONTENT = frozenset({
 })
 
 
-@dataclass(frozen=True)
-class LifecycleLine:
+# Runtime events with lifecycle meaning; every other one is content passed through.
+_TURN_CONTROL = frozenset({"turn_started", "turn_complete", "exec_approval_required", "command_started"})
+
+
+class LifecycleLine(NamedTuple):
     """A `type: lifecycle` outbox line of one node (already checked: integer seq, new)."""
 
     swarm_id: str
@@ -32,9 +35,8 @@ class LifecycleLine:
     line: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class RuntimeOutput:
-    """The normalized events of one `type: runtime` outbox line."""
+class RuntimeOutput(NamedTuple):
+    """The normalized events of one `type: runtime` outbox line (a NamedTuple: one per line)."""
 
     swarm_id: str
     node_id: int
@@ -111,12 +113,13 @@ def _worker_exited(out: Out, swarm: Swarm, node_id: int, data: dict[str, Any], s
 
 
 def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, out: Out) -> None:
-    """Route the normalized events of one outbox line through the injection steps."""
+    """Route the normalized events of one outbox line through the injection lifecycle."""
     swarm = state.swarms.get(inp.swarm_id)
     if swarm is None:
         return
     node_id, injection_id, outbox_seq = inp.node_id, inp.injection_id, inp.outbox_seq
-    heard_from(out, swarm, node_id)
+    if swarm.nodes[node_id].worker == "stale":
+        heard_from(out, swarm, node_id)
     inj: Injection | None = swarm.injections.get(injection_id) if injection_id else None
     if inj is not None and inj.node_id != node_id:
         inj = None
@@ -125,16 +128,9 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
     turn_id = inj.turn_id if inj is not None else None
     turn_cost = Decimal(inj.spend_usd) if inj is not None else Decimal(0)  # plus this decision's usage
     unpriced = False
-
-    def start(new_turn_id: Any) -> None:
-        nonlocal inj_state, turn_id
-        assert inj is not None
-        steps.start_turn(out, swarm, inj, new_turn_id, outbox_seq)
-        inj_state = "started"
-        turn_id = new_turn_id or turn_id
-
+    common = {"swarm_id": swarm.swarm_id, "job_id": swarm.job_id, "node_id": node_id, "injection_id": injection_id}
     for name, payload in inp.events:
-        data = {**runtime_fields(swarm, node_id, injection_id), **payload, "outbox_seq": outbox_seq}
+        data = {**common, **payload, "outbox_seq": outbox_seq}
         if name == "usage":
             cost = spend.charge_usage(out, state, swarm, node_id, data)
             turn_cost += cost or 0
@@ -144,21 +140,24 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
             if name not in ("turn_started", "turn_complete", "exec_approval_required"):
                 out.emit(name, data)
             continue
+        if inj_state == "started" and name not in _TURN_CONTROL:  # the hot path: content of a running turn
+            out.emit(name, data)
+            continue
+        if inj_state == "delivered" and (name in TURN_CONTENT or name in ("turn_started", "turn_complete")):
+            new_turn_id = payload.get("turn_id")
+            steps.start_turn(out, swarm, inj, new_turn_id, outbox_seq)
+            inj_state, turn_id = "started", new_turn_id or turn_id
+            if name == "turn_started":
+                continue
         if name == "turn_started":
-            if inj_state == "delivered":
-                start(payload.get("turn_id"))
             continue
         if name == "turn_complete":
-            if inj_state == "delivered":
-                start(payload.get("turn_id"))
-            if inj_state in ("delivered", "started"):
+            if inj_state == "started":
                 steps.close_turn(out, swarm, inj, aborted=False, status=payload.get("status") or "completed",
-                                     turn_id=turn_id, extra={"outbox_seq": outbox_seq, "turn_cost_usd": money(turn_cost),
-                                                             **({"turn_cost_unknown": True} if unpriced else {})})
+                                 turn_id=turn_id, extra={"outbox_seq": outbox_seq, "turn_cost_usd": money(turn_cost),
+                                                         **({"turn_cost_unknown": True} if unpriced else {})})
                 inj_state = "completed"
             continue
-        if name in TURN_CONTENT and inj_state == "delivered":
-            start(payload.get("turn_id"))
         if name == "exec_approval_required":
             approvals.required(out, swarm, inj, data)
             continue
