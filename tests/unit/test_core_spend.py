@@ -147,3 +147,12 @@ def test_routing_into_a_swarm_whose_budget_is_spent_is_ignored(h) -> None:
     ignored = [d for n, d in h.events(after=mark) if n == "auto_route_ignored"]
     assert ignored and "budget is spent" in ignored[0]["reason"]
     assert "inter_swarm_enqueued" not in h.names(after=mark)
+
+
+def test_config_default_budget_applies_when_the_launch_names_none(h) -> None:
+    import dataclasses
+
+    h.state.settings = dataclasses.replace(h.state.settings, default_swarm_budget_usd=Decimal(5))
+    defaulted, _ = h.launch(nodes=1)
+    own, _ = h.launch(nodes=1, budget_usd=2.5)
+    assert defaulted.budget_usd == 5.0 and own.budget_usd == 2.5
