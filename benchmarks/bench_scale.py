@@ -270,7 +270,7 @@ class Bench:
         out, _ = cli.communicate(timeout=120)
         inj = json.loads(out)
         assert {n["node_id"]: n["injection_id"] for n in inj["nodes"]} == iids
-        assert all(n["outcome"] == "delivered" for n in inj["nodes"]), inj
+        assert all(n["outcome"] in ("delivered", "started") for n in inj["nodes"]), inj
         return iids
 
     def stream(self, iids: dict[int, str]) -> None:
