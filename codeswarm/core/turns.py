@@ -23,6 +23,8 @@ TURN_CONTENT = frozenset({
 })
 
 
+_ZERO = Decimal(0)
+
 # Runtime events with lifecycle meaning; every other one is content passed through.
 _TURN_CONTROL = frozenset({"turn_started", "turn_complete", "exec_approval_required", "command_started"})
 
@@ -126,14 +128,14 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
     # The injection's state and turn id as this decision moves them (the record changes only on reduce).
     inj_state = inj.state if inj is not None else None
     turn_id = inj.turn_id if inj is not None else None
-    turn_cost = Decimal(inj.spend_usd) if inj is not None else Decimal(0)  # plus this decision's usage
+    added = _ZERO  # this decision's usage; the turn's cost so far is read only when a turn closes
     unpriced = False
     common = {"swarm_id": swarm.swarm_id, "job_id": swarm.job_id, "node_id": node_id, "injection_id": injection_id}
     for name, payload in inp.events:
         data = {**common, **payload, "outbox_seq": outbox_seq}
         if name == "usage":
             cost = spend.charge_usage(out, state, swarm, node_id, data)
-            turn_cost += cost or 0
+            added += cost or 0
             unpriced = unpriced or cost is None
             continue
         if inj is None:
@@ -153,8 +155,9 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
             continue
         if name == "turn_complete":
             if inj_state == "started":
+                cost_usd = money(Decimal(inj.spend_usd) + added)
                 steps.close_turn(out, swarm, inj, aborted=False, status=payload.get("status") or "completed",
-                                 turn_id=turn_id, extra={"outbox_seq": outbox_seq, "turn_cost_usd": money(turn_cost),
+                                 turn_id=turn_id, extra={"outbox_seq": outbox_seq, "turn_cost_usd": cost_usd,
                                                          **({"turn_cost_unknown": True} if unpriced else {})})
                 inj_state = "completed"
             continue
