@@ -120,7 +120,7 @@ def test_restart_on_failure_respawns_the_worker_and_resumes_its_thread(cs: Codes
     old_pid = worker_pid(cs, job, 1)
     for attempt in (1, 2):
         killed_at = kill_worker(cs, job, 1)
-        evs = cs.wait_for(lambda es: sum(1 for e in es if e["event"] == "node_restarted") >= attempt,
+        evs = cs.wait_for(lambda es, n=attempt: sum(1 for e in es if e["event"] == "node_restarted") >= n,
                           "--swarm", sid, timeout=30)
         lost = lost_events(evs, 1)
         assert len(lost) == attempt and ts(lost[-1]) - killed_at <= LOST_WITHIN
