@@ -62,6 +62,10 @@ def lost_events(evs: list[dict[str, Any]], node: int) -> list[dict[str, Any]]:
             and e["data"]["worker"] == "lost"]
 
 
+def node_states(evs: list[dict[str, Any]], node: int) -> list[str]:
+    return [e["data"]["worker"] for e in evs if e["event"] == "node_status" and e["data"]["node_id"] == node]
+
+
 def kill_worker(cs: Codeswarm, job: str, node: int) -> float:
     pid = worker_pid(cs, job, node)
     assert _alive(pid)
@@ -120,8 +124,8 @@ def test_restart_on_failure_respawns_the_worker_and_resumes_its_thread(cs: Codes
     old_pid = worker_pid(cs, job, 1)
     for attempt in (1, 2):
         killed_at = kill_worker(cs, job, 1)
-        evs = cs.wait_for(lambda es, n=attempt: sum(1 for e in es if e["event"] == "node_restarted") >= n,
-                          "--swarm", sid, timeout=30)
+        evs = cs.wait_for(lambda es, n=attempt: sum(1 for e in es if e["event"] == "node_restarted") >= n
+                          and node_states(es, 1)[-1:] == ["running"], "--swarm", sid, timeout=30)
         lost = lost_events(evs, 1)
         assert len(lost) == attempt and ts(lost[-1]) - killed_at <= LOST_WITHIN
         restarted = [e for e in evs if e["event"] == "node_restarted"][-1]["data"]
