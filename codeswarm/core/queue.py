@@ -81,8 +81,20 @@ def _queue(out: Out, swarm: Swarm) -> list[dict[str, Any]]:
     return out.queues[swarm.swarm_id]
 
 
-def _updated(out: Out, state: CoreState) -> None:
-    out.emit("queue_updated", {"items": [public_item(i) for i in all_items(state, out.queues)]})
+# queue_updated carries the full list only while it is this short: with it on every change, a
+# growing queue made the log quadratic (issue 12 #7: 3,000 items, 1.5 GB). The deltas are the
+# inter_swarm_enqueued / _dispatched / _dropped events; queue_list answers the whole list.
+SNAPSHOT_MAX_ITEMS = 50
+
+
+def _updated(out: Out, state: CoreState, swarm: Swarm) -> None:
+    total = sum(len(out.queues.get(sid, sw.queue)) for sid, sw in state.swarms.items())
+    data: dict[str, Any] = {"target_swarm_id": swarm.swarm_id, "length": len(_queue(out, swarm)), "total": total}
+    if total <= SNAPSHOT_MAX_ITEMS:
+        data["items"] = [public_item(i) for i in all_items(state, out.queues)]
+    else:
+        data["items_omitted"] = True
+    out.emit("queue_updated", data)
 
 
 def _item_fields(item: dict[str, Any]) -> dict[str, Any]:
@@ -124,14 +136,14 @@ def enqueue(out: Out, state: CoreState, target: Swarm, *, request_id: str | None
     items = _queue(out, target)
     item = new_item(data, target.swarm_id)
     items.append(item)
-    _updated(out, state)
+    _updated(out, state, target)
     if selector == "idle":
         dispatch_idle(out, state, target)
         return
     out.emit("inter_swarm_dispatched", {**_item_fields(item), "nodes": nodes})
     items.remove(item)
     steps.inject(out, target, list(nodes or []), content, request_id, origin=origin)
-    _updated(out, state)
+    _updated(out, state, target)
 
 
 def dispatch_idle(out: Out, state: CoreState, swarm: Swarm) -> None:
@@ -150,7 +162,7 @@ def dispatch_idle(out: Out, state: CoreState, swarm: Swarm) -> None:
                          origin=item.get("_origin"))
         changed = True
     if changed:
-        _updated(out, state)
+        _updated(out, state, swarm)
 
 
 def drop_all(out: Out, state: CoreState, swarm: Swarm, reason: str) -> None:
@@ -160,7 +172,7 @@ def drop_all(out: Out, state: CoreState, swarm: Swarm, reason: str) -> None:
     for item in list(items):
         out.emit("inter_swarm_dropped", {**_item_fields(item), "reason": reason})
     items.clear()
-    _updated(out, state)
+    _updated(out, state, swarm)
 
 
 def find_item(state: CoreState, queue_id: str) -> dict[str, Any] | None:
@@ -213,6 +225,11 @@ def parse_enqueue(cmd: Command, state: CoreState) -> Enqueue:
     if not target.active:
         raise Rejection("swarm_not_active", "target swarm is terminating or terminated",
                         request_id=cmd.request_id, command=cmd.command)
+    limit = state.settings.queue_max_items_per_swarm
+    if selector == "idle" and len(target.queue) >= limit:
+        raise Rejection("queue_full", f"the queue of swarm {target.swarm_id} is full ({limit} items, "
+                        "router.queue_max_items_per_swarm): retry when it drains", request_id=cmd.request_id,
+                        command=cmd.command)
     nodes: list[int] | None = None
     if selector == "nodes":
         if cmd.payload.get("nodes") is None:
@@ -276,6 +293,10 @@ def decide_route(state: CoreState, inp: RouteAnswer, now: float, ids: Ids, out: 
                 continue
         elif d.selector == "all":
             nodes = list(range(target.node_count))
+        if d.selector == "idle" and len(_queue(out, target)) >= state.settings.queue_max_items_per_swarm:
+            out.emit("auto_route_ignored", {**base, "reason": f"the queue of {d.target} is full "
+                                            f"({state.settings.queue_max_items_per_swarm} items)"})
+            continue
         out.emit("auto_route_submitted", {**base, "target_swarm_id": target.swarm_id, "nodes": nodes})
         enqueue(out, state, target, request_id=None, source_swarm_id=swarm.swarm_id, selector=d.selector,
                 nodes=nodes, content=d.content, origin=[swarm.swarm_id, node_id])

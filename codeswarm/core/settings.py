@@ -20,6 +20,7 @@ class CoreSettings:
     worker_heartbeat_timeout_seconds: float = 60
     worker_start_timeout_seconds: float = 300
     approval_timeout_seconds: float = 3600
+    queue_max_items_per_swarm: int = 1000
     # spend (config `model_pricing` and `budget`, docs/SPEND.md)
     pricing: PricingCatalog = field(default_factory=PricingCatalog.build)
     budget_warn_fraction: Decimal = DEFAULT_WARN_FRACTION
