@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -38,7 +39,9 @@ from codeswarm.core.views import list_record, open_approvals, status_data
 from codeswarm.router.app import new_id
 from codeswarm.router.connection import Connection
 from codeswarm.router.idempotency import IdempotencyKeys, deduplicated_data
-from codeswarm.router.providers.base import JobHandle, LaunchSpec
+from codeswarm.router.persona import persona_files
+from codeswarm.router.providers.base import ClusterProvider, JobHandle, LaunchSpec
+from codeswarm.router.worker_env import worker_env
 from codeswarm.spend.budget import parse_budget
 
 if TYPE_CHECKING:
@@ -50,6 +53,7 @@ MAX_NODES = 4096
 SPEND_PARAMS = ("budget_usd", "pricing_model")
 _ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # what routing directives can name
 TERMINATE_EXIT_WAIT = 10.0
+ABANDON_TIMEOUT = 60.0
 
 
 class Handlers:
@@ -77,8 +81,8 @@ class Handlers:
             log.exception("command %s failed", cmd.command)
             self.r.emit(
                 "command_rejected",
-                Rejection("internal_error", f"unexpected router error: {exc!r}", request_id=cmd.request_id,
-                          command=cmd.command).data(),
+                Rejection("internal_error", f"unexpected router error ({type(exc).__name__}); the router log "
+                          "has the details", request_id=cmd.request_id, command=cmd.command).data(),
             )
 
     async def _deduplicated(self, conn: Connection, cmd: Command) -> bool:
@@ -252,11 +256,17 @@ class Handlers:
             job = await provider.submit(spec)
         except ProviderError as exc:
             raise Rejection("launch_failed", str(exc), request_id=cmd.request_id, command=cmd.command) from None
-        await trio.to_thread.run_sync(write_swarm_files, job, swarm_id, nodes, preset.id, params, files)
-        decision = self.r.decide(Launch(
-            request_id=cmd.request_id, swarm_id=swarm_id, job=job.to_json(), node_count=nodes,
-            provider=preset.backend, provider_id=preset.id, params=params, system_prompt=system_prompt,
-        ))
+        try:
+            await trio.to_thread.run_sync(write_swarm_files, job, swarm_id, nodes, preset.id, params, files)
+            decision = self.r.decide(Launch(
+                request_id=cmd.request_id, swarm_id=swarm_id, job=job.to_json(), node_count=nodes,
+                provider=preset.backend, provider_id=preset.id, params=params, system_prompt=system_prompt,
+            ))
+        except Exception as exc:  # issue 12 #8: the workers run but no swarm will know them: stop them
+            log.exception("launch %s failed after submit", swarm_id)
+            cleanup = await abandon_job(provider, job)
+            raise Rejection("launch_failed", f"cannot set up the swarm's files: {plain_error(exc)}; {cleanup}",
+                            request_id=cmd.request_id, command=cmd.command) from None
         self.r.ingest.sync()
         await self.r.carry_out(decision.effects)
 
@@ -384,56 +394,31 @@ class Handlers:
             self.terminating.pop(swarm.swarm_id, None)
 
 
-def persona_files(cmd: Command) -> dict[str, str]:
-    """AGENTS.md and skills files to write into every node workspace (PROTOCOL.md 4.1)."""
-    files: dict[str, str] = {}
-    bundle = cmd.payload.get("agents_bundle")
-    if bundle is not None:
-        if not isinstance(bundle, dict):
-            raise Rejection("invalid_payload", "agents_bundle: must be an object", request_id=cmd.request_id,
-                            command=cmd.command)
-        md = bundle.get("agents_md_content")
-        if md is not None and not isinstance(md, str):
-            raise Rejection("invalid_payload", "agents_bundle.agents_md_content: must be a string",
-                            request_id=cmd.request_id, command=cmd.command)
-        if md:
-            files["AGENTS.md"] = md
-        if bundle.get("mode") == "directory":
-            skills = bundle.get("skills_files") or []
-            if not isinstance(skills, list):
-                raise Rejection("invalid_payload", "agents_bundle.skills_files: must be a list",
-                                request_id=cmd.request_id, command=cmd.command)
-            for i, f in enumerate(skills):
-                path = f.get("path") if isinstance(f, dict) else None
-                content = f.get("content") if isinstance(f, dict) else None
-                if not isinstance(path, str) or not isinstance(content, str) or not path:
-                    raise Rejection("invalid_payload", f"agents_bundle.skills_files[{i}]: needs path and content",
-                                    request_id=cmd.request_id, command=cmd.command)
-                parts = path.replace("\\", "/").split("/")
-                if path.startswith("/") or ".." in parts:
-                    raise Rejection("invalid_payload", f"agents_bundle.skills_files[{i}].path: must be relative "
-                                    "without '..'", request_id=cmd.request_id, command=cmd.command)
-                files[".agents/skills/" + "/".join(p for p in parts if p not in ("", "."))] = content
-    else:
-        md = cmd.payload.get("agents_md_content")
-        if md is not None and not isinstance(md, str):
-            raise Rejection("invalid_payload", "agents_md_content: must be a string", request_id=cmd.request_id,
-                            command=cmd.command)
-        if md:
-            files["AGENTS.md"] = md
-    return files
+def plain_error(exc: BaseException) -> str:
+    """A message for clients: the OS's words for an OSError, never a Python repr (issue 12 #8)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def worker_env(params: dict[str, Any], preset_env: dict[str, str]) -> dict[str, str]:
-    import orjson
+async def abandon_job(provider: ClusterProvider, job: JobHandle) -> str:
+    """Cancel a submitted job no swarm record refers to and remove its swarm root; says what happened."""
+    with trio.CancelScope(shield=True), trio.move_on_after(ABANDON_TIMEOUT) as scope:
+        try:
+            await provider.cancel(job)
+        except ProviderError as exc:
+            log.error("cannot cancel abandoned job %s: %s", job.job_id, exc)
+            return f"cancelling job {job.job_id} failed too ({exc}): stop it by hand"
+    if scope.cancelled_caught:
+        log.error("cancelling abandoned job %s timed out", job.job_id)
+        return f"cancelling job {job.job_id} timed out: stop it by hand"
 
-    env = dict(preset_env)
-    env["CODESWARM_WORKER_MODE"] = str(params.get("worker_mode") or "codex")
-    env["CODESWARM_APPROVAL_POLICY"] = str(params.get("approval_policy") or "never")
-    if params.get("sandbox_mode"):
-        env["CODESWARM_SANDBOX_MODE"] = str(params["sandbox_mode"])
-    env["CODESWARM_PARAMS"] = orjson.dumps({k: v for k, v in params.items() if not k.startswith("_")}).decode()
-    return env
+    def remove(func: Any, path: str, exc_info: Any) -> None:
+        log.error("cannot remove %s of abandoned job %s: %s", path, job.job_id, exc_info[1])
+
+    await trio.to_thread.run_sync(lambda: shutil.rmtree(job.swarm_root, onerror=remove))
+    return f"job {job.job_id} was cancelled"
 
 
 def write_swarm_files(job: JobHandle, swarm_id: str, nodes: int, preset_id: str, params: dict[str, Any],
