@@ -45,6 +45,7 @@ class RouterSettings:
     event_log_segment_events: int = 50_000
     event_log_max_age_seconds: float = 0  # 0: prune by count only
     idempotency_ttl_seconds: float = 86_400
+    queue_max_items_per_swarm: int = 1000  # issue 12 #7: one more is rejected with queue_full
     include_raw: bool = False
     state_dir: str | None = None
     tcp_enabled: bool = False
@@ -239,6 +240,7 @@ _ROUTER_BOUNDS: dict[str, tuple[float, bool]] = {
     "event_log_segment_events": (1, True),
     "event_log_max_age_seconds": (0, False),
     "idempotency_ttl_seconds": (0, False),
+    "queue_max_items_per_swarm": (1, True),
 }
 LOOPBACK_NAMES = ("localhost",)
 MIN_TCP_TOKEN = 16
@@ -385,6 +387,9 @@ def _slurm_profiles(cluster: dict[str, Any], where: str) -> dict[str, SlurmProfi
     return out
 
 
+MAX_RESTARTS = 100
+
+
 def validate_params(params: dict[str, Any], where: str) -> dict[str, Any]:
     """Check the known provider_params keys; raise InvalidParam on a bad one."""
     checks = {
@@ -404,6 +409,17 @@ def validate_params(params: dict[str, Any], where: str) -> dict[str, Any]:
         v = params["mock_delay_ms"]
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise InvalidParam("mock_delay_ms", "must be a non-negative integer")
+    # The restart policy of dead workers (issue 12 #9): off unless "on-failure".
+    if "restart" in params and params["restart"] not in (None, "no", "on-failure"):
+        raise InvalidParam("restart", "must be no or on-failure")
+    if "restart_max" in params:
+        v = params["restart_max"]
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_RESTARTS:
+            raise InvalidParam("restart_max", f"must be an integer from 0 to {MAX_RESTARTS}")
+    if "restart_backoff_seconds" in params:
+        v = params["restart_backoff_seconds"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 3600:
+            raise InvalidParam("restart_backoff_seconds", "must be a number of seconds from 0 to 3600")
     if "time_limit" in params and (not isinstance(params["time_limit"], str) or not _TIME_LIMIT.match(params["time_limit"])):
         raise InvalidParam("time_limit", "must look like HH:MM:SS")
     if "budget_usd" in params:

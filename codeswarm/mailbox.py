@@ -113,6 +113,7 @@ class LineBatch(NamedTuple):  # not a dataclass: the lean worker imports this (s
     bad: list[str]  # descriptions of lines that could not be parsed
     offset: int  # byte offset after the last complete line consumed
     refused: str | None = None  # the file is a symlink or not a regular file: nothing was read
+    ends: tuple[int, ...] = ()  # per line of `lines`: the byte offset just after it
 
 
 def read_complete_lines(path: Path, offset: int, max_bytes: int = 8 << 20) -> LineBatch:
@@ -138,7 +139,10 @@ def parse_chunk(chunk: bytes, offset: int) -> LineBatch:
     lines: list[dict[str, Any]] = []
     bad: list[str] = []
     loads = codec.loads
+    ends: list[int] = []
+    pos = offset
     for raw in chunk[:end].split(b"\n"):
+        pos += len(raw) + 1
         if not raw.strip():
             continue
         try:
@@ -150,4 +154,5 @@ def parse_chunk(chunk: bytes, offset: int) -> LineBatch:
             bad.append(f"not an object: {raw[:80]!r}")
             continue
         lines.append(obj)
-    return LineBatch(lines, bad, offset + end + 1)
+        ends.append(pos)
+    return LineBatch(lines, bad, offset + end + 1, ends=tuple(ends))

@@ -16,7 +16,7 @@ from codeswarm.errors import Rejection as Rejection, SelectorError
 
 PROTOCOL = "codeswarm.router.v1"
 MAX_LINE_BYTES = 1 << 20
-EXTENSIONS = ["seq", "subscribe", "idempotency_key", "node_selector", "swarm_state", "projects"]
+EXTENSIONS = ["seq", "subscribe", "idempotency_key", "node_selector", "swarm_state", "projects", "node_liveness"]
 
 PROJECT_COMMANDS = frozenset({"project_create", "project_plan", "project_start", "project_resume",
                               "project_resume_preview", "project_list", "project_status", "project_cancel"})
@@ -53,6 +53,7 @@ LIFECYCLE_EVENTS = frozenset(
         "inject_failed",
         "turn_complete",
         "node_status",
+        "node_restarted",
         "exec_approval_required",
         "exec_approval_resolved",
         "command_rejected",

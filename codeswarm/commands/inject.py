@@ -143,7 +143,7 @@ def _follow_events(client: Any, swarm_id: str, followed: list[str], targets: set
             rec["outcome"] = "delivered"
             if not wait:
                 done.add(iid)
-        elif name == "turn_started" and rec["outcome"] in ("acked", "delivered"):
+        elif name == "turn_started" and wait and rec["outcome"] in ("acked", "delivered"):
             rec["outcome"] = "started"
         elif name == "inject_failed":
             rec.update(outcome="failed", reason=data.get("reason"), error=data.get("error"))

@@ -164,8 +164,14 @@ class Registry:
         swarm.seq = event.seq
         node_id = data.get("node_id")
         oseq = data.get("outbox_seq")
-        if isinstance(oseq, int) and isinstance(node_id, int) and 0 <= node_id < swarm.node_count:
+        offset = data.get("outbox_offset")
+        if isinstance(node_id, int) and 0 <= node_id < swarm.node_count:
             node = swarm.nodes[node_id]
-            if oseq > node.outbox_seq:
+            if isinstance(offset, int) and offset > 0:  # the read position, by place in the file (#5)
+                if offset > node.outbox_offset:
+                    node.outbox_offset = offset
+                    if isinstance(oseq, int):
+                        node.outbox_seq = oseq
+            elif isinstance(oseq, int) and oseq > node.outbox_seq:  # logs written before outbox_offset
                 node.outbox_seq = oseq
         return state

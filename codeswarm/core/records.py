@@ -76,9 +76,11 @@ class Node:
     exit_code: int | None = None
     exit_reason: str | None = None
     hostname: str | None = None
-    outbox_seq: int = 0  # highest outbox seq turned into events (from the events' outbox_seq)
+    outbox_seq: int = 0  # seq of the last outbox line turned into events (from the events' outbox_seq)
+    outbox_offset: int = 0  # byte offset after that line (the events' outbox_offset): where reading resumes
     thread_status: str | None = None
     spend: dict[str, Any] = field(default_factory=dict)  # spend.meter.NodeMeter.to_json()
+    restart_count: int = 0  # restarts of this node's worker by the restart policy (node_restarted)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Node":

@@ -25,6 +25,7 @@ class WorkerState(enum.StrEnum):
     RUNNING = "running"
     STALE = "stale"
     EXITED = "exited"
+    LOST = "lost"  # the provider saw the worker process end without worker_exited (issue 12 #9)
 
 
 class InjectionState(enum.StrEnum):
@@ -46,12 +47,14 @@ SWARM_TRANSITIONS: Mapping[SwarmState, frozenset[SwarmState]] = {
 }
 
 WORKER_TRANSITIONS: Mapping[WorkerState, frozenset[WorkerState]] = {
-    W.NOT_STARTED: frozenset({W.RUNNING, W.STALE, W.EXITED}),
+    W.NOT_STARTED: frozenset({W.RUNNING, W.STALE, W.EXITED, W.LOST}),
     # running -> running: a second worker_started (a worker restarted by its job) is reported again
-    W.RUNNING: frozenset({W.RUNNING, W.STALE, W.EXITED}),
-    W.STALE: frozenset({W.RUNNING, W.EXITED}),
+    W.RUNNING: frozenset({W.RUNNING, W.STALE, W.EXITED, W.LOST}),
+    W.STALE: frozenset({W.RUNNING, W.EXITED, W.LOST}),
     # a worker_started line after an exit: a new worker process on that node (e.g. a requeued job)
     W.EXITED: frozenset({W.RUNNING, W.EXITED}),
+    # lost -> running: the restarted worker wrote worker_started; lost -> exited: a late worker_exited
+    W.LOST: frozenset({W.RUNNING, W.EXITED}),
 }
 
 INJECTION_TRANSITIONS: Mapping[InjectionState, frozenset[InjectionState]] = {

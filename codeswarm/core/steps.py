@@ -29,8 +29,13 @@ def inject(out: Out, swarm: Swarm, node_ids: list[int], content: str, request_id
             "injection_id": iid, "prompt": content, "acked_at": out.now, **({"origin": origin} if origin else {}),
         })
     for node_id, iid in acked:
-        if swarm.nodes[node_id].worker == "exited":
+        worker = swarm.nodes[node_id].worker
+        if worker == "exited":
             fail_injection(out, swarm, node_id, iid, request_id, "node_not_running", "the node's worker has exited")
+            continue
+        if worker == "lost":  # issue 12 #9: at once, not after the inject timeout
+            fail_injection(out, swarm, node_id, iid, request_id, "node_lost",
+                           "the node's worker is gone (node_status lost)")
             continue
         out.effect(InboxLine(swarm.swarm_id, node_id,
                              {"type": "user", "injection_id": iid, "content": content, "ts": out.now}))
@@ -60,9 +65,10 @@ def synthesize_thread_status(out: Out, swarm: Swarm, inj: Injection, status: str
         out.emit("thread_status", {**runtime_fields(swarm, inj.node_id, inj.injection_id), "status": {"type": status}})
 
 
-def start_turn(out: Out, swarm: Swarm, inj: Injection, turn_id: Any, outbox_seq: int) -> None:
+def start_turn(out: Out, swarm: Swarm, inj: Injection, turn_id: Any, outbox_seq: int, outbox_offset: int = 0) -> None:
     out.emit("turn_started", {**runtime_fields(swarm, inj.node_id, inj.injection_id), "turn_id": turn_id,
-                              "prompt": inj.prompt, "outbox_seq": outbox_seq})
+                              "prompt": inj.prompt, "outbox_seq": outbox_seq,
+                              **({"outbox_offset": outbox_offset} if outbox_offset else {})})
     synthesize_thread_status(out, swarm, inj, "active")
 
 

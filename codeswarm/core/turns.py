@@ -35,6 +35,7 @@ class LifecycleLine(NamedTuple):
     swarm_id: str
     node_id: int
     line: dict[str, Any]
+    outbox_offset: int = 0  # byte offset just after the line (durable read position, issue 12 #5)
 
 
 class RuntimeOutput(NamedTuple):
@@ -45,6 +46,18 @@ class RuntimeOutput(NamedTuple):
     injection_id: str | None
     events: list[tuple[str, dict[str, Any]]]
     outbox_seq: int
+    outbox_offset: int = 0
+
+
+@dataclass(frozen=True)
+class OutboxSeqAnomaly:
+    """A line whose seq does not follow the previous one (issue 12 #5): reported, still processed."""
+
+    swarm_id: str
+    node_id: int
+    error_code: str  # outbox_seq_duplicate | outbox_seq_backwards | outbox_seq_gap | outbox_seq_jump
+    message: str
+    seq: int
 
 
 @dataclass(frozen=True)
@@ -69,7 +82,7 @@ def decide_lifecycle(state: CoreState, inp: LifecycleLine, now: float, ids: Ids,
     event = line.get("event")
     raw = line.get("data")
     data: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    src = {"outbox_seq": line.get("seq")}
+    src = {"outbox_seq": line.get("seq"), "outbox_offset": inp.outbox_offset}
     if event not in ("worker_started", "worker_exited"):
         heard_from(out, swarm, node_id)
     if event == "worker_started":
@@ -132,7 +145,7 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
     unpriced = False
     common = {"swarm_id": swarm.swarm_id, "job_id": swarm.job_id, "node_id": node_id, "injection_id": injection_id}
     for name, payload in inp.events:
-        data = {**common, **payload, "outbox_seq": outbox_seq}
+        data = {**common, **payload, "outbox_seq": outbox_seq, "outbox_offset": inp.outbox_offset}
         if name == "usage":
             cost = spend.charge_usage(out, state, swarm, node_id, data)
             added += cost or 0
@@ -147,7 +160,7 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
             continue
         if inj_state == "delivered" and (name in TURN_CONTENT or name in ("turn_started", "turn_complete")):
             new_turn_id = payload.get("turn_id")
-            steps.start_turn(out, swarm, inj, new_turn_id, outbox_seq)
+            steps.start_turn(out, swarm, inj, new_turn_id, outbox_seq, inp.outbox_offset)
             inj_state, turn_id = "started", new_turn_id or turn_id
             if name == "turn_started":
                 continue
@@ -157,7 +170,8 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
             if inj_state == "started":
                 cost_usd = money(Decimal(inj.spend_usd) + added)
                 steps.close_turn(out, swarm, inj, aborted=False, status=payload.get("status") or "completed",
-                                 turn_id=turn_id, extra={"outbox_seq": outbox_seq, "turn_cost_usd": cost_usd,
+                                 turn_id=turn_id, extra={"outbox_seq": outbox_seq, "outbox_offset": inp.outbox_offset,
+                                                         "turn_cost_usd": cost_usd,
                                                          **({"turn_cost_unknown": True} if unpriced else {})})
                 inj_state = "completed"
             continue
@@ -169,6 +183,13 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
         out.emit(name, data)
 
 
+def decide_seq_anomaly(state: CoreState, inp: OutboxSeqAnomaly, now: float, ids: Ids, out: Out) -> None:
+    swarm = state.swarms.get(inp.swarm_id)
+    if swarm is not None:  # `seq`, not `outbox_seq`: this notice moves no read position
+        out.emit("agent_error", {**runtime_fields(swarm, inp.node_id, None), "message": inp.message,
+                                 "error_code": inp.error_code, "fatal": False, "seq": inp.seq})
+
+
 def decide_bad_line(state: CoreState, inp: BadOutboxLine, now: float, ids: Ids, out: Out) -> None:
     swarm = state.swarms.get(inp.swarm_id)
     if swarm is not None:
@@ -178,5 +199,6 @@ def decide_bad_line(state: CoreState, inp: BadOutboxLine, now: float, ids: Ids, 
 
 FEATURE = Feature(
     name="turns",
-    deciders={LifecycleLine: decide_lifecycle, RuntimeOutput: decide_runtime, BadOutboxLine: decide_bad_line},
+    deciders={LifecycleLine: decide_lifecycle, RuntimeOutput: decide_runtime, BadOutboxLine: decide_bad_line,
+              OutboxSeqAnomaly: decide_seq_anomaly},
 )

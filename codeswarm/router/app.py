@@ -22,6 +22,7 @@ from codeswarm import core
 from codeswarm.config import Config
 from codeswarm.core.kernel import Decision, Event, InboxLine, StartTerminate
 from codeswarm.core.lifecycle import InboxWriteFailed
+from codeswarm.core.nodeloss import RestartNode
 from codeswarm.core.queue import DispatchIdle, RouteAnswer
 from codeswarm.core.records import CoreState, Swarm
 from codeswarm.core.settings import CoreSettings
@@ -103,6 +104,7 @@ class Router:
         self._dispatch_wake = trio.Event()
         self.nursery: trio.Nursery | None = None
         self.start_terminate: Callable[[str, str, bool], None] | None = None  # set by the server
+        self.start_restart: Callable[[RestartNode], None] | None = None  # set by the server
         self._now = time.time
         self._ids = new_id
 
@@ -481,6 +483,8 @@ class Router:
         for e in effects:
             if isinstance(e, StartTerminate) and self.start_terminate is not None:
                 self.start_terminate(e.swarm_id, e.reason, e.force)
+            elif isinstance(e, RestartNode) and self.start_restart is not None:
+                self.start_restart(e)
         return failed
 
     def append_inbox(self, actions: list[InboxLine]) -> list[tuple[InboxLine, str]]:

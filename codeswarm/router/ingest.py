@@ -18,9 +18,10 @@ import trio
 
 from codeswarm.core.kernel import Decision
 from codeswarm.core.records import CoreState, Swarm
-from codeswarm.core.turns import BadOutboxLine, LifecycleLine, RuntimeOutput
+from codeswarm.core.turns import BadOutboxLine, LifecycleLine, OutboxSeqAnomaly, RuntimeOutput
 from codeswarm.mailbox import outbox_path, read_complete_lines
 from codeswarm.router.liveness import ShellBook
+from codeswarm.router.outbox_seq import seq_anomaly
 from codeswarm.router.providers.base import JobHandle
 
 log = logging.getLogger("codeswarm.router.ingest")
@@ -57,8 +58,9 @@ class NodeWatch:
     swarm_id: str
     node_id: int
     path: str
-    seq: int = 0  # highest outbox seq read (lines without events included)
+    seq: int = 0  # seq of the last outbox line read (lines without events included)
     offset: int = 0  # byte offset after it
+    resync_seq: int | None = None  # set while re-reading an outbox that shrank
     interval: float = FAST_INTERVAL
     fast_until: float = 0.0
     last_data_at: float = float("-inf")  # after a prompt was sent, poll fast for a while before backing off
@@ -104,8 +106,12 @@ class OutboxIngest:
                 key = (swarm.swarm_id, node.node_id)
                 wanted.add(key)
                 if key not in self.watches:
+                    # Resume after the last line whose events are in the log (issue 12 #5: by
+                    # position, not by trusting seq): lines after it produced nothing durable yet.
                     w = NodeWatch(swarm.swarm_id, node.node_id, str(outbox_path(job.swarm_root, job.job_id, node.node_id)),
-                                  seq=node.outbox_seq)
+                                  seq=node.outbox_seq, offset=node.outbox_offset,
+                                  # state from before outbox_offset existed: skip what was seen by seq
+                                  resync_seq=node.outbox_seq if node.outbox_seq and not node.outbox_offset else None)
                     self.watches[key] = w
                     self._schedule(w, 0.0)
         for key in list(self.watches):
@@ -182,6 +188,13 @@ class OutboxIngest:
             self._busy_cache[swarm.swarm_id] = cached
         return cached[1]
 
+    def drain_node(self, swarm_id: str, node_id: int) -> None:
+        """Read one node's outbox to its end now (before its worker is declared lost)."""
+        w = self.watches.get((swarm_id, node_id))
+        if w is not None:
+            while self.poll_node(w):
+                pass
+
     def drain_swarm(self, swarm_id: str) -> None:
         """Read every outbox of the swarm to its end now (before it is declared terminated)."""
         for key, w in list(self.watches.items()):
@@ -199,8 +212,10 @@ class OutboxIngest:
         except OSError:
             return False
         regular = stat.S_ISREG(st.st_mode)
-        if regular and st.st_size < w.offset:  # never expected: re-read, seq filters what was seen
-            w.offset = 0
+        if regular and st.st_size < w.offset:  # never expected (append-only): say so, re-read, seq filters what was seen
+            self.router.decide(BadOutboxLine(w.swarm_id, w.node_id, f"the outbox shrank from {w.offset} to "
+                                             f"{st.st_size} bytes; reading it again from the start"))
+            w.offset, w.resync_seq = 0, w.seq
         if regular and st.st_size == w.offset and w.refused is None:
             return False
         batch = read_complete_lines(w.path, w.offset)  # type: ignore[arg-type]
@@ -215,25 +230,32 @@ class OutboxIngest:
         for problem in batch.bad:
             self.router.decide(BadOutboxLine(w.swarm_id, w.node_id, problem))
         now = self.router.now()
-        for line in batch.lines:
-            self.process_line(swarm, w, line, now)
+        for line, end in zip(batch.lines, batch.ends):
+            self.process_line(swarm, w, line, now, end)
         w.offset = batch.offset
         self.lines_read += len(batch.lines)
         return True
 
-    def process_line(self, swarm: Swarm, w: NodeWatch, line: dict[str, Any], now: float) -> None:
+    def process_line(self, swarm: Swarm, w: NodeWatch, line: dict[str, Any], now: float, end: int = 0) -> None:
         seq = line.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int):
             self.router.decide(BadOutboxLine(w.swarm_id, w.node_id, "outbox line without an integer seq"))
             return
-        if seq <= w.seq or seq <= swarm.nodes[w.node_id].outbox_seq:
-            return  # already read (or turned into events before a restart)
+        if w.resync_seq is not None:  # re-reading a shrunk outbox: skip what was seen, by seq
+            if seq <= w.resync_seq:
+                return
+            w.resync_seq = None
+        # What was consumed is known by position; seq is only checked (issue 12 #5): a forged or
+        # repeated seq is reported and the line is processed like any other, never dropped.
+        anomaly = seq_anomaly(w.seq, seq)
+        if anomaly is not None:
+            self.router.decide(OutboxSeqAnomaly(w.swarm_id, w.node_id, anomaly[0], anomaly[1], seq))
         w.seq = seq
         self.router.book.heard(w.swarm_id, w.node_id, now)
         kind = line.get("type")
         try:
             if kind == "lifecycle":
-                self.router.decide(LifecycleLine(w.swarm_id, w.node_id, line))
+                self.router.decide(LifecycleLine(w.swarm_id, w.node_id, line, end))
                 if line.get("event") == "project_task_result":
                     self.router.projects.on_task_result(w.swarm_id, w.node_id, line)
             elif kind == "runtime":
@@ -247,7 +269,7 @@ class OutboxIngest:
                 if events:
                     iid = line.get("injection_id")
                     decision = self.router.decide(RuntimeOutput(w.swarm_id, w.node_id,
-                                                                iid if isinstance(iid, str) else None, events, seq))
+                                                                iid if isinstance(iid, str) else None, events, seq, end))
                     self.effects += decision.effects  # e.g. budget_exceeded's interrupts: see run()
             else:
                 self.router.decide(BadOutboxLine(w.swarm_id, w.node_id, f"unknown outbox line type {kind!r}"))

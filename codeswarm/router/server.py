@@ -14,6 +14,7 @@ import trio
 
 from codeswarm.config import Config
 from codeswarm.core.evidence import JobState
+from codeswarm.core.nodeloss import RedeliverAcked
 from codeswarm.core.observe import Observed
 from codeswarm.core.ticks import Tick
 from codeswarm.errors import ProviderError, RouterUnavailable
@@ -27,6 +28,7 @@ from codeswarm.router.handlers import Handlers
 from codeswarm.router.projects_shell import ProjectsShell
 from codeswarm.router.providers.base import ClusterProvider, JobHandle
 from codeswarm.router.statelock import release_lock, take_lock
+from codeswarm.router.workers import restart_node, watch_nodes
 
 log = logging.getLogger("codeswarm.router")
 
@@ -77,6 +79,7 @@ class RouterServer:
             r.ingest.sync()
             nursery.start_soon(r.ingest.run)
             r.start_terminate = self._start_terminate
+            r.start_restart = lambda effect: nursery.start_soon(restart_node, r, effect)
             for sid in list(r.state.swarms):
                 sw = r.state.swarms[sid]
                 if sw.state != "terminated" and sw.provider in r.providers:
@@ -89,6 +92,10 @@ class RouterServer:
             await nursery.start(r.projects.dispatcher)
             for backend, provider in r.providers.items():
                 nursery.start_soon(self._poller, backend, provider)
+                nursery.start_soon(watch_nodes, r, backend, provider, self._loop_failed)
+            # Issue 12 #2: a prompt acked before a crash but never written to its inbox goes out now
+            # (a worker skips one it already accepted).
+            await r.carry_out(r.decide(RedeliverAcked()).effects)
             for listener in listeners:
                 nursery.start_soon(trio.serve_listeners, self._serve_conn, [listener])
             for listener in tcp_listeners:

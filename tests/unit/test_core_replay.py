@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codeswarm.core.approvals import ApprovalDelivered, Approve
+from codeswarm.core.nodeloss import NodeGone, NodeRespawned
 from codeswarm.core.evidence import JobObservation, JobState
 from codeswarm.core.lifecycle import (
     AnnounceTerminating,
@@ -54,6 +55,8 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("dispatch"), swarm_ix),
     st.tuples(st.just("inbox_failed"), swarm_ix, pick),
     st.tuples(st.just("budget"), swarm_ix, st.sampled_from([None, 0.5, 2.0, 100.0])),
+    st.tuples(st.just("lost"), swarm_ix, node_ix),  # issue 12 #9: node lost, restarted
+    st.tuples(st.just("respawned"), swarm_ix, node_ix),
 ), max_size=60)
 
 ANSWERS = ["done", "ok\n/swarm[s0]/idle check this", "/swarm[s1]/all everyone\n\n/reply thanks",
@@ -74,7 +77,8 @@ def run(h: Harness, program: list[tuple[Any, ...]]) -> None:
             if len(swarms) < SWARMS:
                 sw, _ = h.launch(nodes=NODES, system_prompt="sys" if op[1] else "", swarm_alias=f"s{len(swarms)}",
                                  auto_route=op[2], worker_mode="mock" if op[1] else "codex",
-                                 _launch_hard_timeout_seconds=300, **({"budget_usd": 3.0} if op[2] else {}))
+                                 _launch_hard_timeout_seconds=300, restart="on-failure", restart_max=2,
+                                 **({"budget_usd": 3.0} if op[2] else {}))
                 swarms.append(sw)
             continue
         if kind == "tick":
@@ -168,6 +172,11 @@ def run(h: Harness, program: list[tuple[Any, ...]]) -> None:
             from codeswarm.core.spend import SetBudget
 
             h.decide(SetBudget(sw.swarm_id, op[2], "rb"))
+        elif kind == "lost":
+            h.decide(NodeGone(sw.swarm_id, op[2], "worker pid 1 is gone"))
+        elif kind == "respawned":
+            attempt = sw.nodes[op[2]].restart_count + 1
+            h.decide(NodeRespawned(sw.swarm_id, op[2], attempt, {"procs": [{"pid": 100 + attempt}]}))
         elif kind == "inbox_failed" and injections:
             h.decide(InboxWriteFailed(sw.swarm_id, injections[op[2] % len(injections)].injection_id, "EIO"))
 
@@ -202,7 +211,7 @@ def test_the_program_space_reaches_every_reducer() -> None:
                ("observe", 1, JobState.NOT_FOUND), ("observe", 1, JobState.RUNNING), ("terminate", 1, "announce"),
                ("terminate", 1, "refused"), ("terminate", 1, "done"), ("enqueue", 0, "all", {0}),
                ("runtime", 0, 1, 1, "usage"), ("runtime", 0, 1, 3, "usage"), ("budget", 0, 100.0), ("tick", 65),
-               ("terminate", 0, "done"),
+               ("lost", 0, 1), ("respawned", 0, 1), ("terminate", 0, "done"),
                ("tick", 4000)]
     run(h, program)
     seen = {name for _, name, _, _ in h.log}

@@ -118,7 +118,8 @@ def watch(tmp_path: Path, swarm: Any, host: Host) -> tuple[OutboxIngest, NodeWat
     ingest = OutboxIngest(host)  # type: ignore[arg-type]
     path = tmp_path / "outbox.jsonl"
     path.touch()
-    w = NodeWatch(swarm.swarm_id, 0, str(path), seq=swarm.nodes[0].outbox_seq)
+    node = swarm.nodes[0]  # as OutboxIngest.sync starts a watch: at the durable position
+    w = NodeWatch(swarm.swarm_id, 0, str(path), seq=node.outbox_seq, offset=node.outbox_offset)
     return ingest, w, path
 
 
@@ -133,10 +134,14 @@ def test_each_line_once_in_seq_order_and_liveness_in_the_shell(h: Harness, tmp_p
     assert host.book.last_heard[(swarm.swarm_id, 0)] == T0 + 3  # not a core record
     assert (w.seq, swarm.nodes[0].outbox_seq) == (2, 1)  # the durable seq moves with events only
     assert ingest.poll_node(w) is False  # nothing new
-    write(path, lifecycle(2, "heartbeat"), lifecycle(1, "worker_started"))  # repeats: skipped
+    # Lines with repeated seqs at new places in the file: reported and processed, never dropped
+    # (issue 12 #5: what was read is known by position; seq is only checked).
+    write(path, lifecycle(2, "heartbeat"), lifecycle(1, "worker_started"))
     mark = h.mark()
     ingest.poll_node(w)
-    assert h.names(after=mark) == []
+    codes = [d.get("error_code") for n, d in h.events(after=mark) if n == "agent_error"]
+    assert codes == ["outbox_seq_duplicate", "outbox_seq_backwards"]
+    assert "node_status" in h.names(after=mark)  # the second worker_started was processed
 
 
 def test_a_restarted_router_rereads_and_skips_what_became_events(h: Harness, tmp_path: Path) -> None:
@@ -144,12 +149,14 @@ def test_a_restarted_router_rereads_and_skips_what_became_events(h: Harness, tmp
     ingest, w, path = watch(tmp_path, swarm, Host(h))
     write(path, lifecycle(1, "worker_started"), lifecycle(2, "worker_error", message="m1"), lifecycle(3, "heartbeat"))
     ingest.poll_node(w)
-    fresh = h.replayed()  # what a restarted router recovers: no cursor, durable outbox_seq 2
-    assert fresh.swarms[swarm.swarm_id].nodes[0].outbox_seq == 2
+    fresh = h.replayed()  # what a restarted router recovers: the position after the last line with events
+    node = fresh.swarms[swarm.swarm_id].nodes[0]
+    after_m1 = sum(len(raw) for raw in path.read_bytes().splitlines(keepends=True)[:2])
+    assert (node.outbox_seq, node.outbox_offset) == (2, after_m1)
     h.state = fresh
     host = Host(h)
     ingest, w, path = watch(tmp_path, fresh.swarms[swarm.swarm_id], host)
-    assert (w.seq, w.offset) == (2, 0)
+    assert (w.seq, w.offset) == (2, after_m1)  # the heartbeat after it is read again: it makes no event
     write(path, lifecycle(4, "worker_error", message="m2"))
     mark = h.mark()
     ingest.poll_node(w)
