@@ -128,6 +128,8 @@ def test_router_kill_9_campaign_during_inject_burst(cs: Codeswarm, rng: Random) 
     acked = {iid for iid, c in per.items() if c["inject_ack"]}
     assert len(acked) >= 4 * 50, f"too few prompts acked for the campaign to mean anything: {len(acked)}"
     accepted, completed = outbox_facts(cs.tmp / "runs", job)
+    print(f"campaign: {len(kill_points)} kills, {len(acked)} acked node-prompts, "
+          f"{sum(1 for i in acked if per[i]['inject_failed'])} failed")  # figures for docs (pytest -s)
     problems = []
     for iid in sorted(acked):
         c = per[iid]

@@ -91,6 +91,7 @@ def test_killed_worker_is_lost_at_once_and_the_swarm_serves_the_others(cs: Codes
     killed_at = kill_worker(cs, job, 1)
     evs = cs.wait_for(lambda es: bool(lost_events(es, 1)), "--swarm", sid, timeout=10)
     lost = lost_events(evs, 1)[0]
+    print(f"node lost {ts(lost) - killed_at:.2f} s after kill -9")  # figures for docs (pytest -s)
     assert ts(lost) - killed_at <= LOST_WITHIN, f"node_lost {ts(lost) - killed_at:.2f} s after the kill"
     # the turn that ran on the dead worker ended with it
     out, err = waiting.communicate(timeout=30)

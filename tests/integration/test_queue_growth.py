@@ -45,6 +45,7 @@ def test_queue_growth_is_linear_and_bounded(cs: Codeswarm) -> None:
     assert over["event"] == "command_rejected" and over["data"]["code"] == "queue_full", over
     assert str(LIMIT) in over["data"]["reason"]
     grown = log_bytes(cs) - before
+    print(f"queue growth: {ITEMS} items, log +{grown} bytes, {elapsed:.1f} s")  # figures for docs (pytest -s)
     assert grown < LOG_BOUND and elapsed < TIME_BOUND, (grown, elapsed)
     queued = cs.json("queue")
     assert len(queued) == ITEMS and queued[0]["content"] == "queued item 0000"
