@@ -17,7 +17,7 @@ from tests.conftest import Codeswarm, local_config
 ITEMS = 1000
 LIMIT = 1000
 LOG_BOUND = 8 << 20  # 1,000 items of ~60 bytes: a linear log is well under 2 MiB
-TIME_BOUND = 120.0
+TIME_BOUND = 600.0  # a shared, loaded machine; linearity is checked by the ratio below
 
 
 def log_bytes(cs: Codeswarm) -> int:
@@ -31,12 +31,14 @@ def test_queue_growth_is_linear_and_bounded(cs: Codeswarm) -> None:
     assert [n["outcome"] for n in hold["nodes"]] == ["delivered"]
     before = log_bytes(cs)
     started = time.monotonic()
+    marks = [started]  # time after each 100 items
     with Client(cs.home / "router.sock", timeout=60) as c:
         for i in range(ITEMS):
             env = c.request("enqueue_inject", {"target_swarm_id": sid, "selector": "idle",
                                                "content": f"queued item {i:04d}"}, timeout=60)
             assert env["event"] == "inter_swarm_enqueued", env
             if i % 100 == 99:
+                marks.append(time.monotonic())
                 grown = log_bytes(cs) - before
                 assert grown < LOG_BOUND, f"log grew {grown} bytes for {i + 1} queued items"
                 assert time.monotonic() - started < TIME_BOUND, f"{i + 1} items took too long"
@@ -45,8 +47,11 @@ def test_queue_growth_is_linear_and_bounded(cs: Codeswarm) -> None:
     assert over["event"] == "command_rejected" and over["data"]["code"] == "queue_full", over
     assert str(LIMIT) in over["data"]["reason"]
     grown = log_bytes(cs) - before
-    print(f"queue growth: {ITEMS} items, log +{grown} bytes, {elapsed:.1f} s")  # figures for docs (pytest -s)
+    first, last = marks[1] - marks[0], marks[-1] - marks[-2]
+    print(f"queue growth: {ITEMS} items, log +{grown} bytes, {elapsed:.1f} s; first 100 {first:.1f} s, "
+          f"last 100 {last:.1f} s")  # figures for docs (pytest -s)
     assert grown < LOG_BOUND and elapsed < TIME_BOUND, (grown, elapsed)
+    assert last < 4 * first + 2, f"enqueueing slows down as the queue grows: {first:.1f} s -> {last:.1f} s"
     queued = cs.json("queue")
     assert len(queued) == ITEMS and queued[0]["content"] == "queued item 0000"
     assert queued[-1]["content"] == f"queued item {ITEMS - 1:04d}"
