@@ -203,7 +203,7 @@ def decide_cancel(state: CoreState, inp: QueueCancel, now: float, ids: Ids, out:
     # The item's own request_id stays (PROTOCOL.md 5.6); who cancelled it is cancel_request_id.
     out.emit("inter_swarm_dropped", {**_item_fields(item), "reason": "cancelled",
                                      "cancel_request_id": inp.request_id})
-    _updated(out, state)
+    _updated(out, state, target)
 
 
 def parse_enqueue(cmd: Command, state: CoreState) -> Enqueue:
