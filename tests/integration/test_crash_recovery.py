@@ -47,7 +47,7 @@ def test_kill_9_router_while_streaming(cs: Codeswarm) -> None:
     launched = cs.json("launch", "--nodes", "4")
     sid, job = launched["swarm_id"], launched["job_id"]
     cs.json("inject", sid, "--prompt", "warm up", "--wait", "--timeout", "60")
-    inj = cs.json("inject", sid, "--prompt", "[mock:firehose=1500][mock:rate=1000] stream", "--timeout", "30")
+    inj = cs.json("inject", sid, "--prompt", "[mock:firehose=4000][mock:rate=1000] stream", "--timeout", "30")
     stream_ids = {n["injection_id"] for n in inj["nodes"]}
     # kill the router once every node is visibly mid-turn
     cs.wait_for(lambda evs: len({e["data"]["node_id"] for e in evs if e["event"] == "assistant_delta"

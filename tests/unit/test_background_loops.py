@@ -44,9 +44,13 @@ async def run_for(server: RouterServer, seconds: float, *loops: Any) -> None:
     async with trio.open_nursery() as nursery:
         r.nursery = nursery
         nursery.start_soon(r.committer)
-        for loop in loops:
-            nursery.start_soon(*loop)
-        await trio.sleep(seconds)
+        # Stop the loops before the final commit: the commit waits on a real thread (fsync), and
+        # meanwhile the autojumping clock would let the loops run more rounds than `seconds` allow.
+        async with trio.open_nursery() as loops_nursery:
+            for loop in loops:
+                loops_nursery.start_soon(*loop)
+            await trio.sleep(seconds)
+            loops_nursery.cancel_scope.cancel()
         await r.commit()
         nursery.cancel_scope.cancel()
 
