@@ -47,6 +47,7 @@ class RouterSettings:
     idempotency_ttl_seconds: float = 86_400
     queue_max_items_per_swarm: int = 1000  # issue 12 #7: one more is rejected with queue_full
     include_raw: bool = False
+    mailbox_watch: str = "auto"  # "poll": never inotify on outboxes (codeswarm/fswatch.py)
     state_dir: str | None = None
     tcp_enabled: bool = False
     tcp_host: str = "127.0.0.1"
@@ -295,6 +296,11 @@ def _router_settings(r: dict[str, Any], where: str) -> RouterSettings:
             raise ConfigError(f"{w}: '{name}' must be a string path")
         kwargs[name] = value
     kwargs["include_raw"] = _bool(r, "include_raw", False, w)
+    watch = r.get("mailbox_watch", "auto")
+    if watch not in ("auto", "poll"):
+        raise ConfigError(f"{w}: 'mailbox_watch' must be \"auto\" (inotify where the filesystem is local, "
+                          f"polling elsewhere) or \"poll\" (always poll), got {watch!r}")
+    kwargs["mailbox_watch"] = watch
     tcp = r.get("tcp")
     if tcp is None:
         tcp = {}

@@ -108,6 +108,18 @@ def append_line(path: Path, obj: dict[str, Any]) -> None:
         os.close(fd)
 
 
+def append_lines(path: Path, objs: list[dict[str, Any]]) -> None:
+    """Append several JSON lines with one write on an O_APPEND descriptor (single writer): a burst
+    of prompts for one node costs one open and one write, not one per prompt."""
+    data = memoryview(b"".join(codec.dumps(obj) + b"\n" for obj in objs))
+    fd = open_mailbox_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
+
+
 class LineBatch(NamedTuple):  # not a dataclass: the lean worker imports this (see worker/inbox.py)
     lines: list[dict[str, Any]]
     bad: list[str]  # descriptions of lines that could not be parsed

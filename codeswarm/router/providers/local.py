@@ -56,6 +56,7 @@ class LocalProvider(ClusterProvider):
         assert config.local is not None
         self.root = config.local.workspace_root
         self.default_sandbox = config.local.default_sandbox_mode
+        self.force_poll = config.router.mailbox_watch == "poll"  # the switch reaches the workers too
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     @staticmethod
@@ -94,6 +95,8 @@ class LocalProvider(ClusterProvider):
         argv, env_extra = local_worker_command()
         env = {**os.environ, **env_extra, **spec.worker_env}
         env.setdefault("CODESWARM_SANDBOX_MODE", self.default_sandbox)
+        if self.force_poll:
+            env["CODESWARM_MAILBOX_WATCH"] = "poll"
         env.update({"CODESWARM_JOB_ID": job_id, "CODESWARM_NODE_ID": str(node_id),
                     "CODESWARM_SWARM_ROOT": str(swarm_root)})
         # The inbox exists before its worker: the worker watches the file itself from the start.
