@@ -27,9 +27,11 @@ from codeswarm.core.queue import DispatchIdle, RouteAnswer
 from codeswarm.core.records import CoreState, Swarm
 from codeswarm.core.settings import CoreSettings
 from codeswarm.core.states import IllegalTransition
-from codeswarm.mailbox import append_line, inbox_path
+from codeswarm.mailbox import append_lines, inbox_path
 from codeswarm.protocol import LIFECYCLE_EVENTS, PROTOCOL, encode_line, iso_timestamp
 from codeswarm.router.connection import Connection, LoggedEvent
+from codeswarm.router.delivery import InboxBatcher
+from codeswarm.router.ring import RING_BYTES, ReplayRing, trim_heap
 from codeswarm.router.ingest import OutboxIngest
 from codeswarm.router.liveness import ShellBook
 from codeswarm.router.providers.base import ClusterProvider, JobHandle
@@ -39,7 +41,8 @@ log = logging.getLogger("codeswarm.router")
 
 FSYNC_INTERVAL = 0.05
 SNAPSHOT_INTERVAL = 2.0
-RING_EVENTS = 50_000
+TRIM_AFTER_BYTES = 16 << 20  # fanned-out bytes after which a settled burst is trimmed
+TRIM_QUIET = 1.0
 REROUTE_WINDOW = 20_000
 
 
@@ -81,7 +84,10 @@ class Router:
         self.projects: Any = None  # the ProjectsShell, attached by the server (router/projects_shell.py)
         self.connections: set[Connection] = set()
         self.ingest = OutboxIngest(self)
-        self.ring: list[LoggedEvent] = []
+        self.delivery: InboxBatcher[InboxLine] = InboxBatcher(self.commit, self.append_inbox, self._inbox_written)
+        self.ring = ReplayRing(RING_BYTES)
+        self._since_trim = 0
+        self._trim_wake = trio.Event()
         self._pending: list[LoggedEvent] = []
         self._pending_lines: list[bytes] = []
         self._pending_durable = False
@@ -332,32 +338,59 @@ class Router:
 
     def _fanout(self, batch: list[LoggedEvent]) -> None:
         self.ring.extend(batch)
-        if len(self.ring) > RING_EVENTS * 2:
-            del self.ring[: len(self.ring) - RING_EVENTS]
+        joined = b"".join(ev.wire for ev in batch)
+        self._since_trim += len(joined)
+        if self._since_trim > TRIM_AFTER_BYTES:
+            self._trim_wake.set()
         if not self.connections:
             return
-        joined = b"".join(ev.wire for ev in batch)
         for conn in list(self.connections):
             conn.deliver(batch, joined)
 
     # ------------------------------------------------------------------ replay for subscribe
 
     async def replay(self, since: int, until: int, swarm_filter: str | None,
-                     event_filter: frozenset[str] | None = None) -> list[bytes]:
-        """Logged events with since < seq <= until matching the filters, oldest first."""
+                     event_filter: frozenset[str] | None = None,
+                     exclude: frozenset[int] = frozenset()) -> list[bytes]:
+        """Logged events with since < seq <= until matching the filters, oldest first, except the
+        seqs in `exclude` (already sent on the subscribing connection)."""
         # Never older than the log keeps: the ring may still hold pruned events, and the answer
         # must not depend on whether the router restarted since (subscribed.truncated covers it).
         since = max(since, self.log.oldest_seq - 1)
-        if self.ring and self.ring[0].seq <= since + 1:
-            return [ev.wire for ev in self.ring if since < ev.seq <= until
+        first = self.ring.first_seq()
+        if first is not None and first <= since + 1:
+            return [ev.wire for ev in self.ring.since(since) if ev.seq <= until and ev.seq not in exclude
                     and (swarm_filter is None or swarm_filter in ev.swarm_keys)
                     and (event_filter is None or ev.name in event_filter)]
-        return await trio.to_thread.run_sync(self._replay_from_disk, since, until, swarm_filter, event_filter)
+        return await trio.to_thread.run_sync(self._replay_from_disk, since, until, swarm_filter, event_filter,
+                                             exclude)
+
+    def recent(self, after: int) -> list[LoggedEvent] | None:
+        """The ring's events with seq > after, or None when the ring does not reach back that far."""
+        first = self.ring.first_seq()
+        if first is None or first > after + 1:
+            return None
+        return list(self.ring.since(after))
+
+    async def heap_trimmer(self) -> None:
+        """After a burst (TRIM_AFTER_BYTES fanned out) has settled (no commit for TRIM_QUIET s), give
+        the freed heap back to the OS: glibc keeps what Python freed otherwise (router/ring.py)."""
+        while True:
+            await self._trim_wake.wait()
+            self._trim_wake = trio.Event()
+            while True:
+                seen = self.committed_seq
+                await trio.sleep(TRIM_QUIET)
+                if self.committed_seq == seen:
+                    break
+            self._since_trim = 0
+            await trio.to_thread.run_sync(trim_heap)
 
     async def first_seq_of(self, request_id: str, after: int) -> int | None:
         """Seq of the first logged event carrying request_id (searched from `after`), or None."""
-        if self.ring and self.ring[0].seq <= after + 1:
-            return next((ev.seq for ev in self.ring if ev.seq > after and ev.request_id == request_id), None)
+        recent = self.recent(after)
+        if recent is not None:
+            return next((ev.seq for ev in recent if ev.request_id == request_id), None)
         needle = orjson.dumps(request_id)
 
         def search() -> int | None:
@@ -369,9 +402,11 @@ class Router:
         return await trio.to_thread.run_sync(search)
 
     def _replay_from_disk(self, since: int, until: int, swarm_filter: str | None,
-                          event_filter: frozenset[str] | None) -> list[bytes]:
+                          event_filter: frozenset[str] | None, exclude: frozenset[int] = frozenset()) -> list[bytes]:
         out = []
-        for _seq, raw in self.log.read_since(since, until):
+        for seq, raw in self.log.read_since(since, until):
+            if seq in exclude:
+                continue
             obj = orjson.loads(raw)
             data = obj.get("data") or {}
             if swarm_filter is not None and swarm_filter not in _swarm_keys(data):
@@ -467,43 +502,46 @@ class Router:
 
     # ------------------------------------------------------------------ effects
 
-    async def carry_out(self, effects: list[Any]) -> list[tuple[InboxLine, str]]:
-        """Carry out a decision's effects once its events are durable: append the inbox lines (a
-        prompt that cannot be written fails its injection), start terminate procedures.
-        Returns the inbox lines that could not be written, with the error text."""
+    async def carry_out(self, effects: list[Any]) -> None:
+        """Carry out a decision's effects: queue the inbox lines (the delivery task writes them
+        once their events are durable, many decisions per round: router/delivery.py; a prompt that
+        cannot be written fails its injection there) and start terminate procedures. Does not wait
+        for the write: a burst of commands on one connection is not serialized on fsync + write."""
         lines = [e for e in effects if isinstance(e, InboxLine)]
-        failed: list[tuple[InboxLine, str]] = []
         if lines:
-            await self.commit()
-            failed = await self.send_to_inboxes(lines)
-            for act, error in failed:
-                iid = act.line.get("injection_id")
-                if act.line.get("type") == "user" and isinstance(iid, str):
-                    self.decide(InboxWriteFailed(act.swarm_id, iid, error))
+            self.delivery.submit(lines)
         for e in effects:
             if isinstance(e, StartTerminate) and self.start_terminate is not None:
                 self.start_terminate(e.swarm_id, e.reason, e.force)
             elif isinstance(e, RestartNode) and self.start_restart is not None:
                 self.start_restart(e)
-        return failed
 
     def append_inbox(self, actions: list[InboxLine]) -> list[tuple[InboxLine, str]]:
-        """Append inbox lines; returns the ones that failed with the error text."""
-        failed = []
+        """Append inbox lines, one write per inbox file; returns the ones that failed with the error."""
+        by_path: dict[Path, list[InboxLine]] = {}
         for act in actions:
             swarm = self.state.swarms.get(act.swarm_id)
             if swarm is None:
                 continue
             job = JobHandle.from_json(swarm.job)
+            by_path.setdefault(inbox_path(job.swarm_root, job.job_id, act.node_id), []).append(act)
+        failed = []
+        for path, acts in by_path.items():
             try:
-                append_line(inbox_path(job.swarm_root, job.job_id, act.node_id), act.line)
+                append_lines(path, [act.line for act in acts])
             except OSError as exc:
-                failed.append((act, str(exc)))
+                failed += [(act, str(exc)) for act in acts]
         return failed
 
-    async def send_to_inboxes(self, actions: list[InboxLine]) -> list[tuple[InboxLine, str]]:
-        """Append inbox lines off the event loop, then poll those nodes' outboxes fast."""
-        failed = await trio.to_thread.run_sync(self.append_inbox, actions)
-        for act in actions:
+    def _inbox_written(self, lines: list[InboxLine], failed: list[tuple[InboxLine, str]]) -> None:
+        for act in lines:
             self.ingest.expect_activity(act.swarm_id, act.node_id)
-        return failed
+        for act, error in failed:
+            iid = act.line.get("injection_id")
+            if act.line.get("type") == "user" and isinstance(iid, str):
+                self.decide(InboxWriteFailed(act.swarm_id, iid, error))
+
+    async def send_to_inboxes(self, actions: list[InboxLine]) -> list[tuple[InboxLine, str]]:
+        """Append inbox lines (in order after every line queued before) and wait for the write:
+        for callers that must answer with the outcome (approve, terminate's shutdown lines)."""
+        return await self.delivery.deliver(actions)

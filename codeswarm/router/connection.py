@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,9 @@ import trio
 from codeswarm.protocol import MAX_LINE_BYTES, Rejection, encode_line, iso_timestamp, make_event
 
 MAX_BACKLOG_BYTES = 16 << 20
+# A new connection's live events wait this long for its first command (PROTOCOL 3.4): when that is
+# `subscribe {since}`, they are dropped unsent and come in the replay instead, in seq order.
+LIVE_HOLD_SECONDS = 0.25
 DROP_NOTICE_SECONDS = 1.0
 REPLAY_STALL_SECONDS = 30.0  # a replaying client that reads nothing for this long is dropped
 
@@ -67,10 +71,22 @@ class LineReader:
                 out.append(line)
 
 
+def _matches(ev: LoggedEvent, mode: str, swarm: str | None, names: frozenset[str] | None, own: set[str]) -> bool:
+    if ev.request_id is not None and ev.request_id in own:
+        return True
+    if mode == "live":
+        return True
+    if mode == "none":
+        return False
+    if names is not None and ev.name not in names:
+        return False
+    return swarm is None or swarm in ev.swarm_keys
+
+
 class Connection:
     """Subscription state and the outgoing queue of one client."""
 
-    def __init__(self, stream: trio.abc.Stream, label: str) -> None:
+    def __init__(self, stream: trio.abc.Stream, label: str, hold_seconds: float = LIVE_HOLD_SECONDS) -> None:
         self.stream = stream
         self.label = label
         self.mode = "live"  # live (all) | filtered | none
@@ -81,8 +97,13 @@ class Connection:
         self.cursor = 0  # highest log seq already handled for this connection
         self.replaying = False
         self.held: list[LoggedEvent] = []
-        self._queue: deque[tuple[bytes, int | None]] = deque()  # (bytes, highest seq they complete)
+        # (bytes, highest seq they complete, broadcast?): broadcast chunks can be withdrawn unsent
+        self._queue: deque[tuple[bytes, int | None, bool]] = deque()
         self.sent_seq = 0  # every event up to here has been handed to the socket
+        self.live_from = 0  # the current subscription's broadcast delivery starts after this seq
+        self.taken_seq = 0  # highest broadcast seq taken from the queue for the socket (sent or in flight)
+        self._hold_seconds = hold_seconds
+        self._released = trio.Event()
         self._drop_notice: bytes | None = None
         self._drop_deadline = float("inf")
         self._send_scope = trio.CancelScope()
@@ -101,15 +122,25 @@ class Connection:
         self._own_set.add(rid)
 
     def wants(self, ev: LoggedEvent) -> bool:
-        if ev.request_id is not None and ev.request_id in self._own_set:
-            return True
-        if self.mode == "live":
-            return True
-        if self.mode == "none":
-            return False
-        if self.event_filter is not None and ev.name not in self.event_filter:
-            return False
-        return self.swarm_filter is None or self.swarm_filter in ev.swarm_keys
+        return _matches(ev, self.mode, self.swarm_filter, self.event_filter, self._own_set)
+
+    def sent_before(self) -> Callable[[LoggedEvent], bool]:
+        """Whether an event of the current subscription's window (live_from, taken_seq] went out:
+        the filter as it is now, frozen (subscribe is about to change it)."""
+        mode, swarm, names, own = self.mode, self.swarm_filter, self.event_filter, set(self._own_set)
+        lo, hi = self.live_from, self.taken_seq
+        return lambda ev: lo < ev.seq <= hi and _matches(ev, mode, swarm, names, own)
+
+    def release(self) -> None:
+        """Stop holding live events back (the first command arrived, and it is not a subscribe)."""
+        self._released.set()
+
+    def withdraw_unsent(self) -> None:
+        """Drop the broadcast chunks still queued (not yet taken for the socket): a subscribe with
+        `since` replays them in order instead. Directed events stay."""
+        kept = deque(item for item in self._queue if not item[2])
+        self._queued_bytes = sum(len(item[0]) for item in kept)
+        self._queue = kept
 
     # ---------------------------------------------------------------- sending
 
@@ -123,16 +154,16 @@ class Connection:
         if events:
             self.cursor = max(self.cursor, events[-1].seq)
         if self.mode == "live" and joined is not None:  # live mode wants every event
-            self._push(joined, self.cursor)
+            self._push(joined, self.cursor, broadcast=True)
         else:
             chosen = [ev.wire for ev in events if self.wants(ev)]
             if chosen:
-                self._push(b"".join(chosen), self.cursor)
+                self._push(b"".join(chosen), self.cursor, broadcast=True)
             elif events:  # nothing to send, but the client is caught up to here (no wake needed)
                 if self._queue and not self._queue[-1][0]:
-                    self._queue[-1] = (b"", self.cursor)
+                    self._queue[-1] = (b"", self.cursor, True)
                 else:
-                    self._queue.append((b"", self.cursor))
+                    self._queue.append((b"", self.cursor, True))
 
     def send_directed(self, event: str, data: dict[str, Any], now: float) -> None:
         env = make_event(event, data, seq=self.cursor, timestamp=iso_timestamp(now), directed=True)
@@ -149,10 +180,10 @@ class Connection:
                 self._drop_slow_consumer()
         self._push(data, None)
 
-    def _push(self, data: bytes, seq: int | None) -> None:
+    def _push(self, data: bytes, seq: int | None, broadcast: bool = False) -> None:
         if self.closed:
             return
-        self._queue.append((data, seq))
+        self._queue.append((data, seq, broadcast))
         self._queued_bytes += len(data)
         if self._queued_bytes > MAX_BACKLOG_BYTES:
             self._drop_slow_consumer()
@@ -184,6 +215,8 @@ class Connection:
 
     async def sender(self) -> None:
         """Drain the queue to the stream; returns when the connection is closed."""
+        with trio.move_on_after(self._hold_seconds):
+            await self._released.wait()
         while not self.closed:
             await self._wake.wait()
             self._wake = trio.Event()
@@ -192,10 +225,12 @@ class Connection:
                 size = 0
                 upto = None
                 while self._queue and size < (1 << 20):
-                    c, seq = self._queue.popleft()
+                    c, seq, broadcast = self._queue.popleft()
                     chunks.append(c)
                     size += len(c)
                     upto = seq if seq is not None else upto
+                    if broadcast and seq is not None:
+                        self.taken_seq = max(self.taken_seq, seq)
                 self._queued_bytes -= size
                 if self._queued_bytes <= MAX_BACKLOG_BYTES // 2:
                     self._drained.set()

@@ -167,15 +167,22 @@ class Handlers:
             since = 0
         truncated = since is not None and since < self.r.log.oldest_seq - 1
         head = self.r.committed_seq
-        conn.replaying = True
+        conn.replaying = True  # from here, new events wait in conn.held
         try:
             if since is not None:
-                for chunk in await self.r.replay(max(since, 0), head, swarm_filter, event_filter):
+                # Exactly once, in order (PROTOCOL 3.4): live events still queued are withdrawn (the
+                # replay has them in their place); those already taken for the socket are skipped.
+                conn.withdraw_unsent()
+                exclude = self._already_sent(conn)
+                conn.release()
+                for chunk in await self.r.replay(max(since, 0), head, swarm_filter, event_filter, exclude):
                     await conn.send_paced(chunk)
+            conn.release()
             conn.mode = "filtered" if swarm_filter or event_filter is not None else "live"
             conn.swarm_filter = swarm_filter
             conn.event_filter = event_filter
             conn.cursor = head
+            conn.live_from = head
             conn.send_directed("subscribed", {"request_id": cmd.request_id, "since": since, "head_seq": head,
                                               "oldest_seq": self.r.log.oldest_seq, "log_id": self.r.log.log_id,
                                               "swarm_id": swarm_filter, "truncated": truncated, "reset": reset},
@@ -186,6 +193,18 @@ class Handlers:
             later = [ev for ev in held if ev.seq > head]
             if later:
                 conn.deliver(later, None)
+
+    def _already_sent(self, conn: Connection) -> frozenset[int]:
+        """Seqs this connection's current subscription already put on the socket. The window is the
+        last moments before the subscribe (a connection's first live events are held back until its
+        first command), so the ring has it; if not, nothing is skipped (a repeat, never a gap)."""
+        sent = conn.sent_before()
+        if conn.taken_seq <= conn.live_from:
+            return frozenset()
+        recent = self.r.recent(conn.live_from)
+        if recent is None:
+            return frozenset()
+        return frozenset(ev.seq for ev in recent if sent(ev))
 
     async def cmd_unsubscribe(self, conn: Connection, cmd: Command) -> None:
         conn.mode = "none"

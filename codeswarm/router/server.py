@@ -75,6 +75,8 @@ class RouterServer:
         async with trio.open_nursery() as nursery:
             r.nursery = nursery
             nursery.start_soon(r.committer)
+            nursery.start_soon(r.delivery.run)
+            nursery.start_soon(r.heap_trimmer)
             nursery.start_soon(r.periodic_sync)
             r.ingest.sync()
             nursery.start_soon(r.ingest.run)
@@ -143,7 +145,7 @@ class RouterServer:
         admitted = token is None  # a TCP connection with a token configured proves itself first
         conn = Connection(stream, "client")
         r = self.router
-        conn.cursor = r.committed_seq
+        conn.cursor = conn.live_from = r.committed_seq
         r.connections.add(conn)
         reader = LineReader()
         try:
@@ -161,6 +163,7 @@ class RouterServer:
                         break
                     for item in reader.feed(data):
                         if isinstance(item, Rejection):
+                            conn.release()
                             conn.send_directed("command_rejected", item.data(), r.now())
                             continue
                         if not admitted:
@@ -170,12 +173,15 @@ class RouterServer:
                         try:
                             cmd = parse_command_line(item)
                         except Rejection as rej:
+                            conn.release()
                             if rej.request_id is not None and rej.code != "invalid_json":
                                 conn.add_request_id(rej.request_id)
                                 r.emit("command_rejected", rej.data())
                             else:
                                 conn.send_directed("command_rejected", rej.data(), r.now())
                             continue
+                        if cmd.command != "subscribe":
+                            conn.release()  # held live events go out now (subscribe decides itself)
                         await self.handlers.handle(conn, cmd)
                 conn.close("client closed")
         except Exception as exc:  # includes ExceptionGroups: a client must never take the router down
