@@ -1,8 +1,11 @@
-"""Outbox followers: adaptive polling of every node's outbox, exactly-once by outbox seq.
+"""Outbox followers: inotify where the outbox directory is local, adaptive polling elsewhere;
+exactly-once by outbox seq.
 
-One task serves every node through a heap of due times: a node that produced lines is polled
-again soon; a quiet node backs off (to poll_interval while it has an open turn, 4x that when
-idle). Polling, not inotify, because writes from other NFS/Lustre clients raise no events.
+One task serves every node through a heap of due times. Where inotify sees every write (a local
+filesystem, codeswarm/fswatch.py; `router.mailbox_watch: poll` turns it off), a write schedules
+its node at once and a quiet node is only re-read every SAFETY_INTERVAL. Elsewhere (NFS, Lustre,
+GPFS: other hosts' writes raise no event) a node that produced lines is polled again soon and a
+quiet one backs off (to poll_interval while it has an open turn, 4x that when idle).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import os.path
 import stat
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,6 +23,7 @@ import trio
 from codeswarm.core.kernel import Decision
 from codeswarm.core.records import CoreState, Swarm
 from codeswarm.core.turns import BadOutboxLine, LifecycleLine, OutboxSeqAnomaly, RuntimeOutput
+from codeswarm.fswatch import AppendWatcher, WatchChoice, choose_mode
 from codeswarm.mailbox import outbox_path, read_complete_lines
 from codeswarm.router.liveness import ShellBook
 from codeswarm.router.outbox_seq import seq_anomaly
@@ -32,6 +37,8 @@ BUSY_CACHE_SECONDS = 0.1
 STREAMING_WINDOW = 1.0  # a node that wrote within this is polled at least every STREAMING_CAP
 STREAMING_CAP = 0.04  # bench_scale: 1,000 nodes at 5 lines/s each, p99 149 ms with the plain back-off
 EXPECT_WINDOW = 0.5  # a worker normally answers a prompt (turn_accepted) well within this
+NOTIFY_BATCH = 0.002  # a written outbox is read this much later: the lines written meanwhile come in one read
+SAFETY_INTERVAL = 5.0  # a node inotify watches is still read this often: a missed event costs seconds
 
 
 class IngestHost(Protocol):
@@ -67,6 +74,8 @@ class NodeWatch:
     version: int = 0
     refused: str | None = None  # why the outbox path is not read (a symlink, not a regular file), once said
     normalizers: dict[str, Any] = field(default_factory=dict)
+    notified: bool = False  # inotify reports this outbox's writes
+    due_at: float = 0.0
 
 
 def make_normalizer(runtime: str) -> Any:
@@ -92,6 +101,12 @@ class OutboxIngest:
         self.stat_calls = 0
         self._busy_cache: dict[str, tuple[float, set[int]]] = {}
         self.effects: list[Any] = []  # effects of runtime decisions, carried out by run()
+        self.dir_modes: dict[str, WatchChoice] = {}
+        try:
+            self._notify: AppendWatcher | None = AppendWatcher()
+        except OSError as exc:  # no inotify (kernel, limits): every outbox is polled
+            log.warning("inotify unavailable (%s): outboxes are polled", exc)
+            self._notify = None
 
     # ------------------------------------------------------------------ registry
 
@@ -112,22 +127,53 @@ class OutboxIngest:
                                   seq=node.outbox_seq, offset=node.outbox_offset,
                                   # state from before outbox_offset existed: skip what was seen by seq
                                   resync_seq=node.outbox_seq if node.outbox_seq and not node.outbox_offset else None)
+                    w.notified = self._notify_add(key, w.path)
                     self.watches[key] = w
                     self._schedule(w, 0.0)
         for key in list(self.watches):
             if key not in wanted:
                 del self.watches[key]
+                if self._notify is not None:
+                    self._notify.discard(key)
         self._busy_cache.clear()
         self._wake.set()
 
+    def _notify_add(self, key: tuple[str, int], path: str) -> bool:
+        """Watch the outbox with inotify if its directory is on a local filesystem."""
+        if self._notify is None:
+            return False
+        directory = os.path.dirname(path)
+        choice = self.dir_modes.get(directory)
+        if choice is None:
+            choice = choose_mode(directory, str(getattr(self.router.settings, "mailbox_watch", "auto")))
+            if not choice.reason.startswith("statfs failed"):  # not there yet: decide again next time
+                self.dir_modes[directory] = choice
+                log.info("outboxes in %s: %s (%s)", directory, choice.mode, choice.reason)
+        return choice.mode == "inotify" and self._notify.add(key, path)
+
+    async def notify_loop(self) -> None:
+        """Schedule a node as soon as inotify says its outbox was written."""
+        if self._notify is None:
+            return
+        fd = self._notify.fileno()
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            soon = trio.current_time() + NOTIFY_BATCH
+            for key in self._notify.changed():
+                w = self.watches.get(key)  # type: ignore[call-overload]
+                if w is not None and w.due_at > soon:  # never later than already due
+                    self._schedule(w, NOTIFY_BATCH)
+            self._wake.set()
+
     def _schedule(self, w: NodeWatch, delay: float) -> None:
         w.version += 1
-        heapq.heappush(self._heap, (trio.current_time() + delay, w.version, w.swarm_id, w.node_id))
+        w.due_at = trio.current_time() + delay
+        heapq.heappush(self._heap, (w.due_at, w.version, w.swarm_id, w.node_id))
 
     def expect_activity(self, swarm_id: str, node_id: int) -> None:
         """A prompt was just sent: poll this node fast again."""
         w = self.watches.get((swarm_id, node_id))
-        if w is not None:
+        if w is not None and not w.notified:  # inotify will say when the worker answers
             w.interval = FAST_INTERVAL
             w.fast_until = trio.current_time() + EXPECT_WINDOW
             self._schedule(w, FAST_INTERVAL)
@@ -166,7 +212,9 @@ class OutboxIngest:
         now = trio.current_time()
         if got_lines:
             w.last_data_at = now
-        if got_lines or now < w.fast_until:
+        if w.notified:  # once more soon after data (a read stops at 8 MiB), else on the next event
+            w.interval = FAST_INTERVAL if got_lines else SAFETY_INTERVAL
+        elif got_lines or now < w.fast_until:
             w.interval = FAST_INTERVAL
         else:
             cap = settings.poll_interval_seconds

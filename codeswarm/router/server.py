@@ -77,6 +77,7 @@ class RouterServer:
             nursery.start_soon(r.committer)
             nursery.start_soon(r.delivery.run)
             nursery.start_soon(r.heap_trimmer)
+            nursery.start_soon(r.ingest.notify_loop)
             nursery.start_soon(r.periodic_sync)
             r.ingest.sync()
             nursery.start_soon(r.ingest.run)
