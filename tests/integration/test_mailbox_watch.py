@@ -98,6 +98,22 @@ def test_poll_switch_still_delivers(cs: Codeswarm) -> None:
     cs.run("terminate", launched["swarm_id"], "--wait")
 
 
+def test_router_follows_local_outboxes_with_inotify_and_the_switch_forces_polling(cs: Codeswarm) -> None:
+    cs.write_config(local_config(cs.tmp))
+    sid = cs.run("launch", "--nodes", "1").stdout.strip()
+    assert cs.json("inject", sid, "--prompt", "hi", "--wait", "--timeout", "60")["nodes"][0]["outcome"] == "completed"
+    assert ": inotify (local filesystem" in (cs.home / "router.log").read_text()
+    cs.run("router", "stop")
+    cs.write_config(local_config(cs.tmp, mailbox_watch="poll"))
+    launched = cs.json("launch", "--nodes", "1")
+    out = cs.json("inject", launched["swarm_id"], "--prompt", "hi", "--wait", "--timeout", "60")
+    assert out["nodes"][0]["outcome"] == "completed"
+    assert ": poll (mailbox_watch=poll)" in (cs.home / "router.log").read_text()
+    info = started(outbox_lines(outbox_path(cs.tmp / "runs" / launched["job_id"], launched["job_id"], 0)))
+    assert info["mailbox_watch"] == "poll"  # the router's switch reaches the local workers too
+    cs.run("terminate", launched["swarm_id"], "--wait")
+
+
 # ---------------------------------------------------------------------------- a blind filesystem
 
 
