@@ -41,7 +41,7 @@ log = logging.getLogger("codeswarm.router")
 
 FSYNC_INTERVAL = 0.05
 SNAPSHOT_INTERVAL = 2.0
-TRIM_AFTER_BYTES = 16 << 20  # fanned-out bytes after which a settled burst is trimmed
+TRIM_AFTER_BYTES = 4 << 20  # fanned-out bytes after which a settled burst is trimmed
 TRIM_QUIET = 1.0
 REROUTE_WINDOW = 20_000
 
@@ -480,6 +480,7 @@ class Router:
         self._reroute_recent_answers()
         if self.projects is not None:
             self.projects.recover()
+        trim_heap()  # the log tail was parsed into short-lived objects: give their pages back
         log.info("recovered %d swarms, replayed %d events", len(self.state.swarms), replayed)
 
     def _recovery_warning(self, code: str, message: str, **extra: Any) -> None:
