@@ -87,14 +87,15 @@ def test_local_swarm_uses_inotify_and_lean_workers(cs: Codeswarm) -> None:
 
 
 def test_poll_switch_still_delivers(cs: Codeswarm) -> None:
-    cs.write_config(local_config(cs.tmp))
-    launched = cs.json("launch", "--nodes", "1", "--param", "mailbox_watch=poll")
+    config = local_config(cs.tmp)
+    config["launch_providers"].append({"id": "local-mock-poll", "label": "Local (mock, polling)", "backend": "local",
+                                       "defaults": {"worker_mode": "mock", "mock_delay_ms": 5, "mailbox_watch": "poll"}})
+    cs.write_config(config)
+    launched = cs.json("launch", "--nodes", "1", "--provider", "local-mock-poll")
     out = cs.json("inject", launched["swarm_id"], "--prompt", "hi", "--wait", "--timeout", "60")
     assert out["nodes"][0]["outcome"] == "completed"
     info = started(outbox_lines(outbox_path(cs.tmp / "runs" / launched["job_id"], launched["job_id"], 0)))
     assert info["mailbox_watch"] == "poll" and info["mailbox_watch_reason"] == "mailbox_watch=poll"
-    bad = cs.run("launch", "--nodes", "1", "--param", "mailbox_watch=sometimes", check=False)
-    assert bad.returncode == 3 and "mailbox_watch" in (bad.stdout + bad.stderr)
     cs.run("terminate", launched["swarm_id"], "--wait")
 
 
