@@ -48,17 +48,26 @@ def burst_config(tmp: Path) -> dict[str, Any]:
 class Burst(threading.Thread):
     """Sends INJECTS inject commands, reconnecting after each router kill; never resends one."""
 
-    def __init__(self, sock: Path, sid: str) -> None:
+    def __init__(self, sock: Path, sid: str, pause_at: int) -> None:
         super().__init__(daemon=True)
         self.sock, self.sid = sock, sid
         self.sent = 0
         self.stop = threading.Event()
+        # On a quiet machine all 500 commands are written within ~0.1 s, long before the router has
+        # acked and run them: the burst pauses once after `pause_at` commands until the first kill
+        # has landed, so that kill always cuts through the burst.
+        self.pause_at = pause_at
+        self.paused = threading.Event()
+        self.resume = threading.Event()
 
     def run(self) -> None:
         while self.sent < INJECTS and not self.stop.is_set():
             try:
                 with Client(self.sock, timeout=5) as c:
                     while self.sent < INJECTS and not self.stop.is_set():
+                        if self.sent == self.pause_at and not self.resume.is_set():
+                            self.paused.set()
+                            self.resume.wait(60)
                         n = self.sent
                         self.sent += 1  # a command lost with its connection is simply never acked
                         c.send("inject", {"swarm_id": self.sid, "content": f"burst prompt {n}"})
@@ -90,11 +99,16 @@ def test_router_kill_9_campaign_during_inject_burst(cs: Codeswarm, rng: Random) 
     launched = cs.json("launch", "--nodes", str(NODES), "--provider", "mock-fast")
     sid, job = launched["swarm_id"], launched["job_id"]
     cs.json("inject", sid, "--prompt", "warm up", "--wait", "--timeout", "60")
-    burst = Burst(cs.home / "router.sock", sid)
+    burst = Burst(cs.home / "router.sock", sid, pause_at=rng.randint(50, INJECTS // 2))
     burst.start()
     kill_points = []
     try:
-        for _ in range(KILLS):
+        assert burst.paused.wait(60), "the burst never reached its first kill point"
+        kill_points.append((0.0, burst.sent))
+        cs.kill_router(signal.SIGKILL)  # while the commands already written are being acked and run
+        cs.run("router", "start")
+        burst.resume.set()
+        for _ in range(KILLS - 1):
             delay = rng.uniform(0.2, 2.0)
             time.sleep(delay)
             kill_points.append((round(delay, 3), burst.sent))
@@ -102,6 +116,7 @@ def test_router_kill_9_campaign_during_inject_burst(cs: Codeswarm, rng: Random) 
             cs.run("router", "start")
     finally:
         burst.stop.set()
+        burst.resume.set()
         burst.join(30)
     assert len(kill_points) >= 20
     assert kill_points[0][1] < INJECTS, f"the first kill must land during the burst: {kill_points}"
