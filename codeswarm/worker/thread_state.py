@@ -8,10 +8,10 @@ new one. One small JSON file per node, written by the worker only (temp file + r
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from codeswarm import codec
+from codeswarm.mailbox import open_mailbox_file
 
 
 def thread_path(swarm_root: Path, job_id: str, node_id: int) -> Path:
@@ -21,12 +21,10 @@ def thread_path(swarm_root: Path, job_id: str, node_id: int) -> Path:
 def load_thread(path: Path) -> str | None:
     """The saved thread id, or None (no file, not a regular file, unreadable or malformed)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+        fd = open_mailbox_file(path, os.O_RDONLY)
+    except OSError:  # missing, a symlink or not a regular file (UnsafeMailboxFile is an OSError)
         return None
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return None
         try:
             value = codec.loads(f.read(1 << 16)).get("thread_id")
         except (ValueError, AttributeError):

@@ -16,7 +16,6 @@ import hashlib
 import os
 import shlex
 import shutil
-import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,7 +25,7 @@ import trio
 from codeswarm import secrets_env
 from codeswarm.config import Config, SlurmProfile
 from codeswarm.errors import ProviderError
-from codeswarm.mailbox import make_private_dirs, prepare_swarm_root
+from codeswarm.mailbox import make_private_dirs, open_mailbox_file, prepare_swarm_root
 from codeswarm.paths import self_command, self_env, self_pyz
 from codeswarm.router.providers import slurm_parse as sp
 from codeswarm.router.providers.base import (
@@ -432,12 +431,10 @@ def restart_path(job: JobHandle, node_id: int) -> Path:
 def _read_small(path: Path) -> str | None:
     """A small regular file's text, never following a symlink; None if it is not there."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+        fd = open_mailbox_file(path, os.O_RDONLY)
+    except OSError:  # missing, a symlink or not a regular file (UnsafeMailboxFile is an OSError)
         return None
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return None
         return f.read(1 << 16).decode("ascii", "replace")
 
 
