@@ -31,10 +31,12 @@ STRICT = os.environ.get("CODESWARM_TEST_STRICT") == "1"
 
 
 def outbox_lines(path: Path) -> list[dict[str, Any]]:
+    """Complete lines only: the worker may be mid-write, so a last piece without its newline waits."""
     try:
-        return [json.loads(raw) for raw in path.read_bytes().splitlines() if raw.strip()]
+        complete = path.read_bytes().split(b"\n")[:-1]
     except FileNotFoundError:
         return []
+    return [json.loads(raw) for raw in complete if raw.strip()]
 
 
 def wait_for_line(path: Path, pred: Any, timeout: float = 30) -> dict[str, Any]:
