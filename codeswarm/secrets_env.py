@@ -156,3 +156,17 @@ def take_node_file(directory: Path, node_id: int) -> dict[str, str]:
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in obj.items()):
         raise ValueError(f"{path}: not an object of strings")
     return obj
+
+
+def take_into_environ(node_id: int) -> str | None:
+    """Move this node's secret file (directory named by $CODESWARM_SECRETS_DIR) into os.environ,
+    so the runtime and its subprocesses inherit the values. Returns what went wrong, or None."""
+    directory = os.environ.pop(SECRETS_DIR_ENV, None)
+    if not directory:
+        return None
+    try:
+        values = take_node_file(Path(directory), node_id)
+    except (OSError, ValueError) as exc:  # the message names the file, never a value
+        return f"worker env file unusable, the preset's env is missing: {exc}"
+    os.environ.update(values)
+    return None

@@ -108,20 +108,13 @@ class LeanWorker:
 
     def _take_secrets(self) -> None:
         """The preset's env values, from this node's 0600 file (Slurm only; see main.Worker)."""
-        directory = os.environ.pop("CODESWARM_SECRETS_DIR", None)
-        if not directory:
-            return
-        from pathlib import Path
-
+        if not os.environ.get("CODESWARM_SECRETS_DIR"):  # = secrets_env.SECRETS_DIR_ENV; checked
+            return  # before importing secrets_env, which loads orjson (the lean worker does without)
         from codeswarm import secrets_env
 
-        try:
-            values = secrets_env.take_node_file(Path(directory), self.ctx.node_id)
-        except (OSError, ValueError) as exc:  # the message names the file, never a value
-            self.outbox.lifecycle("worker_error", {
-                "message": f"worker env file unusable, the preset's env is missing: {exc}", "fatal": False})
-            return
-        os.environ.update(values)
+        problem = secrets_env.take_into_environ(self.ctx.node_id)
+        if problem:
+            self.outbox.lifecycle("worker_error", {"message": problem, "fatal": False})
 
     def _hand_over(self) -> None:
         """Become the trio worker (same pid) for a project task; the inbox offset is before its line."""

@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import sys
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -158,16 +157,9 @@ class Worker:
         """The preset's env values, from this node's 0600 file (deleted once read; Slurm only)."""
         from codeswarm import secrets_env
 
-        directory = os.environ.pop(secrets_env.SECRETS_DIR_ENV, None)
-        if not directory:
-            return
-        try:
-            values = secrets_env.take_node_file(Path(directory), self.ctx.node_id)
-        except (OSError, ValueError) as exc:  # the message names the file, never a value
-            self.outbox.lifecycle("worker_error", {
-                "message": f"worker env file unusable, the preset's env is missing: {exc}", "fatal": False})
-            return
-        os.environ.update(values)  # the runtime and its subprocesses inherit them
+        problem = secrets_env.take_into_environ(self.ctx.node_id)
+        if problem:
+            self.outbox.lifecycle("worker_error", {"message": problem, "fatal": False})
 
     async def _watch_signals(self, signals: Any, nursery: trio.Nursery) -> None:
         async for _ in signals:
