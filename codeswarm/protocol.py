@@ -19,7 +19,8 @@ MAX_LINE_BYTES = 1 << 20
 EXTENSIONS = ["seq", "subscribe", "idempotency_key", "node_selector", "swarm_state", "projects", "node_liveness"]
 
 PROJECT_COMMANDS = frozenset({"project_create", "project_plan", "project_start", "project_resume",
-                              "project_resume_preview", "project_list", "project_status", "project_cancel"})
+                              "project_resume_preview", "project_list", "project_status", "project_cancel",
+                              "project_budget"})
 
 COMMANDS = frozenset(
     {

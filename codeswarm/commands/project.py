@@ -63,11 +63,24 @@ def status_json(p: dict[str, Any]) -> dict[str, Any]:
     if state == "completed" and not p.get("integration_commit"):
         state = "integrating"
     keep = ("id", "state", "attempts", "branch", "commit", "swarm_id", "node_id", "started_at", "finished_at",
-            "error", "kind", "title", "depends_on")
+            "error", "kind", "title", "depends_on", "spend_usd")
     return {"project_id": p["project_id"], "name": p.get("name"), "state": state, "repo": p.get("repo"),
             "base": p.get("base"), "swarms": p.get("swarms"), "error": p.get("error"),
             "integration_branch": p.get("integration_branch"), "integration_commit": p.get("integration_commit"),
+            **{k: p.get(k) for k in SPEND_KEYS}, "planner_spend_usd": p.get("planner_spend_usd"),
             "tasks": [{k: t.get(k) for k in keep} for t in p["tasks"]]}
+
+
+SPEND_KEYS = ("spend_usd", "budget_usd", "budget_state", "cost_unknown", "pricing_model", "total_tokens")
+
+
+def spend_text(p: dict[str, Any]) -> str:
+    """`spend $1.2345 of $10.00 (12%, ok)` (docs/SPEND.md)."""
+    spend, budget = p.get("spend_usd") or 0.0, p.get("budget_usd")
+    text = f"spend ${spend:,.4f}" + ("+?" if p.get("cost_unknown") else "")
+    if budget:
+        text += f" of ${budget:,.2f} ({spend / budget:.0%}, {p.get('budget_state') or 'ok'})"
+    return text
 
 
 def _exit_code(p: dict[str, Any]) -> int:
@@ -92,7 +105,8 @@ def _print(p: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(status_json(p))
         return
-    click.echo(f"project {p['project_id']}  state {p['state']}  repo {p.get('repo')}  base {p.get('base')}")
+    click.echo(f"project {p['project_id']}  state {p['state']}  repo {p.get('repo')}  base {p.get('base')}  "
+               f"{spend_text(p)}")
     if p.get("error"):
         click.echo(f"error: {p['error']}")
     if p.get("integration_commit"):
@@ -101,7 +115,7 @@ def _print(p: dict[str, Any], as_json: bool) -> None:
         where = f"{t['swarm_id'][:8]}/{t['node_id']}" if t.get("swarm_id") else "-"
         err = f"  {t['error'][:100]}" if t.get("error") else ""
         click.echo(f"  {t['id']:<20} {t['state']:<10} attempts {t['attempts']}  node {where:<12} "
-                   f"{(t.get('commit') or '')[:12]}{err}")
+                   f"${t.get('spend_usd') or 0:,.4f}  {(t.get('commit') or '')[:12]}{err}")
 
 
 def _finish(client: Any, project_id: str, wait: bool, timeout: float | None, as_json: bool) -> None:
@@ -113,6 +127,20 @@ def _finish(client: Any, project_id: str, wait: bool, timeout: float | None, as_
         raise TimedOut(f"project {project_id} did not finish within {timeout} s") from None
     _print(p, as_json)
     sys.exit(_exit_code(p))
+
+
+def budget_option(f: Any) -> Any:
+    return click.option("--budget-usd", type=float, default=None,
+                        help="Spend budget in US dollars (default: the config's budget.default_project_usd): at "
+                             "100 % the running task turns stop and no task starts until it is raised.")(f)
+
+
+def _budget_payload(budget_usd: float | None) -> dict[str, Any]:
+    if budget_usd is None:
+        return {}
+    if not 0 < budget_usd <= 1e9:  # also rejects nan
+        raise click.BadParameter("must be a number of US dollars > 0", param_hint="--budget-usd")
+    return {"budget_usd": budget_usd}
 
 
 def wait_options(f: Any) -> Any:
@@ -129,16 +157,17 @@ def wait_options(f: Any) -> Any:
 @click.option("--base", default="main", show_default=True, help="Branch the tasks start from.")
 @click.option("--max-attempts", type=int, default=2, show_default=True, help="Attempts per task.")
 @click.option("--start", is_flag=True, help="Start it right away.")
+@budget_option
 @wait_options
 @config_option
 @json_option
 @handle_errors
 def create(repo: str, tasks_file: str, swarms: tuple[str, ...], name: str, base: str, max_attempts: int, start: bool,
-           wait: bool, timeout: float | None, config_path: str | None, state_dir: str | None, no_autostart: bool,
-           as_json: bool) -> None:
+           budget_usd: float | None, wait: bool, timeout: float | None, config_path: str | None, state_dir: str | None,
+           no_autostart: bool, as_json: bool) -> None:
     graph = _read_json(tasks_file, "--tasks")
     payload = {"repo": _repo_arg(repo), "tasks": graph, "swarms": list(swarms), "name": name, "base": base,
-               "max_attempts": max_attempts, "start": start or wait}
+               "max_attempts": max_attempts, "start": start or wait, **_budget_payload(budget_usd)}
     with connect(config_path, state_dir, no_autostart) as client:
         data = _request(client, "project_create", payload, "project_created")
         pid = data["project_id"]
@@ -158,19 +187,20 @@ def create(repo: str, tasks_file: str, swarms: tuple[str, ...], name: str, base:
 @click.option("--base", default="main", show_default=True)
 @click.option("--start", is_flag=True)
 @click.option("--plan-timeout", type=float, default=1800, show_default=True, help="Seconds for the planner.")
+@budget_option
 @wait_options
 @config_option
 @json_option
 @handle_errors
 def plan(repo: str, spec_file: str, planner: str, swarms: tuple[str, ...], name: str, base: str, start: bool,
-         plan_timeout: float, wait: bool, timeout: float | None, config_path: str | None, state_dir: str | None,
-         no_autostart: bool, as_json: bool) -> None:
+         plan_timeout: float, budget_usd: float | None, wait: bool, timeout: float | None, config_path: str | None,
+         state_dir: str | None, no_autostart: bool, as_json: bool) -> None:
     try:
         spec = Path(spec_file).read_text()
     except OSError as exc:
         raise click.BadParameter(f"cannot read {spec_file}: {exc.strerror}", param_hint="--spec") from None
     payload = {"repo": _repo_arg(repo), "spec": spec, "planner": planner, "swarms": list(swarms), "name": name,
-               "base": base, "start": start or wait}
+               "base": base, "start": start or wait, **_budget_payload(budget_usd)}
     with connect(config_path, state_dir, no_autostart) as client:
         rid = client.send("project_plan", payload)
         pid = None
@@ -287,4 +317,28 @@ def list_(config_path: str | None, state_dir: str | None, no_autostart: bool, as
         return
     for p in projects:
         counts = " ".join(f"{k} {v}" for k, v in sorted(p["tasks"].items()))
-        click.echo(f"{p['project_id']:<28} {p['state']:<12} {counts}")
+        click.echo(f"{p['project_id']:<28} {p['state']:<12} {counts}  {spend_text(p)}")
+
+
+@command.command("budget", help="Show a project's spend budget, or set it with --usd (raising it lets a stopped "
+                 "project go on).")
+@click.argument("project_id")
+@click.option("--usd", type=float, default=None, help="The new budget in US dollars (> 0).")
+@click.option("--clear", is_flag=True, help="Remove the budget (no limit).")
+@config_option
+@json_option
+@handle_errors
+def budget(project_id: str, usd: float | None, clear: bool, config_path: str | None, state_dir: str | None,
+           no_autostart: bool, as_json: bool) -> None:
+    if usd is not None and clear:
+        raise click.UsageError("give either --usd or --clear")
+    payload = {"project_id": project_id, "budget_usd": None if clear else _budget_payload(usd).get("budget_usd")}
+    with connect(config_path, state_dir, no_autostart, timeout=30) as client:
+        if usd is None and not clear:
+            data = _status(client, project_id)
+        else:
+            data = _request(client, "project_budget", payload, "budget_updated")
+    if as_json:
+        print_json({"project_id": project_id, **{k: data.get(k) for k in SPEND_KEYS if k in data}})
+        return
+    click.echo(f"project {project_id}  {spend_text(data)}" + ("" if data.get("budget_usd") else "  no budget"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from codeswarm.core import approvals, lifecycle, nodeloss, observe, projects, queue, spend, ticks, turns
+from codeswarm.core import approvals, lifecycle, nodeloss, observe, project_budget, projects, queue, spend, ticks, turns
 from codeswarm.core.kernel import Decision, Event, Feature, Ids, InboxLine, Out, Registry, StartTerminate
 from codeswarm.core.records import CoreState
 
@@ -26,6 +26,7 @@ FEATURES: tuple[Feature, ...] = (
     ticks.FEATURE,
     projects.FEATURE,
     spend.FEATURE,
+    project_budget.FEATURE,
     nodeloss.FEATURE,
 )
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from codeswarm.core.states import IllegalTransition
+from codeswarm.spend.meter import ProjectMeter, money
 
 BRANCH_PREFIX = "codeswarm"
 
@@ -116,6 +117,10 @@ class Project:
     integration_done: bool = False        # the last pass merged everything that completed
     error: str | None = None
     request_id: str | None = None
+    budget_usd: float | None = None       # core/project_budget.py (docs/SPEND.md)
+    budget_warned: bool = False
+    budget_exceeded: bool = False
+    spend: dict[str, Any] = field(default_factory=dict)  # spend.meter.ProjectMeter.to_json()
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -136,11 +141,21 @@ class Project:
         return {"project_id": self.project_id, "name": self.name, "state": self.state, "repo": self.repo,
                 "base": self.base, "swarms": list(self.swarms), "tasks": counts, "created_at": self.created_at,
                 "finished_at": self.finished_at, "integration_branch": self.integration_branch,
-                "integration_commit": self.integration_commit}
+                "integration_commit": self.integration_commit, **self.spend_view()}
 
     def status(self) -> dict[str, Any]:
+        meter = ProjectMeter.from_json(self.spend)
         return {**self.summary(), "started_at": self.started_at, "error": self.error,
-                "max_attempts": self.max_attempts, "tasks": [t.public() for t in self.tasks.values()]}
+                "max_attempts": self.max_attempts, "planner_spend_usd": money(meter.planner_usd),
+                "tasks": [{**t.public(), "spend_usd": meter.task_usd(t.id)} for t in self.tasks.values()]}
+
+    def spend_view(self) -> dict[str, Any]:
+        """The spend fields of `project_list` / `project_status` (docs/SPEND.md)."""
+        m = ProjectMeter.from_json(self.spend)
+        state = None if self.budget_usd is None else \
+            "exceeded" if self.budget_exceeded else "warning" if self.budget_warned else "ok"
+        return {"spend_usd": money(m.cost_usd), "budget_usd": self.budget_usd, "budget_state": state,
+                "cost_unknown": m.cost_unknown, "pricing_model": m.pricing_model, "total_tokens": m.total_tokens}
 
 
 @dataclass
@@ -186,7 +201,12 @@ def _created(st: ProjectsState, d: dict[str, Any]) -> None:
         project_id=d["project_id"], name=d["name"], repo=d["repo"], base=d["base"], base_commit=d["base_commit"],
         swarms=list(d["swarms"]), tasks=tasks, max_attempts=int(d.get("max_attempts") or 2),
         verify=d.get("verify"), created_at=float(d.get("created_at") or 0), request_id=d.get("request_id"),
-        integration_branch=integration_branch(d["project_id"]))
+        integration_branch=integration_branch(d["project_id"]), budget_usd=_usd(d.get("budget_usd")),
+        spend=ProjectMeter.opening(_usd(d.get("planner_spend_usd")) or 0.0).to_json())
+
+
+def _usd(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _started(st: ProjectsState, d: dict[str, Any]) -> None:

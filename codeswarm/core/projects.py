@@ -58,6 +58,8 @@ class CreateProject:
     graph: TaskGraph
     max_attempts: int = 2
     start: bool = False
+    budget_usd: float | None = None   # the payload's, else the config default (resolved by the shell)
+    planner_spend_usd: float = 0.0    # the cost of the planner turn that wrote the graph (project plan)
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,8 @@ def create(st: ProjectsState, inp: CreateProject, now: float, ids: Callable[[], 
         "request_id": inp.request_id, "project_id": pid, "name": inp.name or pid, "repo": inp.repo,
         "base": inp.base, "base_commit": inp.base_commit, "swarms": list(inp.swarms),
         "max_attempts": inp.max_attempts, "verify": inp.graph.verify, "created_at": now,
-        "tasks": [t.to_json() for t in inp.graph.tasks]})
+        "tasks": [t.to_json() for t in inp.graph.tasks], "budget_usd": inp.budget_usd,
+        "planner_spend_usd": inp.planner_spend_usd})
     if inp.start:
         out.emit("project_started", {"request_id": inp.request_id, "project_id": pid, "started_at": now})
     return pid
@@ -257,8 +260,9 @@ def _dispatch_project(p: Project, inp: Dispatch, now: float, ids: Callable[[], s
             out.emit("project_task_ready", {"project_id": pid, "task_id": t.id})
             states[t.id] = "ready"
     # assignment: ready tasks (topological order) to idle nodes of the project's swarms
-    free = [(sid, n) for sid in p.swarms for n in inp.idle.get(sid, ())
-            if (sid, n) not in claimed and (sid, n) not in busy]
+    # a project whose budget is spent assigns nothing until it is raised (core/project_budget.py)
+    free = [] if p.budget_exceeded else [(sid, n) for sid in p.swarms for n in inp.idle.get(sid, ())
+                                         if (sid, n) not in claimed and (sid, n) not in busy]
     for t in p.tasks.values():
         if states[t.id] != "ready" or not free:
             continue
@@ -333,6 +337,9 @@ def task_result(st: ProjectsState, inp: TaskResult, now: float, ids: Callable[[]
         if t.verify:
             out.emit("project_task_verified", {**base, "commit": commit, "output": _short(r.get("verify_output"))})
         out.emit("project_task_completed", {**base, "commit": commit, "branch": t.branch, "finished_at": now})
+        return
+    if p.budget_exceeded:  # the budget stopped this attempt: the task waits for a raise, no attempt spent
+        out.emit("project_task_ready", {**base, "requeued": True, "reason": "budget_exceeded"})
         return
     final = t.attempts >= p.max_attempts
     out.emit("project_task_failed", {**base, "final": final, "finished_at": now, "stage": r.get("stage"),

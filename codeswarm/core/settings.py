@@ -25,6 +25,7 @@ class CoreSettings:
     pricing: PricingCatalog = field(default_factory=PricingCatalog.build)
     budget_warn_fraction: Decimal = DEFAULT_WARN_FRACTION
     default_swarm_budget_usd: Decimal | None = None
+    default_project_budget_usd: Decimal | None = None
 
     @classmethod
     def of(cls, settings: Any, **extra: Any) -> "CoreSettings":

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from codeswarm.core import queue
+from codeswarm.core import project_budget, queue
 from codeswarm.core.kernel import Event, Feature, Ids, InboxLine, Out
 from codeswarm.core.records import CoreState, Swarm
 from codeswarm.core.steps import fail_injection
@@ -65,9 +65,12 @@ def charge_usage(out: Out, state: CoreState, swarm: Swarm, node_id: int, data: d
     settings = state.settings
     charge = node_meter.measure(data, settings.pricing, swarm.params, swarm.agent_runtime)
     cost = None if charge.cost_usd is None else Decimal(repr(money(charge.cost_usd)))
+    project = project_budget.tag_usage(state, data) if state.projects.by_injection else None
     out.emit("usage", {**data, **charge.fields(node_meter.cost_usd + (cost or 0))})
     if cost:
         check_budget(out, state, swarm, swarm_spend(swarm).cost_usd + cost, budget_state(swarm))
+        if project is not None:
+            project_budget.after_charge(out, state, project, cost)
     return cost
 
 
@@ -106,7 +109,7 @@ def decide_set_budget(state: CoreState, inp: SetBudget, now: float, ids: Ids, ou
     marks = crossings(fresh, spent, state.settings.budget_warn_fraction)
     label = None if inp.budget_usd is None else \
         "exceeded" if "budget_exceeded" in marks else "warning" if marks else "ok"
-    out.emit("budget_updated", {"request_id": inp.request_id, "swarm_id": swarm.swarm_id, "job_id": swarm.job_id,
+    out.emit("budget_updated", {"request_id": inp.request_id, "scope": "swarm", "swarm_id": swarm.swarm_id, "job_id": swarm.job_id,
                                 "budget_usd": inp.budget_usd, "spend_usd": money(spent), "budget_state": label,
                                 "cost_unknown": swarm_spend(swarm).cost_unknown})
     check_budget(out, state, swarm, spent, fresh)
@@ -121,6 +124,8 @@ def _swarm(state: CoreState, event: Event) -> Swarm | None:
 
 
 def reduce_usage(state: CoreState, event: Event) -> None:
+    if "project_id" in event.data:
+        project_budget.fold_usage(state, event)
     swarm = _swarm(state, event)
     node_id = event.data.get("node_id")
     if swarm is None or not isinstance(node_id, int) or not 0 <= node_id < swarm.node_count:
@@ -140,6 +145,9 @@ def reduce_usage(state: CoreState, event: Event) -> None:
 
 
 def reduce_mark(state: CoreState, event: Event) -> None:
+    if event.data.get("scope") == project_budget.SCOPE:
+        project_budget.reduce_mark(state, event)
+        return
     swarm = _swarm(state, event)
     if swarm is None or event.data.get("scope", "swarm") != "swarm":
         return
@@ -149,6 +157,9 @@ def reduce_mark(state: CoreState, event: Event) -> None:
 
 
 def reduce_budget_updated(state: CoreState, event: Event) -> None:
+    if event.data.get("scope") == project_budget.SCOPE:
+        project_budget.reduce_updated(state, event)
+        return
     swarm = _swarm(state, event)
     if swarm is None:
         return

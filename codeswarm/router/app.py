@@ -79,7 +79,7 @@ class Router:
         self.snapshots = SnapshotStore(state_dir)
         self.state = CoreState(settings=CoreSettings.of(
             self.settings, pricing=config.pricing, budget_warn_fraction=config.budget.warn_fraction,
-            default_swarm_budget_usd=config.budget.swarm_usd))
+            default_swarm_budget_usd=config.budget.swarm_usd, default_project_budget_usd=config.budget.project_usd))
         self.book = ShellBook()  # non-durable: liveness, scheduler checks (router/liveness.py)
         self.projects: Any = None  # the ProjectsShell, attached by the server (router/projects_shell.py)
         self.connections: set[Connection] = set()

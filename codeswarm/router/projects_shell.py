@@ -14,6 +14,7 @@ import orjson
 import trio
 
 from codeswarm.core import Event
+from codeswarm.core import project_budget
 from codeswarm.core import projects as D
 from codeswarm.core import reduce as core_reduce
 from codeswarm.core.lifecycle import Inject
@@ -21,6 +22,7 @@ from codeswarm.core.project_graph import GraphError, parse_graph
 from codeswarm.core.project_records import ACTIVE_TASK_STATES, Project, ProjectsState
 from codeswarm.projects import gitops
 from codeswarm.projects.plan import extract_plan
+from codeswarm.errors import InvalidParam
 from codeswarm.protocol import (
     Command,
     Rejection,
@@ -29,6 +31,7 @@ from codeswarm.protocol import (
     require_str,
 )
 from codeswarm.router.store import atomic_write
+from codeswarm.spend.budget import parse_budget
 
 if TYPE_CHECKING:
     from codeswarm.router.app import Router
@@ -40,9 +43,10 @@ log = logging.getLogger("codeswarm.router.projects")
 TRIGGERS = frozenset({"turn_complete", "inject_failed", "node_status", "swarm_status", "swarm_terminated",
                       "project_created", "project_started", "project_task_completed", "project_task_failed",
                       "project_task_ready", "project_integrated", "project_integration_conflict", "project_resumed",
-                      "project_task_reset", "project_task_blocked"})
+                      "project_task_reset", "project_task_blocked", "budget_updated"})
 PROJECT_LEVEL = frozenset({"project_created", "project_started", "project_completed", "project_failed",
                            "project_cancelled", "project_resumed", "project_integrated"})
+SPEND_EVENTS = project_budget.BUDGET_EVENTS | {"usage"}  # project-scoped ones change the project records
 SNAPSHOT_EVERY = 1.0
 PLAN_TIMEOUT = 1800.0
 PLANNER_PROMPT = (
@@ -78,8 +82,8 @@ class ProjectsShell:
 
     def observe(self, name: str, data: dict[str, Any], seq: int) -> None:
         """Called by the router for every recorded event, after the core reduced it."""
-        if is_project_event(name):
-            self.applied_seq = seq
+        if is_project_event(name) or (name in SPEND_EVENTS and project_budget.is_project_scoped(name, data)):
+            self.applied_seq = seq  # the snapshot then waits until these are durable
             self._dirty = True
         if name == "turn_started" and data.get("injection_id") in self.state.by_injection:
             self._starts.append(data["injection_id"])
@@ -119,17 +123,21 @@ class ProjectsShell:
         snapshot go through the core's reduce, each once (the router's own replay skips them)."""
         start = self.load_snapshot()
         for seq, raw in self.r.log.read_since(start):
-            if b'"event":"project' not in raw:
+            if b'"event":"project' not in raw and not project_budget.may_be_project_scoped(raw):
                 continue
             try:
                 obj = orjson.loads(raw)
                 name, data = obj["event"], obj["data"]
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 continue
-            if not is_project_event(name):
+            scoped = not is_project_event(name) and project_budget.is_project_scoped(name, data)
+            if not scoped and not is_project_event(name):
                 continue
             try:
-                core_reduce(self.r.state, Event(name, data, 0.0, seq))
+                if scoped:  # a task's usage or a project budget event: the project part only, once by seq
+                    project_budget.replay(self.r.state, Event(name, data, 0.0, seq))
+                else:
+                    core_reduce(self.r.state, Event(name, data, 0.0, seq))
                 self.applied_seq = seq
             except (KeyError, TypeError, ValueError) as exc:  # IllegalTransition is a ValueError too
                 self.r.recovery_notes.append(f"event log: could not replay {name} seq {seq}: {exc!r}")
@@ -156,7 +164,8 @@ class ProjectsShell:
         """The core decides and the router records; a project-level change is also announced."""
         decision = self.r.decide(inp)
         for ev in decision.events:
-            if ev.name in PROJECT_LEVEL:
+            if ev.name in PROJECT_LEVEL or (ev.name in project_budget.BUDGET_EVENTS
+                                            and ev.data.get("scope") == project_budget.SCOPE):
                 p = self.state.projects.get(ev.data.get("project_id") or "")
                 if p is not None:
                     self.r.emit("projects_updated", {"project_id": p.project_id, "project": p.summary()})
@@ -277,15 +286,38 @@ class ProjectsShell:
         except D.ProjectError as exc:
             raise self._reject(cmd, exc.reason, str(exc)) from None
 
-    async def cmd_project_create(self, conn: Connection, cmd: Command) -> None:
+    async def cmd_project_create(self, conn: Connection, cmd: Command, planner_spend_usd: float = 0.0) -> None:
         graph = self._graph(cmd, cmd.payload.get("tasks"))
         swarms = self._swarms(cmd)
         name = require_str(cmd, "name", optional=True, allow_empty=True) or ""
         start = require_bool(cmd, "start", default=False)
         attempts = require_int(cmd, "max_attempts", default=2, minimum=1)
+        budget = self._budget(cmd)
+        if budget is None and "budget_usd" not in cmd.payload:
+            default = self.r.state.settings.default_project_budget_usd
+            budget = None if default is None else float(default)
         repo, base, commit = await self._check_repo(cmd)
         await self.carry_out(self._run(cmd, D.CreateProject(cmd.request_id, name[:64], repo, base, commit, swarms,
-                                                             graph, attempts, start)))
+                                                             graph, attempts, start, budget, planner_spend_usd)))
+
+    def _budget(self, cmd: Command) -> float | None:
+        """The payload's `budget_usd`: a number of US dollars > 0, or null (docs/SPEND.md)."""
+        try:
+            b = parse_budget(cmd.payload.get("budget_usd"))
+        except InvalidParam as exc:
+            raise self._reject(cmd, "invalid_payload", f"{exc.key}: {exc.problem}") from None
+        return None if b is None else float(b)
+
+    async def cmd_project_budget(self, conn: Connection, cmd: Command) -> None:
+        pid = self._project_id(cmd)
+        if "budget_usd" not in cmd.payload:
+            raise self._reject(cmd, "invalid_payload", "budget_usd: required (a number of US dollars > 0, or null)")
+        await self.carry_out(self._run(cmd, project_budget.SetProjectBudget(pid, self._budget(cmd), cmd.request_id)))
+
+    def _refuse_over_budget(self, cmd: Command, pid: str) -> None:
+        why = project_budget.refusal(self.state.projects[pid])
+        if why is not None:
+            raise self._reject(cmd, "budget_exceeded", why)
 
     def _project_id(self, cmd: Command) -> str:
         pid = require_str(cmd, "project_id") or ""
@@ -294,7 +326,9 @@ class ProjectsShell:
         return pid
 
     async def cmd_project_start(self, conn: Connection, cmd: Command) -> None:
-        await self.carry_out(self._run(cmd, D.StartProject(cmd.request_id, self._project_id(cmd))))
+        pid = self._project_id(cmd)
+        self._refuse_over_budget(cmd, pid)
+        await self.carry_out(self._run(cmd, D.StartProject(cmd.request_id, pid)))
 
     async def cmd_project_cancel(self, conn: Connection, cmd: Command) -> None:
         await self.carry_out(self._run(cmd, D.Cancel(cmd.request_id, self._project_id(cmd))))
@@ -323,6 +357,7 @@ class ProjectsShell:
         return D.Resume(cmd.request_id, pid, swarms, retry, heads, live)
 
     async def cmd_project_resume(self, conn: Connection, cmd: Command) -> None:
+        self._refuse_over_budget(cmd, self._project_id(cmd))
         await self.carry_out(self._run(cmd, await self._resume_input(cmd)))
 
     async def cmd_project_resume_preview(self, conn: Connection, cmd: Command) -> None:
@@ -363,7 +398,11 @@ class ProjectsShell:
                 raise GraphError("the planner's turn ended without a final answer")
             raw = extract_plan(answer[-1])
             payload = {**cmd.payload, "tasks": raw}
-            await self.cmd_project_create(None, Command("project_create", cmd.request_id, payload))  # type: ignore[arg-type]
+            planner_swarm = self.r.state.swarms.get(planner)
+            turn = planner_swarm.injections.get(iid) if planner_swarm is not None else None
+            planner_usd = float(turn.spend_usd) if turn is not None else 0.0  # counted in the project's spend
+            await self.cmd_project_create(None, Command("project_create", cmd.request_id, payload),  # type: ignore[arg-type]
+                                          planner_spend_usd=planner_usd)
         except GraphError as exc:
             self.r.emit("project_plan_failed", {"request_id": cmd.request_id, "planner": planner, "reason": str(exc)})
         except Rejection as rej:

@@ -163,3 +163,62 @@ def summarize(meters: list[NodeMeter]) -> SpendSummary:
         if m.pricing_model is not None:
             label = combine_labels(label, m.pricing_model)
     return SpendSummary(cost, tokens, unpriced, label)
+
+
+@dataclass
+class ProjectMeter:
+    """A project's spend: the cost of its tasks' turns (usage events tagged with the project) and of
+    its planner turn; JSON-able (it lives in the project record, core/project_budget.py)."""
+
+    cost_usd: Decimal = Decimal(0)
+    total_tokens: int = 0
+    unpriced_tokens: int = 0
+    pricing_model: str | None = None
+    tasks: dict[str, str] = field(default_factory=dict)  # task id -> its cost (Decimal text), all attempts
+    planner_usd: Decimal = Decimal(0)
+    seq: int = 0  # last log seq folded in: a replayed usage event is never counted twice
+
+    @property
+    def cost_unknown(self) -> bool:
+        return self.unpriced_tokens > 0
+
+    def apply(self, event: Mapping[str, Any], seq: int, task_id: str) -> bool:
+        """Fold a logged usage event of one of the project's tasks in; False if already counted."""
+        if seq <= self.seq:
+            return False
+        self.seq = seq
+        added = TokenCounts.from_json(event.get("delta_tokens") if isinstance(event.get("delta_tokens"), dict) else {})
+        self.total_tokens += added.total
+        cost = event.get("estimated_cost_usd")
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+            c = Decimal(repr(float(cost)))
+            self.cost_usd += c
+            self.tasks[task_id[:MAX_NAME]] = str(Decimal(self.tasks.get(task_id[:MAX_NAME], "0")) + c)
+        elif added.total:
+            self.unpriced_tokens += added.total
+        if isinstance(event.get("pricing_model"), str):
+            self.pricing_model = combine_labels(self.pricing_model, event["pricing_model"][:MAX_NAME])
+        return True
+
+    @classmethod
+    def opening(cls, planner_usd: float) -> "ProjectMeter":
+        """A new project's meter: the cost of the planner turn that wrote its task graph, if any."""
+        cost = Decimal(repr(float(planner_usd)))
+        return cls(cost_usd=cost, planner_usd=cost)
+
+    def task_usd(self, task_id: str) -> float:
+        return money(Decimal(self.tasks.get(task_id, "0")))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cost_usd": str(self.cost_usd), "total_tokens": self.total_tokens,
+                "unpriced_tokens": self.unpriced_tokens, "pricing_model": self.pricing_model,
+                "tasks": dict(self.tasks), "planner_usd": str(self.planner_usd), "seq": self.seq}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any] | None) -> "ProjectMeter":
+        if not d:
+            return cls()
+        return cls(cost_usd=Decimal(str(d.get("cost_usd") or 0)), total_tokens=int(d.get("total_tokens") or 0),
+                   unpriced_tokens=int(d.get("unpriced_tokens") or 0), pricing_model=d.get("pricing_model"),
+                   tasks={str(k): str(v) for k, v in (d.get("tasks") or {}).items()},
+                   planner_usd=Decimal(str(d.get("planner_usd") or 0)), seq=int(d.get("seq") or 0))
