@@ -92,6 +92,9 @@ def render(env: dict[str, Any]) -> str | None:
         body = f"turn complete ({d.get('status', 'completed')}{', aborted' if d.get('aborted') else ''})"
         if isinstance(d.get("turn_cost_usd"), (int, float)):
             body += f"  cost ${d['turn_cost_usd']:.4f}" + ("+?" if d.get("turn_cost_unknown") else "")
+    elif name == "turn_cost_updated":
+        body = (f"turn cost updated (usage after the turn completed)  cost ${d.get('turn_cost_usd') or 0:.4f}"
+                + ("+?" if d.get("turn_cost_unknown") else ""))
     elif name == "usage":
         body = f"tokens {d.get('total_tokens')} (last {d.get('last_total_tokens')})"
         if d.get("cost_unknown"):

@@ -143,13 +143,20 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
     turn_id = inj.turn_id if inj is not None else None
     added = _ZERO  # this decision's usage; the turn's cost so far is read only when a turn closes
     unpriced = False
+    late_added: dict[str, Decimal] = {}  # late usage of turns already complete, by injection, in this decision
     common = {"swarm_id": swarm.swarm_id, "job_id": swarm.job_id, "node_id": node_id, "injection_id": injection_id}
     for name, payload in inp.events:
         data = {**common, **payload, "outbox_seq": outbox_seq, "outbox_offset": inp.outbox_offset}
         if name == "usage":
+            late = _late_turn(swarm, node_id, inj, inj_state, payload.get("turn_id"))
+            if late is not None:
+                data["injection_id"], data["late_usage"] = late.injection_id, True
             cost = spend.charge_usage(out, state, swarm, node_id, data)
-            added += cost or 0
-            unpriced = unpriced or cost is None
+            if late is None:
+                added += cost or 0
+                unpriced = unpriced or cost is None
+            else:
+                _turn_cost_updated(out, swarm, node_id, late, cost, late_added, added if late is inj else _ZERO)
             continue
         if inj is None:
             if name not in ("turn_started", "turn_complete", "exec_approval_required"):
@@ -181,6 +188,42 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
         if name == "command_started":
             approvals.resolve_by_runtime(out, swarm, node_id, payload.get("call_id"))
         out.emit(name, data)
+
+
+def _late_turn(swarm: Swarm, node_id: int, inj: Injection | None, inj_state: str | None,
+               turn_id: Any) -> Injection | None:
+    """The completed turn a usage belongs to when it arrives after that turn completed (codex can send
+    thread/tokenUsage/updated after turn/completed), else None: a usage during a running turn is that
+    turn's. The line names the turn's injection while the worker still holds it, else none or the next
+    queued one (not started yet); a usage naming its turn (codex `turnId`) must match it."""
+    if inj_state == "started":
+        return None
+    last = inj if inj_state == "completed" else _last_completed_turn(swarm, node_id)
+    if last is None or (isinstance(turn_id, str) and last.turn_id is not None and turn_id != last.turn_id):
+        return None
+    return last
+
+
+def _last_completed_turn(swarm: Swarm, node_id: int) -> Injection | None:
+    """The node's latest turn, if it has completed (injections are kept in the order they were made;
+    a node runs its turns in that order). Only late usage looks, so the scan is rare."""
+    for inj in reversed(swarm.injections.values()):
+        if inj.node_id != node_id or inj.state in ("acked", "delivered", "failed"):
+            continue
+        return inj if inj.state == "completed" else None
+    return None
+
+
+def _turn_cost_updated(out: Out, swarm: Swarm, node_id: int, turn: Injection, cost: Decimal | None,
+                       late_added: dict[str, Decimal], same_decision: Decimal) -> None:
+    """A late usage changed a completed turn's cost: say the turn's corrected total (docs/SPEND.md)."""
+    iid = turn.injection_id
+    late_added[iid] = late_added.get(iid, _ZERO) + (cost or 0)
+    total = Decimal(turn.spend_usd) + same_decision + late_added[iid]
+    out.emit("turn_cost_updated", {"swarm_id": swarm.swarm_id, "job_id": swarm.job_id, "node_id": node_id,
+                                   "injection_id": iid, "turn_id": turn.turn_id, "turn_cost_usd": money(total),
+                                   "late_usd": None if cost is None else money(cost),
+                                   **({"turn_cost_unknown": True} if cost is None else {})})
 
 
 def decide_seq_anomaly(state: CoreState, inp: OutboxSeqAnomaly, now: float, ids: Ids, out: Out) -> None:

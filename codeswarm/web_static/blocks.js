@@ -147,8 +147,11 @@ export function updateBlock(block, ctx) {
     case 'turn': {
       const id = block.turnId ? String(block.turnId) : '';
       const name = /^turn/i.test(id) ? id : `turn ${id}`.trim();
+      const cost = block.phase === 'end' && Number.isFinite(block.costUsd)
+        ? ` · $${block.costUsd.toFixed(4)}${block.costUnknown ? '+?' : ''}` : '';
       el.querySelector('.label').textContent = block.phase === 'start'
-        ? `${name} started` : `${name} ${block.aborted ? 'aborted' : 'complete'}`;
+        ? `${name} started` : `${name} ${block.aborted ? 'aborted' : 'complete'}${cost}`;
+      if (block.phase === 'end') el.dataset.costUsd = Number.isFinite(block.costUsd) ? String(block.costUsd) : '';
       break;
     }
     case 'tool':

@@ -6,7 +6,7 @@
 // Actions: Start (created), Cancel (created/running/integrating), Resume (failed/cancelled/
 // completed/running/integrating) after a preview of what the resume will reset and run.
 
-import { h, fmtAge } from './util.js';
+import { h, fmtAge, fmtCost } from './util.js';
 
 const PROJECT_REFRESH_MS = 300;
 const OPEN_PROJECT = new Set(['created', 'running', 'integrating']);
@@ -54,7 +54,21 @@ export class Projects {
       this.list.set(d.project.project_id, d.project);
       this.dirty = true;
     }
-    if (!name.startsWith('project')) return false;
+    if (!name.startsWith('project')) {
+      // a task's usage or a project budget event changes the shown project's spend (docs/SPEND.md);
+      // the event is still the node's or the store's (false)
+      if (typeof d.project_id === 'string' && d.project_id === this.shown
+          && (name === 'usage' || d.scope === 'project')) this.refresh();
+      if (d.scope === 'project' && d.project_id && name.startsWith('budget_')) {
+        const p = this.list.get(d.project_id);
+        if (p) {
+          this.list.set(d.project_id, { ...p, spend_usd: d.spend_usd ?? p.spend_usd, budget_usd: name === 'budget_updated' ? d.budget_usd : p.budget_usd,
+            budget_state: name === 'budget_exceeded' ? 'exceeded' : name === 'budget_warning' ? 'warning' : d.budget_state ?? p.budget_state });
+          this.dirty = true;
+        }
+      }
+      return false;
+    }
     if (d.project_id && d.project_id === this.shown) this.refresh();
     return true;
   }
@@ -92,7 +106,9 @@ export class Projects {
       dataset: { project: p.project_id, state: p.state },
       'aria-current': p.project_id === this.shown ? 'page' : null,
     }, h('span', { class: `badge pstate-${p.state}` }, p.state), ' ', h('span', { class: 'name' }, p.name || p.project_id),
-    h('span', { class: 'counts' }, countsText(p.tasks))))) : [h('li', { class: 'empty' }, 'No projects.')]));
+    h('span', { class: 'counts' }, countsText(p.tasks)),
+    Number.isFinite(p.spend_usd) ? h('span', { class: `spend${p.budget_state && p.budget_state !== 'ok' ? ` budget-${p.budget_state}` : ''}` },
+      ` ${fmtCost(p.spend_usd)}${p.budget_usd ? ` / ${fmtCost(p.budget_usd)}` : ''}`) : null))) : [h('li', { class: 'empty' }, 'No projects.')]));
   }
 
   renderView() {
@@ -113,13 +129,14 @@ export class Projects {
       ['Swarms', (p.swarms || []).map((id) => h('a', { href: `#/swarm/${id}`, class: 'swarm-link' }, this.swarmName(id)))],
       ['Age', p.created_at ? fmtAge(now - p.created_at) : '–'],
     ];
+    facts.push(['Spend', spendFact(p)]);
     if (p.integration_branch) facts.push(['Integration', `${p.integration_branch}${p.integration_commit ? ` @ ${String(p.integration_commit).slice(0, 10)}` : ''}`]);
     if (p.error) facts.push(['Error', p.error]);
     const root = h('section', { class: 'project-view', dataset: { project: p.project_id, state: p.state }, 'aria-label': 'Project' },
       h('header', { class: 'detail-head card' },
         h('div', { class: 'title-row' }, h('h2', null, 'Project ', h('code', null, p.name || p.project_id)),
           h('span', { class: `badge pstate-${p.state}` }, p.state), h('span', { class: 'spacer' }), actions),
-        h('dl', { class: 'facts' }, facts.map(([k, v]) => h('div', { class: 'fact' }, h('dt', null, k), h('dd', null, v))))),
+        h('dl', { class: 'facts' }, facts.map(([k, v]) => h('div', { class: 'fact' }, h('dt', null, k), h('dd', { dataset: { fact: k.toLowerCase() } }, v))))),
       this.previewBox(p),
       h('section', { class: 'card task-graph', 'aria-label': 'Task graph' }, h('h3', null, 'Task graph'), this.graph(p.tasks || [])));
     this.mainEl.replaceChildren(root);
@@ -166,7 +183,9 @@ export class Projects {
       h('div', { class: 'task-head' }, h('strong', null, t.id), h('span', { class: `badge tstate-${t.state}` }, t.state)),
       t.title ? h('div', { class: 'task-title' }, t.title) : null,
       (t.depends_on || []).length ? h('div', { class: 'task-deps' }, `after ${t.depends_on.join(', ')}`) : null,
-      h('div', { class: 'task-meta' }, `attempts ${t.attempts ?? 0}`, t.commit ? ` · ${String(t.commit).slice(0, 10)}` : ''),
+      h('div', { class: 'task-meta' }, `attempts ${t.attempts ?? 0}`,
+        Number.isFinite(t.spend_usd) ? h('span', { class: 'task-spend', dataset: { spendUsd: String(t.spend_usd) } }, ` · ${fmtCost(t.spend_usd)}`) : '',
+        t.commit ? ` · ${String(t.commit).slice(0, 10)}` : ''),
       node, t.error ? h('div', { class: 'task-error' }, String(t.error).slice(0, 300)) : null);
   }
 
@@ -204,5 +223,17 @@ function countsText(counts) {
 
 function summaryOf(p) {
   return { project_id: p.project_id, name: p.name, state: p.state, repo: p.repo, created_at: p.created_at,
-    tasks: countStates(p.tasks), swarms: p.swarms };
+    tasks: countStates(p.tasks), swarms: p.swarms, spend_usd: p.spend_usd, budget_usd: p.budget_usd,
+    budget_state: p.budget_state };
+}
+
+/** The project's spend, with the budget bar the swarm view has (docs/SPEND.md). */
+function spendFact(p) {
+  const cost = Number.isFinite(p.spend_usd) ? p.spend_usd : 0;
+  const spend = `${fmtCost(cost)}${p.cost_unknown ? ' (some usage unpriced)' : ''}`;
+  if (!p.budget_usd) return h('span', { class: 'project-spend', dataset: { spendUsd: String(cost) } }, spend);
+  return h('span', { class: `project-spend budget budget-${p.budget_state || 'ok'}`, dataset: { spendUsd: String(cost), budgetUsd: String(p.budget_usd) } },
+    h('meter', { min: '0', max: String(p.budget_usd), low: String(0.8 * p.budget_usd), high: String(0.999 * p.budget_usd),
+      optimum: '0', value: String(Math.min(cost, p.budget_usd)), 'aria-label': 'budget used' }),
+    ` ${spend} of ${fmtCost(p.budget_usd)}${p.budget_state === 'exceeded' ? ' — exceeded, no task starts until it is raised' : ''}`);
 }

@@ -122,8 +122,18 @@ export function applyNodeEvent(st, event, d, s, node, ts) {
       closeOpen(node);
       node.busy = false;
       st.fact(s, node);
-      st.addBlock(s, node, { kind: 'turn', phase: 'end', turnId: d.turn_id, injectionId: inj, aborted: !!d.aborted });
+      st.addBlock(s, node, { kind: 'turn', phase: 'end', turnId: d.turn_id, injectionId: inj, aborted: !!d.aborted,
+        costUsd: Number.isFinite(d.turn_cost_usd) ? d.turn_cost_usd : null, costUnknown: !!d.turn_cost_unknown });
       return;
+    case 'turn_cost_updated': {
+      // usage that arrived after the turn completed (docs/SPEND.md): the turn's corrected cost
+      const b = node.blocks.find((x) => x.kind === 'turn' && x.phase === 'end' && x.injectionId === inj);
+      if (!b) return;
+      if (Number.isFinite(d.turn_cost_usd)) b.costUsd = d.turn_cost_usd;
+      b.costUnknown = b.costUnknown || !!d.turn_cost_unknown;
+      st.changed(s, node, b);
+      return;
+    }
     case 'reasoning_delta':
       stream(st, s, node, 'reasoning', d, d.content, false);
       return;

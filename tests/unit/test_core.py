@@ -155,10 +155,11 @@ def test_exactly_one_turn_complete_and_duplicates_dropped(h):
     h.runtime(swarm, 0, iid, ("turn_complete", {}))
     names = per_injection(h, iid)
     assert names.count("turn_started") == 1 and names.count("turn_complete") == 1
-    # Bookkeeping may trail turn_complete (ordering rule 2) and is forwarded as is.
+    # Bookkeeping may trail turn_complete (ordering rule 2) and is forwarded as is; a trailing usage
+    # also corrects the turn's cost (turn_cost_updated, docs/SPEND.md).
     mark = h.mark()
     h.runtime(swarm, 0, iid, ("usage", {"total_tokens": 10}), ("task_complete", {"last_agent_message": None}))
-    assert h.names(after=mark) == ["usage", "task_complete"]
+    assert h.names(after=mark) == ["usage", "turn_cost_updated", "task_complete"]
 
 
 def test_runtime_output_before_delivery_does_not_start_the_turn(h):

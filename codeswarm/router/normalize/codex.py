@@ -273,8 +273,11 @@ class CodexNormalizer:
                                   None, p.get("reason"), None, NATIVE_DECISIONS, tid, rpc_id)
         if method == "thread/tokenUsage/updated":
             tu = _d(p.get("tokenUsage"))
-            return self._usage("thread/tokenUsage/updated", _snake(tu.get("total")), _snake(tu.get("last")),
-                               tu.get("modelContextWindow"), self._thread_hint)
+            usage = self._usage("thread/tokenUsage/updated", _snake(tu.get("total")), _snake(tu.get("last")),
+                                tu.get("modelContextWindow"), self._thread_hint)
+            if usage and _s(p.get("turnId")):  # names its turn: usage sent after turn/completed finds it
+                usage[0][1]["turn_id"] = _s(p.get("turnId"))
+            return usage
         if method == "thread/status/changed":
             status = p.get("status")
             status = {"type": status} if isinstance(status, str) else status
