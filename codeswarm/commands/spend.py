@@ -12,7 +12,7 @@ from codeswarm.commands.common import config_option, connect, expect, handle_err
 
 @click.command(help="Spend per model and per node, from the logged usage events.")
 @click.option("--swarm", "swarm_id", default=None, help="Only this swarm.")
-@click.option("--project", "project_id", default=None, help="Only the swarms of this project.")
+@click.option("--project", "project_id", default=None, help="Only the usage of this project's tasks, per task.")
 @click.option("--since", "since_text", default=None,
               help="Only usage logged at or after TIME: ISO-8601 (UTC unless it says) or an age like 30m, 2h, 7d.")
 @config_option
@@ -29,15 +29,11 @@ def command(swarm_id: str | None, project_id: str | None, since_text: str | None
         except ValueError as exc:
             raise click.BadParameter(str(exc).removeprefix("--since: "), param_hint="--since") from None
     with connect(config_path, state_dir, no_autostart, timeout=60) as client:
-        swarm_ids, tasks = None, None
-        if project_id is not None:
-            swarm_ids, tasks = _project(client, project_id)
-            if swarm_id is not None:
-                swarm_ids &= {swarm_id}
-        elif swarm_id is not None:
-            swarm_ids = {swarm_id}
+        if project_id is not None:  # an unknown project is an error (exit 3), not an empty table
+            expect(client.request("project_status", {"project_id": project_id}), "project_status")
         envelopes, truncated = _replay_usage(client, swarm_id)
-    report = build_report(envelopes, since=since, swarm_ids=swarm_ids, tasks=tasks)
+    report = build_report(envelopes, since=since, swarm_ids=None if swarm_id is None else {swarm_id},
+                          project_id=project_id)
     if as_json:
         print_json({**report.to_json(), "since": since.isoformat() if since else None, "swarm_id": swarm_id,
                     "project_id": project_id, "log_truncated": truncated})
@@ -45,16 +41,6 @@ def command(swarm_id: str | None, project_id: str | None, since_text: str | None
     click.echo(render_tables(report))
     if truncated:
         click.echo("note: the oldest events were pruned from the log; `status` has the full totals", err=True)
-
-
-def _project(client: Any, project_id: str) -> tuple[set[str], dict[str, str]]:
-    """A project's swarms (its spend is theirs) and its tasks' injections (docs/PROJECTS.md)."""
-    project = expect(client.request("project_status", {"project_id": project_id}), "project_status").get("project")
-    project = project if isinstance(project, dict) else {}
-    swarms = {s if isinstance(s, str) else str((s or {}).get("swarm_id")) for s in project.get("swarms") or []}
-    tasks = {str(t["injection_id"]): str(t.get("id")) for t in project.get("tasks") or []
-             if isinstance(t, dict) and t.get("injection_id")}
-    return swarms, tasks
 
 
 def _replay_usage(client: Any, swarm_id: str | None) -> tuple[list[dict[str, Any]], bool]:

@@ -77,15 +77,19 @@ class SpendReport:
 
 
 def build_report(envelopes: Iterable[Mapping[str, Any]], *, since: datetime | None = None,
-                 swarm_ids: set[str] | None = None, tasks: Mapping[str, str] | None = None) -> SpendReport:
+                 swarm_ids: set[str] | None = None, tasks: Mapping[str, str] | None = None,
+                 project_id: str | None = None) -> SpendReport:
     """Sum the usage events (event envelopes as logged) that pass the filters; `tasks` maps
-    injection ids to task ids for a per-task table."""
+    injection ids to task ids for a per-task table. `project_id`: only the usage of that project's
+    tasks (tagged on the event, core/project_budget.py), per task by the event's `task_id`."""
     report = SpendReport()
     for env in envelopes:
         if env.get("event") != "usage" or not isinstance(env.get("data"), dict):
             continue
         data = env["data"]
         if swarm_ids is not None and data.get("swarm_id") not in swarm_ids:
+            continue
+        if project_id is not None and data.get("project_id") != project_id:
             continue
         if since is not None and not _at_or_after(env.get("timestamp"), since):
             continue
@@ -94,6 +98,8 @@ def build_report(envelopes: Iterable[Mapping[str, Any]], *, since: datetime | No
         rows = [report.total, report.by_model.setdefault(model, Row()),
                 report.by_node.setdefault((str(data.get("swarm_id")), node), Row())]
         task = (tasks or {}).get(str(data.get("injection_id")))
+        if project_id is not None and isinstance(data.get("task_id"), str):
+            task = data["task_id"]
         if task is not None:
             rows.append(report.by_task.setdefault(task, Row()))
         for row in rows:

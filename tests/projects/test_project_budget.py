@@ -101,6 +101,9 @@ def test_project_budget_stops_the_tasks_keeps_them_resumable_across_kill_9_and_a
     assert {t["id"]: t["attempts"] for t in final["tasks"]} == {"t1": 1, "t2": 1, "t3": 1}
     assert sorted(git(repo, "ls-tree", "-r", "--name-only", final["integration_branch"]).split()) == \
         ["README", "t1.txt", "t2.txt", "t3.txt"]
+    report = cs.json("spend", "--project", pid)  # the same figures from the logged usage events
+    assert cents(report["total"]["spend_usd"]) == cents(final["spend_usd"])
+    assert {t: cents(r["spend_usd"]) for t, r in report["by_task"].items()} == {k: cents(v) for k, v in per_task.items()}
     # the swarm's own total holds the project's usage too (the project does not hide spend)
     assert cs.json("status", sid)["spend_usd"] >= final["spend_usd"]
     cs.kill_router()
