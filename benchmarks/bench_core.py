@@ -124,6 +124,12 @@ def delta_line(seq: int, job: str, node: int, iid: str, text: str) -> bytes:
                       separators=(",", ":")).encode() + b"\n"
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop_everything(env: dict[str, str], home: Path, tmp: Path) -> None:
     """Stop the router, then every worker this run started (by PID, from the outboxes)."""
     subprocess.run([sys.executable, str(PYZ), "router", "stop"], env=env, capture_output=True)
@@ -142,6 +148,8 @@ def main() -> None:
     ap.add_argument("--firehose", type=int, default=1000, help="assistant deltas per node in the live firehose")
     ap.add_argument("--rate", type=int, default=5000, help="lines/s for the latency run")
     ap.add_argument("--seconds", type=float, default=6.0, help="duration of the latency run")
+    ap.add_argument("--profile", help="run the router of the ingest phase under cProfile (from the source tree), "
+                                      "writing this file")
     args = ap.parse_args()
     if not PYZ.exists():
         subprocess.run([str(ROOT / "build.sh")], check=True)
@@ -186,6 +194,8 @@ def main() -> None:
         # before the phases below, which append to the outboxes behind the workers' backs.
         sock = home / "router.sock"
         h0 = head_seq(sock)
+        router_pid = int((home / "router.pid").read_text())
+        cpu0 = cpu_seconds(router_pid)
         t0 = time.perf_counter()
         run(env, "inject", sid, "--prompt", f"[mock:firehose={args.firehose}] go", "--wait", "--timeout", "300")
         elapsed = time.perf_counter() - t0
@@ -193,6 +203,7 @@ def main() -> None:
         results["firehose_events"] = produced
         results["firehose_seconds"] = elapsed
         results["firehose_events_per_s"] = produced / elapsed
+        results["firehose_router_cpu_us_per_event"] = (cpu_seconds(router_pid) - cpu0) / produced * 1e6
 
         # ---------------------------------------------------------------- ingest of a backlog
         outboxes = {n: tmp / "runs" / job / "mailbox" / "outbox" / f"{job}_{n:02d}.jsonl" for n in range(args.nodes)}
@@ -210,16 +221,34 @@ def main() -> None:
             next_seq[n] = last + args.lines + 1
         total = args.nodes * args.lines
         t0 = time.perf_counter()
-        run(env, "router", "start")
+        profiled = None
+        if args.profile:  # cProfile cannot run a zipapp: the profiled router runs from the source tree
+            profiled = subprocess.Popen([sys.executable, "-m", "cProfile", "-o", args.profile, "-m", "codeswarm",
+                                         "router", "run"], env={**env, "PYTHONPATH": str(ROOT)},
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        else:
+            run(env, "router", "start")
         while True:
-            h = head_seq(sock)
+            try:
+                h = head_seq(sock)
+            except OSError:  # the profiled router is not listening yet
+                h = start_head
             if h - start_head >= total:
                 break
             time.sleep(0.01)
         elapsed = time.perf_counter() - t0
+        # CPU seconds of the router process since it started (start-up + this ingest): moves much
+        # less with the load of a shared machine than the wall-clock rate above
+        router_cpu = cpu_seconds(profiled.pid if profiled is not None else int((home / "router.pid").read_text()))
+        if profiled is not None:  # the profile covers the ingest only; the latency run uses the .pyz
+            profiled.send_signal(signal.SIGTERM)
+            profiled.wait(60)
+            run(env, "router", "start")
         results["ingest_events"] = total
         results["ingest_seconds"] = elapsed
         results["ingest_events_per_s"] = total / elapsed
+        results["ingest_router_cpu_s"] = router_cpu
+        results["ingest_router_cpu_us_per_event"] = router_cpu / total * 1e6
 
         # ---------------------------------------------------------------- live latency
         sub = Sub(sock)

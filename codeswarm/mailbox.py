@@ -155,7 +155,7 @@ def parse_chunk(chunk: bytes, offset: int) -> LineBatch:
     pos = offset
     for raw in chunk[:end].split(b"\n"):
         pos += len(raw) + 1
-        if not raw.strip():
+        if not raw or raw.isspace():  # (isspace stops at the first other byte; strip() copied the line)
             continue
         try:
             obj = loads(raw)

@@ -105,17 +105,24 @@ def _civil_date(days: int) -> str:
     return "%04d-%02d-%02d" % (year, month, day)
 
 
+_SECOND_CACHE: list[Any] = [None, ""]  # [whole epoch second, its "YYYY-MM-DDTHH:MM:SS"]: events come in runs
+
+
 def iso_timestamp(epoch: float) -> str:
     """ISO-8601 in UTC with microseconds; hand-rolled because it runs once per event (datetime costs ~2 us)."""
     whole = int(epoch // 1)
-    days, secs = divmod(whole, 86400)
-    date = _DAY_CACHE.get(days)
-    if date is None:
-        if len(_DAY_CACHE) > 64:
-            _DAY_CACHE.clear()
-        date = _DAY_CACHE[days] = _civil_date(days)
-    hours, rest = divmod(secs, 3600)
-    return "%sT%02d:%02d:%02d.%06d+00:00" % (date, hours, rest // 60, rest % 60, int((epoch % 1) * 1_000_000))
+    cache = _SECOND_CACHE
+    if cache[0] != whole:
+        days, secs = divmod(whole, 86400)
+        date = _DAY_CACHE.get(days)
+        if date is None:
+            if len(_DAY_CACHE) > 64:
+                _DAY_CACHE.clear()
+            date = _DAY_CACHE[days] = _civil_date(days)
+        hours, rest = divmod(secs, 3600)
+        cache[1] = "%sT%02d:%02d:%02d" % (date, hours, rest // 60, rest % 60)
+        cache[0] = whole
+    return "%s.%06d+00:00" % (cache[1], int((epoch % 1) * 1_000_000))
 
 
 def make_event(

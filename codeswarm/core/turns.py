@@ -144,9 +144,10 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
     added = _ZERO  # this decision's usage; the turn's cost so far is read only when a turn closes
     unpriced = False
     late_added: dict[str, Decimal] = {}  # late usage of turns already complete, by injection, in this decision
-    common = {"swarm_id": swarm.swarm_id, "job_id": swarm.job_id, "node_id": node_id, "injection_id": injection_id}
+    swarm_id, job_id, outbox_offset = swarm.swarm_id, swarm.job_id, inp.outbox_offset
     for name, payload in inp.events:
-        data = {**common, **payload, "outbox_seq": outbox_seq, "outbox_offset": inp.outbox_offset}
+        data = {"swarm_id": swarm_id, "job_id": job_id, "node_id": node_id, "injection_id": injection_id, **payload,
+                "outbox_seq": outbox_seq, "outbox_offset": outbox_offset}
         if name == "usage":
             late = _late_turn(swarm, node_id, inj, inj_state, payload.get("turn_id"))
             if late is not None:

@@ -133,8 +133,8 @@ class Router:
 
     def _record(self, ev: Event) -> None:
         seq = self.log.next_seq()
-        name, data = ev.name, ev.data
-        env = {"protocol": PROTOCOL, "type": "event", "timestamp": iso_timestamp(ev.ts), "event": name, "seq": seq,
+        name, data, ts = ev.name, ev.data, ev.ts
+        env = {"protocol": PROTOCOL, "type": "event", "timestamp": iso_timestamp(ts), "event": name, "seq": seq,
                "data": data}
         line = orjson.dumps(env) + b"\n"
         if "_record" in data:
@@ -145,16 +145,23 @@ class Router:
         if len(wire) > (1 << 20):
             wire = encode_line({**env, "data": {k: v for k, v in data.items() if k != "_record"}})
             line = wire if "_record" not in data else line
-        core.reduce(self.state, Event(name, data, ev.ts, seq))
-        if self.projects is not None:
-            self.projects.observe(name, data, seq)
+        core.reduce(self.state, Event(name, data, ts, seq))
+        projects = self.projects
+        if projects is not None and name in projects.OBSERVED:
+            projects.observe(name, data, seq)
+        # Inlined _swarm_keys for the common event that names one swarm (this runs per event).
+        sid = data.get("swarm_id")
+        if "target_swarm_id" in data or "source_swarm_id" in data:
+            keys = _swarm_keys(data)
+            sid = sid or data.get("target_swarm_id")
+        else:
+            keys = (sid,) if isinstance(sid, str) else ()
+            sid = sid or None
         rid = data.get("request_id")
-        ev = LoggedEvent(seq, name, rid if isinstance(rid, str) else None, _swarm_keys(data), wire)
-        self._pending.append(ev)
+        self._pending.append(LoggedEvent(seq, name, rid if isinstance(rid, str) else None, keys, wire))
         self._pending_lines.append(line)
         if name in LIFECYCLE_EVENTS:
             self._pending_durable = True
-        sid = data.get("swarm_id") or data.get("target_swarm_id")
         if name in _DISPATCH_TRIGGERS or (name == "assistant" and data.get("final_answer")):
             self._note_for_dispatch(name, data)
         if isinstance(sid, str):
@@ -164,9 +171,10 @@ class Router:
                 self.book.forget(sid)
             else:
                 self._dirty.add(sid)
-            changed = self.swarm_changed.pop(sid, None)
-            if changed is not None:
-                changed.set()
+            if self.swarm_changed:
+                changed = self.swarm_changed.pop(sid, None)
+                if changed is not None:
+                    changed.set()
         self._wake.set()
 
     # ------------------------------------------------------------------ queue dispatch and routing

@@ -278,49 +278,57 @@ class OutboxIngest:
         for problem in batch.bad:
             self.router.decide(BadOutboxLine(w.swarm_id, w.node_id, problem))
         now = self.router.now()
+        heard = False
         for line, end in zip(batch.lines, batch.ends):
-            self.process_line(swarm, w, line, now, end)
+            heard = self.process_line(swarm, w, line, now, end) or heard
+        if heard:  # once per read, not per line: `now` is the same for all of them
+            self.router.book.heard(w.swarm_id, w.node_id, now)
         w.offset = batch.offset
         self.lines_read += len(batch.lines)
         return True
 
-    def process_line(self, swarm: Swarm, w: NodeWatch, line: dict[str, Any], now: float, end: int = 0) -> None:
+    def process_line(self, swarm: Swarm, w: NodeWatch, line: dict[str, Any], now: float, end: int = 0) -> bool:
+        """Decide one outbox line; True when it proves the worker alive (the caller notes it)."""
         seq = line.get("seq")
-        if isinstance(seq, bool) or not isinstance(seq, int):
+        if type(seq) is not int:  # JSON gives int, bool, float...: only a real integer (not bool) is a seq
             self.router.decide(BadOutboxLine(w.swarm_id, w.node_id, "outbox line without an integer seq"))
-            return
+            return False
         if w.resync_seq is not None:  # re-reading a shrunk outbox: skip what was seen, by seq
             if seq <= w.resync_seq:
-                return
+                return False
             w.resync_seq = None
         # What was consumed is known by position; seq is only checked (issue 12 #5): a forged or
         # repeated seq is reported and the line is processed like any other, never dropped.
-        anomaly = seq_anomaly(w.seq, seq)
-        if anomaly is not None:
-            self.router.decide(OutboxSeqAnomaly(w.swarm_id, w.node_id, anomaly[0], anomaly[1], seq))
+        if seq != w.seq + 1:
+            anomaly = seq_anomaly(w.seq, seq)
+            if anomaly is not None:
+                self.router.decide(OutboxSeqAnomaly(w.swarm_id, w.node_id, anomaly[0], anomaly[1], seq))
         w.seq = seq
-        self.router.book.heard(w.swarm_id, w.node_id, now)
         kind = line.get("type")
         try:
-            if kind == "lifecycle":
-                self.router.decide(LifecycleLine(w.swarm_id, w.node_id, line, end))
-                if line.get("event") == "project_task_result":
-                    self.router.projects.on_task_result(w.swarm_id, w.node_id, line)
-            elif kind == "runtime":
-                runtime = str(line.get("runtime") or swarm.agent_runtime)
+            if kind == "runtime":  # first: nearly every line is runtime output
+                runtime = line.get("runtime") or swarm.agent_runtime
+                if type(runtime) is not str:
+                    runtime = str(runtime)
                 norm = w.normalizers.get(runtime)
                 if norm is None:
                     norm = w.normalizers[runtime] = make_normalizer(runtime)
                 if norm is None:
-                    return
+                    return True
                 events = norm.feed(line.get("payload"))
                 if events:
                     iid = line.get("injection_id")
-                    decision = self.router.decide(RuntimeOutput(w.swarm_id, w.node_id,
-                                                                iid if isinstance(iid, str) else None, events, seq, end))
-                    self.effects += decision.effects  # e.g. budget_exceeded's interrupts: see run()
+                    effects = self.router.decide(RuntimeOutput(w.swarm_id, w.node_id, iid if isinstance(iid, str) else None,
+                                                               events, seq, end)).effects
+                    if effects:
+                        self.effects += effects  # e.g. budget_exceeded's interrupts: see run()
+            elif kind == "lifecycle":
+                self.router.decide(LifecycleLine(w.swarm_id, w.node_id, line, end))
+                if line.get("event") == "project_task_result":
+                    self.router.projects.on_task_result(w.swarm_id, w.node_id, line)
             else:
                 self.router.decide(BadOutboxLine(w.swarm_id, w.node_id, f"unknown outbox line type {kind!r}"))
         except Exception as exc:  # a bad line must never stop the ingest of every other node
             log.exception("outbox line failed: swarm %s node %s seq %s", swarm.swarm_id, w.node_id, seq)
             self.router.decide(BadOutboxLine(w.swarm_id, w.node_id, f"could not process outbox line {seq}: {exc!r}"))
+        return True

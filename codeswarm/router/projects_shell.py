@@ -61,7 +61,15 @@ def is_project_event(name: str) -> bool:
     return name.startswith("project") and name in D.REDUCERS
 
 
+# Every event name `ProjectsShell.observe` acts on: the router calls it only for these (it runs
+# per event on the ingest's hot path, and an assistant_delta concerns no project).
+OBSERVED = frozenset({name for name in D.REDUCERS if name.startswith("project")} | TRIGGERS | SPEND_EVENTS
+                     | {"turn_started", "assistant", "turn_complete", "inject_failed"})
+
+
 class ProjectsShell:
+    OBSERVED = OBSERVED
+
     def __init__(self, router: Router) -> None:
         self.r = router
         self.path = router.state_dir / "projects.json"
@@ -81,7 +89,7 @@ class ProjectsShell:
     # ------------------------------------------------------------------ observe, snapshot, recover
 
     def observe(self, name: str, data: dict[str, Any], seq: int) -> None:
-        """Called by the router for every recorded event, after the core reduced it."""
+        """Called by the router for every recorded event named in OBSERVED, after the core reduced it."""
         if is_project_event(name) or (name in SPEND_EVENTS and project_budget.is_project_scoped(name, data)):
             self.applied_seq = seq  # the snapshot then waits until these are durable
             self._dirty = True

@@ -11,8 +11,11 @@ import pytest
 from codeswarm.router.normalize.claude import ClaudeNormalizer
 from codeswarm.router.normalize.codex import CodexNormalizer
 
-BUGGY_LINE = {"codex": {"method": "item/agentMessage/delta", "params": {"itemId": "i1", "delta": "hi"}},
-              "claude": {"type": "assistant", "message": {"content": [{"type": "text", "text": "hi"}]}}}
+# A line that goes through the broken handler: deltas take CodexNormalizer._fast_delta, the rest _v2.
+BUGGY_LINE = {"_v2": {"method": "turn/started", "params": {"turn": {"id": "t1"}}},
+              "_fast_delta": {"method": "item/agentMessage/delta", "params": {"itemId": "i1", "delta": "hi"}},
+              "_start_turn": {"type": "assistant", "message": {"content": [{"type": "text", "text": "hi"}]}}}
+BROKEN = [(CodexNormalizer, "_v2"), (CodexNormalizer, "_fast_delta"), (ClaudeNormalizer, "_start_turn")]
 
 
 def _break(monkeypatch: pytest.MonkeyPatch, cls: type, method: str) -> None:
@@ -22,11 +25,11 @@ def _break(monkeypatch: pytest.MonkeyPatch, cls: type, method: str) -> None:
     monkeypatch.setattr(cls, method, boom)
 
 
-@pytest.mark.parametrize(("cls", "method"), [(CodexNormalizer, "_v2"), (ClaudeNormalizer, "_start_turn")])
+@pytest.mark.parametrize(("cls", "method"), BROKEN)
 def test_a_normalizer_bug_becomes_an_agent_error_with_the_raw_line(monkeypatch: pytest.MonkeyPatch, cls: type,
                                                                   method: str) -> None:
     _break(monkeypatch, cls, method)
-    line = BUGGY_LINE[cls.runtime]
+    line = BUGGY_LINE[method]
     events = cls(strict=False).feed(line)
     assert [name for name, _ in events][-1:] == ["agent_error"]
     data = events[-1][1]
@@ -36,13 +39,13 @@ def test_a_normalizer_bug_becomes_an_agent_error_with_the_raw_line(monkeypatch: 
     assert "test_normalizer_errors.py" in data["message"]  # where it broke, to find the bug
 
 
-@pytest.mark.parametrize(("cls", "method"), [(CodexNormalizer, "_v2"), (ClaudeNormalizer, "_start_turn")])
+@pytest.mark.parametrize(("cls", "method"), BROKEN)
 def test_strict_normalizers_raise_the_bug(monkeypatch: pytest.MonkeyPatch, cls: type, method: str) -> None:
     _break(monkeypatch, cls, method)
     with pytest.raises(KeyError):
-        cls(strict=True).feed(BUGGY_LINE[cls.runtime])
+        cls(strict=True).feed(BUGGY_LINE[method])
     with pytest.raises(KeyError):  # the test session's default (tests/conftest.py): strict
-        cls().feed(BUGGY_LINE[cls.runtime])
+        cls().feed(BUGGY_LINE[method])
 
 
 def test_bad_input_is_still_dropped_without_an_error() -> None:

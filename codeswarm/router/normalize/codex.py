@@ -38,6 +38,18 @@ _QUIET = {"usage", "thread_status"}  # events that do not end a pending assistan
 _MAX_KEYS = 4096  # bound per-turn dedup state for servers that never send turn/started
 
 
+# Delta methods -> (stream, family): the bulk of a turn's lines, taken by CodexNormalizer._fast_delta.
+_DELTAS = {
+    LEGACY + "agent_message_content_delta": ("assistant_delta", "legacy"),
+    LEGACY + "agent_message_delta": ("assistant_delta", "legacy"),
+    LEGACY + "agent_reasoning_delta": ("reasoning_delta", "legacy"),
+    LEGACY + "agent_reasoning_raw_content_delta": ("reasoning_raw", "legacy"),
+    "item/agentMessage/delta": ("assistant_delta", "v2"),
+    "item/reasoning/summaryTextDelta": ("reasoning_delta", "v2"),
+    "item/reasoning/textDelta": ("reasoning_raw", "v2"),
+}
+
+
 def _d(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 
@@ -135,6 +147,9 @@ class CodexNormalizer:
             self._emitted.clear()
             self._done.clear()
         held = self._pending
+        fast = _DELTAS.get(method)
+        if fast is not None and held is None and not self._held_status and not self._held_after:
+            return self._fast_delta(fast, params)  # most lines of a turn: same result, less dispatch
         if method.startswith(LEGACY):
             self._thread_hint = _s(params.get("conversationId")) or self._thread_hint
             out = self._legacy(method[len(LEGACY):], _d(params.get("msg")))
@@ -145,6 +160,35 @@ class CodexNormalizer:
         if held is not None and self._pending is held:
             out = self._flush_before_content(out)
         return self._order_status(method, out)
+
+    def _fast_delta(self, stream_family: tuple[str, str], params: dict[str, Any]) -> list[NormalizedEvent]:
+        """A delta when nothing is held: what _legacy/_v2 -> _delta -> _order_status give, inlined."""
+        stream, family = stream_family
+        if family == "legacy":
+            hint = params.get("conversationId")
+            m = params.get("msg")
+            if not isinstance(m, dict):
+                m = {}
+            item_id, delta = m.get("item_id"), m.get("delta")
+        else:
+            hint = params.get("threadId")
+            if not (isinstance(hint, str) and hint):
+                hint = _s(_d(params.get("thread")).get("id"))
+            item_id, delta = params.get("itemId"), params.get("delta")
+        if isinstance(hint, str) and hint:
+            self._thread_hint = hint
+        if not isinstance(delta, str) or delta == "":
+            return []
+        key = item_id if isinstance(item_id, str) and item_id else \
+            self._cur_item.get("agentmessage" if stream == "assistant_delta" else "reasoning", "")
+        seen_key = (stream, family, key)
+        n = self._seen.get(seen_key, 0) + 1
+        self._seen[seen_key] = n
+        emitted_key = (stream, key)
+        if n <= self._emitted.get(emitted_key, 0):
+            return []
+        self._emitted[emitted_key] = n
+        return [("reasoning_delta" if stream == "reasoning_raw" else stream, {"content": delta})]
 
     def _order_status(self, method: str, out: list[NormalizedEvent]) -> list[NormalizedEvent]:
         """codex reports the thread `active` just before `turn/started` and `idle` just before
