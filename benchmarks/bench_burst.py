@@ -31,10 +31,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import PYZ, SLEEP_WORKERS, Figures, RouterProc, mock_config, rss_mb  # noqa: E402
+from benchlib import PYZ, SLEEP_WORKERS, Figures, RouterProc, cpu_seconds, mock_config, rss_mb  # noqa: E402
 
 
-def burst(r: RouterProc, fig: Figures, sid: str, nodes: int, commands: int) -> None:
+def burst(r: RouterProc, fig: Figures, sid: str, job: str, nodes: int, commands: int) -> None:
+    workers = r.worker_pids(job)
+    cpu0 = {pid: cpu_seconds(pid) for pid in [r.pid, *workers]}
     c = r.client()
     rid = c.send("subscribe", {"swarm_id": sid})
     c.wait_for(lambda e: e.get("event") == "subscribed" and e["data"].get("request_id") == rid)
@@ -45,10 +47,12 @@ def burst(r: RouterProc, fig: Figures, sid: str, nodes: int, commands: int) -> N
     c.s.sendall(blob)
     acks: list[float] = []
     turns = 0
+    events = 0
     expected = commands * nodes
     last = t0
     for ev in c.events(300):
         name = ev.get("event")
+        events += 1
         if name == "inject_ack" and ev["data"].get("request_id") in rids:
             acks.append(time.perf_counter() - t0)
         elif name == "turn_complete" and ev["data"].get("swarm_id") == sid:
@@ -62,6 +66,15 @@ def burst(r: RouterProc, fig: Figures, sid: str, nodes: int, commands: int) -> N
     fig.add(f"  acked within 1.3 s (of {expected})", sum(1 for a in acks if a <= 1.3), "")
     fig.add("  last ack after the write", max(acks) * 1000 if acks else None, "ms", "<=", 300)
     fig.add(f"  turns/s completed ({turns} turns)", turns / (last - t0), "turns/s", ">=", 2000)
+    # Where the time went: CPU of each process over the burst (2 cores shared by all of them and this
+    # client), and the events per turn the client received (what one mock turn costs the router).
+    router_cpu = cpu_seconds(r.pid) - cpu0[r.pid]
+    worker_cpu = sum(cpu_seconds(pid) - cpu0[pid] for pid in workers)
+    fig.add("  events received per turn", events / max(1, turns), "")
+    fig.add("  router CPU over the burst", router_cpu * 1000, "ms")
+    fig.add("  router CPU per event", router_cpu / max(1, events) * 1e6, "us")
+    fig.add(f"  CPU of the {len(workers)} workers over the burst", worker_cpu * 1000, "ms")
+    fig.add("  worker CPU per turn", worker_cpu / max(1, turns) * 1e6, "us")
 
 
 def restart(r: RouterProc, fig: Figures, label: str, times: int, target: float) -> None:
@@ -199,9 +212,9 @@ def main() -> None:
     r = RouterProc(mock_config(r.tmp), tmp=r.tmp)
     r.start()
     try:
-        sid, _job = r.launch(args.nodes, provider="mock")
+        sid, job = r.launch(args.nodes, provider="mock")
         if "burst" in only:
-            burst(r, fig, sid, args.nodes, args.commands)
+            burst(r, fig, sid, job, args.nodes, args.commands)
         if "restart" in only:
             restart(r, fig, "1 swarm", 5, 120)
         if "memory" in only:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
-# CODESWARM_BENCH_PYZ: measure another build (e.g. a copy of the "before" .pyz) with the same script
+# CODESWARM_BENCH_PYZ: measure another build (e.g. a copy of the "before" .pyz) with the same script;
+# CODESWARM_BENCH_PROFILE=FILE: run the router from the source tree under cProfile, writing FILE on exit
 PYZ = Path(os.environ.get("CODESWARM_BENCH_PYZ") or ROOT / "dist" / "codeswarm.pyz").resolve()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROTOCOL = "codeswarm.router.v1"
@@ -142,7 +143,12 @@ class RouterProc:
         """Start the router; seconds from spawn to its first answer (a ping)."""
         log = open(self.tmp / "router.log", "ab")
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, str(PYZ), "router", "run"], env=self.router_env,
+        prog, env = [str(PYZ)], self.router_env
+        profile = os.environ.get("CODESWARM_BENCH_PROFILE")
+        if profile:  # cProfile cannot run a zipapp: the profiled router runs from the source tree
+            prog = ["-m", "cProfile", "-o", profile, "-m", "codeswarm"]
+            env = {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)}
+        self.proc = subprocess.Popen([sys.executable, *prog, "router", "run"], env=env,
                                      stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
