@@ -91,6 +91,15 @@ def check(out: Out, state: CoreState, p: Project, total: Decimal, budget: Budget
             stop(out, state, p)
 
 
+def not_started(out: Out, inj: Any) -> bool:
+    """The injection's turn has not started, also counting this decision's own events (a turn can
+    start and cross a budget in one outbox line; the record moves only when the events are reduced)."""
+    if inj.state not in ("acked", "delivered"):
+        return False
+    iid = inj.injection_id
+    return not any(ev.name == "turn_started" and ev.data.get("injection_id") == iid for ev in out.events)
+
+
 def stop(out: Out, state: CoreState, p: Project) -> None:
     """Withdraw the project's injections that have not started and interrupt its running turns."""
     per_node: dict[tuple[str, int], list[str]] = {}
@@ -103,7 +112,7 @@ def stop(out: Out, state: CoreState, p: Project) -> None:
                 or t.injection_id in out.closed_injections:
             continue
         per_node.setdefault((t.swarm_id, t.node_id), []).append(t.injection_id)
-        if inj.state in ("acked", "delivered"):
+        if not_started(out, inj):
             fail_injection(out, swarm, t.node_id, t.injection_id, inj.request_id, REASON,
                            "the project's budget is spent")
     for (sid, node_id), ids in sorted(per_node.items()):

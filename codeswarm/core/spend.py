@@ -38,6 +38,13 @@ class SetBudget:
     request_id: str | None
 
 
+@dataclass(frozen=True)
+class ReassertStops:
+    """After a restart: ask again for the interrupts of every spent budget (swarm or project) whose
+    turns still run. The budget_exceeded event was durable before its inbox lines were written, so a
+    crash in between would otherwise leave those turns running; a repeated interrupt is harmless."""
+
+
 # ---------------------------------------------------------------- views
 
 
@@ -90,7 +97,7 @@ def stop_work(out: Out, state: CoreState, swarm: Swarm) -> None:
         if inj.injection_id in out.closed_injections:
             continue
         per_node.setdefault(inj.node_id, []).append(inj.injection_id)
-        if inj.state in ("acked", "delivered"):
+        if project_budget.not_started(out, inj):
             fail_injection(out, swarm, inj.node_id, inj.injection_id, inj.request_id, REASON,
                            "the swarm's budget is spent")
     for node_id, ids in sorted(per_node.items()):
@@ -98,6 +105,15 @@ def stop_work(out: Out, state: CoreState, swarm: Swarm) -> None:
             "type": "control", "control_id": out.ids(), "ts": out.now,
             "payload": {"kind": "interrupt", "reason": REASON, "injection_ids": ids}}))
     queue.drop_all(out, state, swarm, "budget exceeded")
+
+
+def decide_reassert(state: CoreState, inp: ReassertStops, now: float, ids: Ids, out: Out) -> None:
+    for swarm in state.swarms.values():
+        if swarm.active and swarm.budget_exceeded and any(True for _ in swarm.open_injections()):
+            stop_work(out, state, swarm)
+    for p in state.projects.projects.values():
+        if p.budget_exceeded:
+            project_budget.stop(out, state, p)
 
 
 def decide_set_budget(state: CoreState, inp: SetBudget, now: float, ids: Ids, out: Out) -> None:
@@ -171,7 +187,7 @@ def reduce_budget_updated(state: CoreState, event: Event) -> None:
 
 FEATURE = Feature(
     name="spend",
-    deciders={SetBudget: decide_set_budget},
+    deciders={SetBudget: decide_set_budget, ReassertStops: decide_reassert},
     reducers={"usage": reduce_usage, "budget_warning": reduce_mark, "budget_exceeded": reduce_mark,
               "budget_updated": reduce_budget_updated},
 )

@@ -15,6 +15,7 @@ import trio
 from codeswarm.config import Config
 from codeswarm.core.evidence import JobState
 from codeswarm.core.nodeloss import RedeliverAcked
+from codeswarm.core.spend import ReassertStops
 from codeswarm.core.observe import Observed
 from codeswarm.core.ticks import Tick
 from codeswarm.errors import ProviderError, RouterUnavailable
@@ -99,6 +100,8 @@ class RouterServer:
             # Issue 12 #2: a prompt acked before a crash but never written to its inbox goes out now
             # (a worker skips one it already accepted).
             await r.carry_out(r.decide(RedeliverAcked()).effects)
+            # A spent budget's interrupts may have been cut off by the crash (docs/SPEND.md).
+            await r.carry_out(r.decide(ReassertStops()).effects)
             for listener in listeners:
                 nursery.start_soon(trio.serve_listeners, self._serve_conn, [listener])
             for listener in tcp_listeners:

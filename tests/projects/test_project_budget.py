@@ -9,6 +9,7 @@ of a turn's two model calls cost about $2.50.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -130,3 +131,37 @@ def test_project_budget_payload_is_validated_and_shown(cs: Codeswarm) -> None:
     st = cs.json("project", "status", pid)
     total, per_task = project_usage(cs.events(), pid)
     assert total > 0 and cents(st["spend_usd"]) == cents(total) and st["budget_usd"] is None
+
+
+def test_bad_project_budget_commands_get_clear_rejections_and_change_nothing(cs: Codeswarm) -> None:
+    from tests.integration.test_bad_input import Raw
+
+    repo = user_repo(cs.tmp)
+    sid = cs.json("launch", "--nodes", "1")["swarm_id"]
+    tasks = write_tasks(cs.tmp, [task("a", [], False)])
+    pid = cs.json("project", "create", "--repo", str(repo), "--tasks", str(tasks), "--swarm", sid,
+                  "--budget-usd", "5")["project_id"]
+    before = cs.json("project", "status", pid)
+    raw = Raw(str(cs.home / "router.sock"))
+    graph = json.loads(tasks.read_text())
+    cases = [
+        ("project_budget", {"project_id": pid}, "invalid_payload", "budget_usd: required"),
+        ("project_budget", {"project_id": pid, "budget_usd": "ten"}, "invalid_payload", "number of US dollars"),
+        ("project_budget", {"project_id": pid, "budget_usd": True}, "invalid_payload", "number of US dollars"),
+        ("project_budget", {"project_id": pid, "budget_usd": -1}, "invalid_payload", "> 0"),
+        ("project_budget", {"project_id": pid, "budget_usd": 1e300}, "invalid_payload", "at most"),
+        ("project_budget", {"project_id": "x" * 900_000, "budget_usd": 5}, "unknown_project", "unknown project"),
+        ("project_budget", {"project_id": ["a"], "budget_usd": 5}, "invalid_payload", "project_id"),
+        ("project_create", {"repo": str(repo), "tasks": graph, "swarms": [sid], "budget_usd": 0},
+         "invalid_payload", "budget_usd"),
+        ("project_create", {"repo": str(repo), "tasks": graph, "swarms": [sid], "budget_usd": {"usd": 1}},
+         "invalid_payload", "budget_usd"),
+    ]
+    for i, (command, payload, code, text) in enumerate(cases):
+        ans = raw.command(command, payload, f"bad-{i}")
+        assert ans["event"] == "command_rejected", (command, payload, ans)
+        assert ans["data"]["code"] == code and text in ans["data"]["reason"], (payload, ans["data"])
+    assert len(cs.json("project", "list")) == 1  # no project created by a bad budget
+    assert cs.json("project", "status", pid) == before
+    ok = raw.command("project_budget", {"project_id": pid, "budget_usd": None}, "clear")
+    assert ok["event"] == "budget_updated" and ok["data"]["scope"] == "project" and ok["data"]["budget_usd"] is None

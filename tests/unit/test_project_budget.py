@@ -126,3 +126,34 @@ def test_usage_of_another_node_or_a_plain_injection_is_not_the_projects(h) -> No
     logged = [d for n, d in h.events() if n == "usage"]
     assert all("project_id" not in d for d in logged)
     assert p.spend_view()["spend_usd"] == 0 and not p.budget_exceeded
+
+
+def test_after_a_restart_the_interrupts_of_spent_budgets_are_asked_again(h) -> None:
+    from codeswarm.core.spend import ReassertStops
+
+    swarm, p = project(h, budget=1.0, tasks=("a",))
+    ((node, iid),) = assigned(h, p).values()
+    h.accept(swarm, node, iid)
+    h.runtime(swarm, node, iid, ("turn_started", {"turn_id": "t"}))
+    first = h.runtime(swarm, node, iid, usage(M))  # $2.50 of $1: stopped
+    wanted = [(e.node_id, e.line["payload"]) for e in first.effects if isinstance(e, InboxLine)]
+    assert [pl["injection_ids"] for _, pl in wanted] == [[iid]]
+    # a swarm of its own whose budget is spent with a turn still running
+    other, _ = h.launch(nodes=1, budget_usd=1.0)
+    h.start(other)
+    oid = h.inject(other, [0])[0]
+    h.accept(other, 0, oid)
+    # the turn starts and crosses the budget in one outbox line: interrupted, not failed as unstarted
+    h.runtime(other, 0, oid, ("turn_started", {"turn_id": "t"}), usage(M))
+    assert other.budget_exceeded and other.injections[oid].state == "started"
+    # the crash cut the inbox writes off: recovery asks again, and logs nothing new
+    mark = h.mark()
+    again = h.decide(ReassertStops())
+    lines = sorted((e.swarm_id, e.node_id, tuple(e.line["payload"]["injection_ids"])) for e in again.effects
+                   if isinstance(e, InboxLine))
+    assert lines == sorted([(swarm.swarm_id, node, (iid,)), (other.swarm_id, 0, (oid,))])
+    assert h.names(after=mark) == []
+    # once the turns have ended there is nothing to stop
+    h.runtime(swarm, node, iid, ("turn_complete", {"turn_id": "t", "status": "interrupted"}))
+    h.runtime(other, 0, oid, ("turn_complete", {"turn_id": "t", "status": "interrupted"}))
+    assert [e for e in h.decide(ReassertStops()).effects if isinstance(e, InboxLine)] == []
