@@ -39,6 +39,20 @@ def test_fresh_threads_counted_in_full_and_priced_from_the_config(cs: Any, codex
     assert status["pricing_model"] == "gpt-5.5" and status["cost_unknown"] is False
     assert abs(Decimal(repr(status["spend_usd"])) - expected) < Decimal("1e-9")
     assert status["total_tokens"] == model_in + model_out
+    # each turn's last cost figure (turn_complete, or turn_cost_updated when codex sent usage after
+    # turn/completed) is the sum of that turn's usage events
+    events = cs.events("--swarm", sid)
+    last_cost: dict[str, float] = {}
+    for e in events:
+        if e["event"] in ("turn_complete", "turn_cost_updated"):
+            last_cost[e["data"]["injection_id"]] = e["data"]["turn_cost_usd"]
+    per_turn: dict[str, Decimal] = {}
+    for u in usage:
+        per_turn[u["injection_id"]] = per_turn.get(u["injection_id"], Decimal(0)) + Decimal(repr(u["estimated_cost_usd"]))
+    late = [e for e in events if e["event"] == "turn_cost_updated"]
+    print(f"codex sent usage after turn/completed for {len(late)} of 3 turns")
+    assert len(last_cost) == 3 and {k: round(v, 8) for k, v in last_cost.items()} == \
+        {k: round(float(v), 8) for k, v in per_turn.items()}
 
 
 def test_budget_interrupts_a_real_codex_turn_gently(cs: Any, codex_bin: str, fake_model: FakeResponses) -> None:
