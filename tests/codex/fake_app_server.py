@@ -7,6 +7,9 @@ and picks its behaviour from the prompt text:
   APPROVE          sends a command approval request and reports the decision it got
   DIE              exits (code 3) in the middle of the turn
   REJECT_TURN      answers turn/start with a JSON-RPC error
+  USAGE            reports 1,000,000 fresh input tokens (thread/tokenUsage/updated) during the turn
+  LATE_USAGE       USAGE, and 2,000,000 more reported 50 ms after turn/completed (as codex can)
+  SLOW_LATE_USAGE  the same, 1 s after turn/completed (after the worker stopped reading for the turn)
   anything else    one agent message, then turn/completed
 
 With FAKE_APP_SERVER_MODE=hang_init it never answers `initialize`.
@@ -22,6 +25,7 @@ import time
 
 LOG = os.environ.get("FAKE_APP_SERVER_LOG")
 _server_ids = iter(range(1_000_000))
+_totals: dict[str, int] = {}  # thread -> cumulative input tokens reported
 
 
 def send(obj: dict) -> None:
@@ -59,6 +63,16 @@ def agent_message(thread: str, turn: str, text: str) -> None:
     send({"method": "item/completed", "params": {"threadId": thread, "turnId": turn, "item": item}})
 
 
+def token_usage(thread: str, turn: str, added: int) -> None:
+    _totals[thread] = _totals.get(thread, 0) + added
+
+    def counts(n: int) -> dict:
+        return {"totalTokens": n, "inputTokens": n, "cachedInputTokens": 0, "outputTokens": 0,
+                "reasoningOutputTokens": 0}
+    send({"method": "thread/tokenUsage/updated", "params": {"threadId": thread, "turnId": turn, "tokenUsage": {
+        "total": counts(_totals[thread]), "last": counts(added), "modelContextWindow": 258400}}})
+
+
 def run_turn(thread: str, turn: str, text: str) -> None:
     send({"method": "turn/started", "params": {"threadId": thread, "turn": {"id": turn, "status": "inProgress"}}})
     if "DIE" in text:
@@ -80,8 +94,13 @@ def run_turn(thread: str, turn: str, text: str) -> None:
         agent_message(thread, turn, "decision=" + json.dumps(answer.get("result", {}).get("decision")))
     else:
         agent_message(thread, turn, f"echo: {text}")
+    if "USAGE" in text:
+        token_usage(thread, turn, 1_000_000)
     send({"method": "turn/completed", "params": {"threadId": thread, "turn": {
         "id": turn, "status": "completed", "error": None, "items": []}}})
+    if "LATE_USAGE" in text:
+        time.sleep(1.0 if "SLOW_LATE_USAGE" in text else 0.05)
+        token_usage(thread, turn, 2_000_000)
 
 
 def main() -> None:

@@ -60,6 +60,7 @@ def toml_value(v: Any) -> str:
 
 
 PINNED_VERSION = "0.169.0"
+TRAILING_SECONDS = 0.15  # read after turn/completed: a late tokenUsage usually follows within milliseconds
 
 
 def find_codex(params: dict[str, Any]) -> str | None:
@@ -316,7 +317,17 @@ class CodexRuntime(Runtime):
                 params = msg.get("params") or {}
                 done_id = (params.get("turn") or {}).get("id")
                 if self.turn_id is None or done_id == self.turn_id:
+                    await self._read_trailing()
                     return
+
+    async def _read_trailing(self) -> None:
+        """Read what the app-server sends just after turn/completed (codex can send the turn's
+        thread/tokenUsage/updated then) while the worker still holds the turn, so those lines name
+        its injection. Later ones are read when the server is next read (the next turn) and the
+        router attributes them to this turn by its id (docs/SPEND.md, late usage)."""
+        with trio.move_on_after(TRAILING_SECONDS):
+            while await self._next() is not None:
+                pass
 
     async def _on_exit(self) -> None:
         """stdout closed under a running turn: report it (unless we are stopping) and end the turn."""
