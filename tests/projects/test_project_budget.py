@@ -165,3 +165,27 @@ def test_bad_project_budget_commands_get_clear_rejections_and_change_nothing(cs:
     assert cs.json("project", "status", pid) == before
     ok = raw.command("project_budget", {"project_id": pid, "budget_usd": None}, "clear")
     assert ok["event"] == "budget_updated" and ok["data"]["scope"] == "project" and ok["data"]["budget_usd"] is None
+
+
+def test_the_planner_turn_counts_in_the_projects_spend(cs: Codeswarm) -> None:
+    repo = user_repo(cs.tmp)
+    planner = cs.json("launch", "--nodes", "1")["swarm_id"]
+    workers = cs.json("launch", "--nodes", "2")["swarm_id"]
+    graph = {"tasks": [task("p1", [], False), task("p2", ["p1"], False)]}
+    spec = cs.tmp / "spec.md"  # the mock planner echoes the spec: its fenced block is the plan
+    spec.write_text("[mock:tokens=200000] Build two files.\n```json\n" + json.dumps(graph) + "\n```\n")
+    proc = cs.run("project", "plan", "--repo", str(repo), "--spec", str(spec), "--planner", planner, "--swarm",
+                  workers, "--budget-usd", "20", "--wait", "--timeout", "120", "--json", check=False, timeout=150)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    status = json.loads(proc.stdout)
+    pid = status["project_id"]
+    events = cs.events()
+    planner_usage = sum(Decimal(repr(e["data"]["estimated_cost_usd"])) for e in events
+                        if e["event"] == "usage" and e["data"]["swarm_id"] == planner)
+    tasks_usage, _ = project_usage(events, pid)
+    assert planner_usage > Decimal(1)  # two calls of 200,000 tokens at $2.50 per million
+    assert cents(status["planner_spend_usd"]) == cents(planner_usage)
+    assert cents(status["spend_usd"]) == cents(planner_usage + tasks_usage)
+    assert status["budget_usd"] == 20 and status["budget_state"] == "ok"
+    cs.kill_router()
+    assert cs.json("project", "status", pid)["spend_usd"] == status["spend_usd"]
