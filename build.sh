@@ -24,6 +24,8 @@ fi
 rm -rf build
 .venv/bin/shiv -q -c codeswarm -o dist/codeswarm.pyz.tmp -p '/usr/bin/env python3' \
   --reproducible --compressed --compile-pyc -r requirements.txt . >/dev/null
+# shiv's bootstrap costs ~40 ms per start once unpacked: a fast path takes over (scripts/pyz_main.py)
+.venv/bin/python scripts/pyz_fastpath.py dist/codeswarm.pyz.tmp
 mv -f dist/codeswarm.pyz.tmp dist/codeswarm.pyz
 rm -rf build codeswarm.egg-info
 echo "built dist/codeswarm.pyz ($(du -h dist/codeswarm.pyz | cut -f1))"
