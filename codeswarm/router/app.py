@@ -448,6 +448,7 @@ class Router:
             self._recovery_warning("snapshot_ignored", f"snapshot ignored: {p}")
         start = 0 if problems else applied
         replayed = 0
+        changed: set[str] = set()  # swarms the replay moved past their snapshot: snapshotted again
         damage = LogDamage()
         unreplayable: list[str] = []
         for seq, raw in self.log.read_since(start, damage=damage):
@@ -472,6 +473,8 @@ class Router:
                 unreplayable.append(f"could not replay {name} seq {seq}: {exc!r}")
                 continue
             replayed += 1
+            if isinstance(sid, str):
+                changed.add(sid)
         if damage.lines:
             self._recovery_warning("event_log_damaged_lines", damage.summary(), count=damage.lines)
         if unreplayable:
@@ -480,15 +483,18 @@ class Router:
                                    count=len(unreplayable))
         self.committed_seq = self.log.head_seq
         now = self.now()
+        # An unchanged snapshot is not written (and fsync'd) again: a restart costs what it replayed.
+        self._dirty.update(sid for sid in changed if sid in self.state.swarms)
+        self._removed.update(sid for sid in changed if sid not in self.state.swarms)  # removed after its snapshot
         for sid, swarm in self.state.swarms.items():
-            self._dirty.add(sid)
+            if sid not in loaded:  # rebuilt from the log alone (no or an ignored snapshot)
+                self._dirty.add(sid)
             for node in swarm.nodes:  # liveness is not durable: a fresh heartbeat window from now
                 if node.worker == "running":
                     self.book.heard(sid, node.node_id, now)
         self._reroute_recent_answers()
         if self.projects is not None:
             self.projects.recover()
-        trim_heap()  # the log tail was parsed into short-lived objects: give their pages back
         log.info("recovered %d swarms, replayed %d events", len(self.state.swarms), replayed)
 
     def _recovery_warning(self, code: str, message: str, **extra: Any) -> None:

@@ -52,6 +52,11 @@ log = logging.getLogger("codeswarm.router.handlers")
 MAX_NODES = 4096
 SPEND_PARAMS = ("budget_usd", "pricing_model")
 _ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # what routing directives can name
+# Answered as soon as the router serves, from the state recovery rebuilt (snapshots + the log tail,
+# complete before the first connection is accepted); every other command waits until start-up has
+# also re-adopted the jobs and resumed terminations, delivery and dispatch (server.py, issue 13).
+ANSWERED_DURING_START = frozenset({"ping", "providers_list", "swarm_list", "swarm_status", "queue_list",
+                                   "approvals_list", "subscribe", "unsubscribe", "project_status", "project_list"})
 TERMINATE_EXIT_WAIT = 10.0
 ABANDON_TIMEOUT = 60.0
 
@@ -61,11 +66,14 @@ class Handlers:
         self.r = router
         self.terminating: dict[str, trio.Event] = {}  # swarm_id -> "escalate to force" event
         self.keys = IdempotencyKeys(router.state_dir / "idempotency.json", router.settings.idempotency_ttl_seconds)
+        self.started = trio.Event()  # set by the server once start-up is complete
 
     # ------------------------------------------------------------------ dispatch
 
     async def handle(self, conn: Connection, cmd: Command) -> None:
         conn.add_request_id(cmd.request_id)
+        if cmd.command not in ANSWERED_DURING_START and not self.started.is_set():
+            await self.started.wait()
         try:
             if "idempotency_key" in cmd.payload and await self._deduplicated(conn, cmd):
                 return

@@ -24,7 +24,7 @@ from codeswarm.core.kernel import Decision
 from codeswarm.core.records import CoreState, Swarm
 from codeswarm.core.turns import BadOutboxLine, LifecycleLine, OutboxSeqAnomaly, RuntimeOutput
 from codeswarm.fswatch import AppendWatcher, WatchChoice, choose_mode
-from codeswarm.mailbox import outbox_path, read_complete_lines
+from codeswarm.mailbox import MAX_OUTBOX_LINE, outbox_path, read_complete_lines
 from codeswarm.router.liveness import ShellBook
 from codeswarm.router.outbox_seq import seq_anomaly
 from codeswarm.router.providers.base import JobHandle
@@ -39,6 +39,11 @@ STREAMING_CAP = 0.04  # bench_scale: 1,000 nodes at 5 lines/s each, p99 149 ms w
 EXPECT_WINDOW = 0.5  # a worker normally answers a prompt (turn_accepted) well within this
 NOTIFY_BATCH = 0.002  # a written outbox is read this much later: the lines written meanwhile come in one read
 SAFETY_INTERVAL = 5.0  # a node inotify watches is still read this often: a missed event costs seconds
+# A backlog (a router restarted under 64 busy nodes: 256k lines) is read in slices: at most READ_SLICE
+# bytes of one outbox per poll, and the loop lets the committer and the connections in at least every
+# ROUND_BUDGET seconds, so the router answers while it catches up (issue 13).
+READ_SLICE = 2 * MAX_OUTBOX_LINE  # a slice always holds a whole line of the longest kind read (mailbox.py)
+ROUND_BUDGET = 0.02
 
 
 class IngestHost(Protocol):
@@ -190,7 +195,11 @@ class OutboxIngest:
                 w = self.watches.get((sid, nid))
                 if w is not None and w.version == version:
                     due.append(w)
+            yield_at = trio.current_time() + ROUND_BUDGET
             for w in due:
+                if trio.current_time() > yield_at:
+                    await trio.sleep(0)
+                    yield_at = trio.current_time() + ROUND_BUDGET
                 got = self.poll_node(w)
                 self._reschedule(w, got)
             if self.effects:  # inbox lines the core decided while reading (after their events are durable)
@@ -266,7 +275,7 @@ class OutboxIngest:
             w.offset, w.resync_seq = 0, w.seq
         if regular and st.st_size == w.offset and w.refused is None:
             return False
-        batch = read_complete_lines(w.path, w.offset)  # type: ignore[arg-type]
+        batch = read_complete_lines(w.path, w.offset, READ_SLICE)  # type: ignore[arg-type]
         if batch.refused != w.refused:  # issue 12 #6: never read through a link; said once, not per poll
             w.refused = batch.refused
             if batch.refused:

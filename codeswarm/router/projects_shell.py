@@ -48,6 +48,7 @@ PROJECT_LEVEL = frozenset({"project_created", "project_started", "project_comple
                            "project_cancelled", "project_resumed", "project_integrated"})
 SPEND_EVENTS = project_budget.BUDGET_EVENTS | {"usage"}  # project-scoped ones change the project records
 SNAPSHOT_EVERY = 1.0
+RESNAPSHOT_LAG = 5_000  # a start that read more log than this for projects writes projects.json again
 PLAN_TIMEOUT = 1800.0
 PLANNER_PROMPT = (
     "You are the planner of a Codeswarm project. Split the specification below into a task graph for "
@@ -151,6 +152,16 @@ class ProjectsShell:
                 self.r.recovery_notes.append(f"event log: could not replay {name} seq {seq}: {exc!r}")
         self.state.reindex()
         self._due = True
+        # Every event up to the head was read: the next snapshot covers them all, so that the next
+        # start reads only what comes after (issue 13), even when no project event was ever logged.
+        if self.r.log.head_seq - start > RESNAPSHOT_LAG:
+            self._dirty = True
+        self.applied_seq = max(self.applied_seq, self.r.log.head_seq)
+
+    async def save_if_due(self) -> None:
+        """On a clean stop: write the snapshot if one is due and the log holds everything it covers."""
+        if self._dirty and self.r.committed_seq >= self.applied_seq:
+            await self.save_snapshot()
 
     async def snapshotter(self) -> None:
         while True:

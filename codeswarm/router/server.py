@@ -27,6 +27,7 @@ from codeswarm.router.app import Router
 from codeswarm.router.connection import Connection, LineReader
 from codeswarm.router.handlers import Handlers
 from codeswarm.router.projects_shell import ProjectsShell
+from codeswarm.router.ring import trim_heap
 from codeswarm.router.providers.base import ClusterProvider, JobHandle
 from codeswarm.router.statelock import release_lock, take_lock
 from codeswarm.router.workers import restart_node, watch_nodes
@@ -78,12 +79,16 @@ class RouterServer:
             nursery.start_soon(r.committer)
             nursery.start_soon(r.delivery.run)
             nursery.start_soon(r.heap_trimmer)
-            nursery.start_soon(r.ingest.notify_loop)
             nursery.start_soon(r.periodic_sync)
-            r.ingest.sync()
-            nursery.start_soon(r.ingest.run)
             r.start_terminate = self._start_terminate
             r.start_restart = lambda effect: nursery.start_soon(restart_node, r, effect)
+            # Answer first (issue 13): recovery is complete, so queries are answered from its state at
+            # once; other commands wait in Handlers.handle until the rest of start-up below is done.
+            for listener in listeners:
+                nursery.start_soon(trio.serve_listeners, self._serve_conn, [listener])
+            for listener in tcp_listeners:
+                nursery.start_soon(trio.serve_listeners, functools.partial(self._serve_conn, tcp=True), [listener])
+            r.ingest.sync()  # the watches (a terminate drains the outboxes through them); reading comes last
             for sid in list(r.state.swarms):
                 sw = r.state.swarms[sid]
                 if sw.state != "terminated" and sw.provider in r.providers:
@@ -102,13 +107,16 @@ class RouterServer:
             await r.carry_out(r.decide(RedeliverAcked()).effects)
             # A spent budget's interrupts may have been cut off by the crash (docs/SPEND.md).
             await r.carry_out(r.decide(ReassertStops()).effects)
-            for listener in listeners:
-                nursery.start_soon(trio.serve_listeners, self._serve_conn, [listener])
-            for listener in tcp_listeners:
-                nursery.start_soon(trio.serve_listeners, functools.partial(self._serve_conn, tcp=True), [listener])
+            # The outboxes are read from here on: a backlog of worker output (bench_core: 256k lines)
+            # is ingested while the router already answers, never before it does.
+            nursery.start_soon(r.ingest.notify_loop)
+            nursery.start_soon(r.ingest.run)
+            self.handlers.started.set()
             self.ready.set()
             task_status.started()
             log.info("router ready on %s", sock_path)
+            # the log tail was parsed into short-lived objects: give their pages back, off the start path
+            await trio.to_thread.run_sync(trim_heap)
 
     async def _report_startup_warnings(self) -> None:
         """What recovery found wrong, as router_warning events and in the file `router status` reads."""
@@ -342,10 +350,23 @@ async def serve(config: Config, state_dir: Path, tcp_port: int | None = None) ->
 
                 nursery.start_soon(stop_on_signal)
     finally:
+        await _save_projects_on_stop(server)
         server.router.log.close()
         if _is_socket(socket_path(state_dir)):  # a file put there instead is left for the user to see
             socket_path(state_dir).unlink()
         release_lock(fds)
+
+
+async def _save_projects_on_stop(server: RouterServer) -> None:
+    """A clean stop writes a projects snapshot that is due (it may only cover what is in the log), so
+    that the next start does not read the log again for it (issue 13)."""
+    if server.router.projects is None:
+        return
+    with trio.CancelScope(shield=True):
+        try:
+            await server.router.projects.save_if_due()
+        except OSError as exc:
+            log.error("cannot write the projects snapshot on stop: %s", exc)
 
 
 def _is_socket(path: Path) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 SEQ_RESERVATION = 10_000
+BACK_BLOCK = 64 << 10  # read_since finds where to start by reading a segment backwards in blocks this size
 
 
 @dataclass
@@ -74,7 +75,10 @@ class EventLog:
         self.log_id = self._load_log_id()
         self.segments: list[int] = sorted(int(p.stem) for p in self.dir.glob("*.jsonl") if p.stem.isdigit())
         # Events per segment: retention counts events, not seq distance (seq has gaps after a crash).
-        self.seg_counts: dict[int, int] = {first: self._count_lines(first) for first in self.segments[:-1]}
+        # The closed segments are counted when pruning first needs them, not at start-up (issue 13:
+        # reading every segment made a restart scale with the log's size).
+        self.seg_counts: dict[int, int] = {}
+        self._closed_counted = len(self.segments) <= 1
         self.head_seq = 0
         self.truncated_bytes = 0  # a partial last line found (and cut) at open
         self._fd: int | None = None
@@ -123,25 +127,49 @@ class EventLog:
         if not self.segments:
             return
         path = self._seg_path(self.segments[-1])
-        data = path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):  # a torn last line from a crash: cut it, the event was never sent
-            self.truncated_bytes = len(data) - end
-            with open(path, "r+b") as f:
+        with open(path, "r+b") as f:
+            lines, end, size = 0, 0, 0
+            for chunk in iter(lambda: f.read(1 << 20), b""):  # counted in chunks: no list of lines
+                lines += chunk.count(b"\n")
+                nl = chunk.rfind(b"\n")
+                if nl >= 0:
+                    end = size + nl + 1
+                size += len(chunk)
+            if end < size:  # a torn last line from a crash: cut it, the event was never sent
+                self.truncated_bytes = size - end
                 f.truncate(end)
-            data = data[:end]
-        lines = data.splitlines()
-        self._seg_count = len(lines)
+        self._seg_count = lines
         self.seg_counts[self.segments[-1]] = self._seg_count
-        for raw in reversed(lines):
-            try:
-                self.head_seq = int(orjson.loads(raw)["seq"])
-                break
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue
-        else:
-            self.head_seq = self.segments[-1] - 1
+        last = self._last_good_line(path, lambda seq: True)
+        self.head_seq = last[0] if last is not None else self.segments[-1] - 1
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+
+    def _last_good_line(self, path: Path, accept: Callable[[int], bool]) -> tuple[int, int] | None:
+        """(seq, byte offset after it) of the last complete line of `path` that parses and whose seq
+        `accept`s, read backwards in blocks: start-up and replay read the tail, not the whole file.
+        Lines are in seq order within a segment (appended in order), so the scan stops at the first hit."""
+        with open(path, "rb") as f:
+            pos = f.seek(0, os.SEEK_END)
+            buf, end = b"", 0  # buf holds the bytes from pos on; buf[end:] has been looked at
+            while True:
+                hi = buf.rfind(b"\n", 0, end)  # ends the last line not looked at (a torn tail is never looked at)
+                lo = buf.rfind(b"\n", 0, hi) if hi >= 0 else -1
+                if lo < 0 and pos > 0:  # that line (or its end) lies partly in an earlier block
+                    n = min(BACK_BLOCK, pos)
+                    pos -= n
+                    f.seek(pos)
+                    buf = f.read(n) + buf[:end]
+                    end = len(buf)
+                    continue
+                if hi < 0:
+                    return None
+                try:
+                    seq: int | None = int(orjson.loads(buf[lo + 1 : hi + 1])["seq"])
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    seq = None
+                if seq is not None and accept(seq):
+                    return seq, pos + hi + 1
+                end = lo + 1
 
     def _first_seq_on_disk(self) -> int | None:
         for first in self.segments:
@@ -228,6 +256,11 @@ class EventLog:
     def _prune(self) -> None:
         """Drop whole old segments while the rest still holds max_events, and (with max_age_seconds)
         closed segments whose newest event is older than that (the file's mtime is its last write)."""
+        if not self._closed_counted:
+            for first in self.segments:
+                if first not in self.seg_counts:
+                    self.seg_counts[first] = self._count_lines(first)
+            self._closed_counted = True
         total = sum(self.seg_counts.get(f, 0) for f in self.segments)
         while len(self.segments) > 1 and (total - self.seg_counts.get(self.segments[0], 0) >= self.max_events
                                           or self._expired(self.segments[0])):
@@ -270,9 +303,14 @@ class EventLog:
         for i, first in enumerate(segs):
             if first <= since + 1:
                 start = i
-        for first in segs[start:]:
+        for k, first in enumerate(segs[start:]):
             try:
+                offset = 0
+                if k == 0 and first <= since:  # begin after the segment's last line at or before `since`
+                    found = self._last_good_line(self._seg_path(first), lambda seq: seq <= since)
+                    offset = found[1] if found is not None else 0
                 with open(self._seg_path(first), "rb") as f:
+                    f.seek(offset)
                     unplaced = 0  # damaged lines since the last good one: before or after `since`?
                     for raw in f:
                         if not raw.endswith(b"\n"):

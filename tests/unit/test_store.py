@@ -7,6 +7,8 @@ import stat
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from codeswarm.router.store import SEQ_RESERVATION, EventLog, SnapshotStore, atomic_write
 
@@ -244,3 +246,85 @@ def test_corrupt_state_file_means_applied_seq_0(tmp_path, content):
     (tmp_path / "state.json").write_bytes(content)
     _, problems, applied = store.load()
     assert applied == 0 and len(problems) == 1 and problems[0].startswith("state.json: ")
+
+
+# ---------------------------------------------------------------- reading the tail only (issue 13)
+
+
+def _reference_read(path, since: int) -> tuple[list[int], int]:
+    """The forward reading read_since did before it learned to start at the tail (from the segment
+    holding since + 1, every line): the seqs after `since` and the damaged lines after `since`."""
+    out, damaged = [], 0
+    segs = sorted(path.glob("*.jsonl"))
+    start = max([i for i, seg in enumerate(segs) if int(seg.stem) <= since + 1], default=0)
+    for seg in segs[start:]:
+        unplaced = 0
+        for raw in seg.read_bytes().splitlines(keepends=True):
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                seq = int(orjson.loads(raw)["seq"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                unplaced += 1
+                continue
+            if seq > since:
+                out.append(seq)
+                damaged += unplaced
+            unplaced = 0
+        damaged += unplaced
+    return out, damaged
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.integers(0, 40), segment=st.integers(1, 12), block=st.integers(1, 300),
+       damage=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from([b"{not json", b"", b'{"seq":"x"}', b"x" * 500])),
+                       max_size=6),
+       since=st.integers(-1, 45))
+def test_read_since_from_the_tail_reads_what_a_full_read_reads(tmp_path_factory, monkeypatch, events, segment, block,
+                                                                damage, since):
+    """read_since seeks backwards to the last line at or before `since` (any block size, long lines,
+    damaged lines anywhere): the same lines and the same damage count as reading every file forward."""
+    from codeswarm.router import store
+
+    monkeypatch.setattr(store, "BACK_BLOCK", block)
+    path = tmp_path_factory.mktemp("ev")
+    log = open_log(path, max_events=10_000, segment_events=segment)
+    for _ in range(events):
+        add(log, 1)
+    log.close()
+    for at, junk in damage:  # damaged lines written into the files, as a disk or a hand might
+        segs = sorted(path.glob("*.jsonl"))
+        if not segs:
+            break
+        seg = segs[at % len(segs)]
+        lines = seg.read_bytes().splitlines(keepends=True)
+        lines.insert(at % (len(lines) + 1), junk + b"\n")
+        seg.write_bytes(b"".join(lines))
+    expected, expected_damage = _reference_read(path, since)
+    (path / "seq.reserved").unlink(missing_ok=True)  # the head comes from the last segment's last good line
+    reopened = open_log(path, max_events=10_000, segment_events=segment)
+    found = store.LogDamage()
+    assert [seq for seq, _ in reopened.read_since(since, damage=found)] == expected
+    assert found.lines == expected_damage
+    assert reopened.head_seq == events  # found backwards past damaged last lines too
+
+
+def test_opening_a_log_counts_closed_segments_only_when_pruning_needs_them(tmp_path, monkeypatch):
+    log = open_log(tmp_path / "ev", max_events=10, segment_events=4)
+    add(log, 9)
+    log.close()
+    counted: list[int] = []
+    original = EventLog._count_lines
+
+    def counting(self, first):
+        counted.append(first)
+        return original(self, first)
+
+    monkeypatch.setattr(EventLog, "_count_lines", counting)
+    log = open_log(tmp_path / "ev", max_events=10, segment_events=4)
+    assert counted == [] and log.head_seq == 9 and seqs_on_disk(log, 8) == [9]
+    add(log, 6)  # 15 events: the oldest segment (1-4) can go, and only now are the closed ones counted
+    assert sorted(counted) == [1, 5]
+    assert segment_files(tmp_path / "ev") == ["000000000005.jsonl", "000000000009.jsonl", "000000000013.jsonl"]
+    assert seqs_on_disk(log) == list(range(5, 16))
+    log.close()
