@@ -15,17 +15,21 @@ PROTOCOL = "codeswarm.router.v1"
 
 
 def request(sock: Path, command: str, payload: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
-    """One command on a fresh connection; the first event that answers it."""
+    """One command on a fresh connection (that takes no live events: the backlog's would flood it);
+    the first event that answers it."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     s.connect(str(sock))
     try:
-        s.sendall(json.dumps({"protocol": PROTOCOL, "type": "command", "command": command, "request_id": "q",
-                              "payload": payload}).encode() + b"\n")
+        s.sendall(b"".join(json.dumps({"protocol": PROTOCOL, "type": "command", "command": name, "request_id": rid,
+                                       "payload": body}).encode() + b"\n"
+                           for name, rid, body in (("unsubscribe", "u", {}), (command, "q", payload))))
         buf = b""
         while True:
             while b"\n" in buf:
                 raw, buf = buf.split(b"\n", 1)
+                if b'"q"' not in raw:
+                    continue
                 ev = json.loads(raw)
                 if ev.get("data", {}).get("request_id") == "q":
                     return ev
