@@ -3,6 +3,8 @@ node totals, and the same budget, as `codeswarm status --json`."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -87,4 +89,50 @@ def test_project_view_spend_budget_bar_and_turn_costs_equal_the_cli(cs: Any, web
     end = page.locator(f".pane[data-node='{task_a['node_id']}'] .blk.turn-end").first
     expect(end).to_contain_text(f"${usage:.4f}")
     assert round(float(end.get_attribute("data-cost-usd") or "nan"), 6) == round(usage, 6)
+    assert not errors.items, errors.items
+
+
+FAKE_APP_SERVER = Path(__file__).resolve().parents[1] / "codex" / "fake_app_server.py"
+
+
+@pytest.fixture
+def scripted_codex_cs(cs: Any) -> Any:
+    """`cs` whose codex is the scripted app-server (tests/codex/fake_app_server.py), model `fake` priced;
+    written before `web` autostarts the router."""
+    wrapper = cs.tmp / "codex"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_APP_SERVER}" "$@"\n')
+    wrapper.chmod(0o755)
+    cs.write_config({
+        "cluster": {"local": {"workspace_root": str(cs.tmp / "runs")}},
+        "router": {"inject_timeout_seconds": 60, "poll_interval_seconds": 0.1},
+        "launch_providers": [{"id": "local-fake-codex", "label": "Local (scripted codex)", "backend": "local",
+                              "defaults": {"worker_mode": "codex", "approval_policy": "never",
+                                           "codex_path": str(wrapper)}}],
+        "model_pricing": {"fake": {"input_tokens_usd_per_m": 2.5, "output_tokens_usd_per_m": 15.0}},
+    })
+    return cs
+
+
+def test_turn_end_shows_the_cost_corrected_by_late_usage(scripted_codex_cs: Any, web: Any, open_page: Any) -> None:
+    """Usage after turn/completed (turn_cost_updated): the page's turn-end line shows the corrected
+    cost, the sum of the turn's usage events, live and after a reload."""
+    from playwright.sync_api import expect
+
+    cs = scripted_codex_cs
+    expect.set_options(timeout=30_000)
+    sid = cs.json("launch", "--nodes", "1")["swarm_id"]
+    page, errors = open_page(web.url)
+    page.evaluate(f"location.hash = '#/swarm/{sid}'")
+    cs.json("inject", sid, "--prompt", "LATE_USAGE please", "--wait", "--timeout", "60")
+    evs = cs.wait_for(lambda es: any(e["event"] == "turn_cost_updated" for e in es), "--swarm", sid, timeout=30)
+    total = sum(e["data"]["estimated_cost_usd"] for e in evs if e["event"] == "usage")
+    assert total == 7.5
+    for attempt in ("live", "reloaded"):
+        end = page.locator(".pane[data-node='0'] .blk.turn-end").first
+        expect(end).to_have_attribute("data-cost-usd", "7.5")
+        expect(end).to_contain_text("$7.5000")
+        if attempt == "live":
+            page.reload()
+            page.evaluate(f"location.hash = '#/swarm/{sid}'")
+    expect(page.locator("dd[data-fact=spend]")).to_contain_text("$7.50")
     assert not errors.items, errors.items
