@@ -8,7 +8,7 @@ and picks its behaviour from the prompt text:
   DIE              exits (code 3) in the middle of the turn
   REJECT_TURN      answers turn/start with a JSON-RPC error
   USAGE            reports 1,000,000 fresh input tokens (thread/tokenUsage/updated) during the turn
-  LATE_USAGE       USAGE, and 2,000,000 more reported 50 ms after turn/completed (as codex can)
+  LATE_USAGE       USAGE, and 2,000,000 more reported right after turn/completed (as codex can)
   SLOW_LATE_USAGE  the same, 1 s after turn/completed (after the worker stopped reading for the turn)
   anything else    one agent message, then turn/completed
 
@@ -99,7 +99,8 @@ def run_turn(thread: str, turn: str, text: str) -> None:
     send({"method": "turn/completed", "params": {"threadId": thread, "turn": {
         "id": turn, "status": "completed", "error": None, "items": []}}})
     if "LATE_USAGE" in text:
-        time.sleep(1.0 if "SLOW_LATE_USAGE" in text else 0.05)
+        if "SLOW_LATE_USAGE" in text:
+            time.sleep(1.0)
         token_usage(thread, turn, 2_000_000)
 
 
