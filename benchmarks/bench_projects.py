@@ -96,7 +96,7 @@ def main() -> None:
             for s in swarms:
                 subprocess.run([sys.executable, str(PYZ), "terminate", s, "--wait"], env=env, capture_output=True, check=False)
             subprocess.run([sys.executable, str(PYZ), "router", "stop"], env=env, capture_output=True, check=False)
-        completed, assigned, started, checkout = {}, {}, {}, []
+        completed, assigned, started, accepted, checkout = {}, {}, {}, {}, []
         by_iid = {}
         node_free: dict[str, float] = {}  # task -> when its node finished the task before it (0: fresh node)
         last_on_node: dict[tuple[str, int], str] = {}
@@ -113,7 +113,9 @@ def main() -> None:
                 last_on_node[(d["swarm_id"], d["node_id"])] = d["task_id"]
             elif e["event"] == "turn_started" and d.get("injection_id") in by_iid:
                 started[by_iid[d["injection_id"]]] = ts(e)
-        total, decide, deliver, overhead, waited = [], [], [], [], 0
+            elif e["event"] == "inject_delivered" and d.get("injection_id") in by_iid:
+                accepted[by_iid[d["injection_id"]]] = ts(e)
+        total, decide, deliver, overhead, inbox, waited = [], [], [], [], [], 0
         for t in status["tasks"]:
             deps = t.get("depends_on") or []
             if not deps or t["id"] not in started:
@@ -125,6 +127,8 @@ def main() -> None:
             overhead.append((started[t["id"]] - can_start) * 1000)
             decide.append((assigned[t["id"]] - ready_at) * 1000)
             deliver.append((started[t["id"]] - assigned[t["id"]]) * 1000)
+            if t["id"] in accepted:
+                inbox.append((accepted[t["id"]] - assigned[t["id"]]) * 1000)
         load = os.getloadavg()
         print(f"tasks {args.tasks} on {args.nodes} mock nodes ({args.swarms} swarms): state {status['state']}, "
               f"wall {wall:.1f} s ({args.tasks / wall:.1f} tasks/s); load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
@@ -137,7 +141,8 @@ def main() -> None:
         print(f"  completion -> assigned: p50 {pct(decide, 50):.1f} ms, p99 {pct(decide, 99):.1f} ms; "
               f"assigned -> turn_started (delivery + git checkout): p50 {pct(deliver, 50):.0f} ms, "
               f"p99 {pct(deliver, 99):.0f} ms; of which the worker's git checkout: p50 {pct(checkout, 50):.0f} ms, "
-              f"p99 {pct(checkout, 99):.0f} ms")
+              f"p99 {pct(checkout, 99):.0f} ms; assigned -> inject_delivered (log commit, inbox write, the worker "
+              f"reads it, its outbox line read back): p50 {pct(inbox, 50):.0f} ms, p99 {pct(inbox, 99):.0f} ms")
         if status["state"] != "completed":
             raise SystemExit(f"the project did not complete: {status['state']}")
 

@@ -71,7 +71,8 @@ LIFECYCLE_EVENTS = frozenset(
                "project_task_started", "project_task_verified", "project_task_failed", "project_task_completed",
                "project_task_blocked", "project_task_reset", "project_integration_started",
                "project_integration_conflict", "project_integrated", "project_completed", "project_failed",
-               "project_cancelled", "project_resumed", "project_plan_failed", "projects_updated"})
+               "project_cancelled", "project_resumed", "project_plan_started", "project_plan_failed",
+               "projects_updated"})
 
 SWARM_STATES = ("pending", "running", "terminating", "terminated")
 LEGACY_STATUS = {"pending": "running", "running": "running", "terminating": "terminating", "terminated": "terminated"}

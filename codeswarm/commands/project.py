@@ -63,7 +63,7 @@ def status_json(p: dict[str, Any]) -> dict[str, Any]:
     if state == "completed" and not p.get("integration_commit"):
         state = "integrating"
     keep = ("id", "state", "attempts", "branch", "commit", "swarm_id", "node_id", "started_at", "finished_at",
-            "error", "kind", "title", "depends_on", "spend_usd")
+            "error", "kind", "title", "depends_on", "spend_usd", "paths", "timeout_seconds")
     return {"project_id": p["project_id"], "name": p.get("name"), "state": state, "repo": p.get("repo"),
             "base": p.get("base"), "swarms": p.get("swarms"), "error": p.get("error"),
             "integration_branch": p.get("integration_branch"), "integration_commit": p.get("integration_commit"),
@@ -285,13 +285,17 @@ def resume_preview(project_id: str, retry_failed: bool, config_path: str | None,
         data = _request(client, "project_resume_preview", {"project_id": project_id, "retry_failed": retry_failed},
                         "project_resume_preview")
     if as_json:
-        print_json({k: data.get(k) for k in ("project_id", "reset", "requeue", "will_run", "missing_branches")})
+        print_json({k: data.get(k) for k in ("project_id", "reset", "requeue", "will_run", "missing_branches",
+                                             "reasons", "stopped")})
         return
     click.echo(f"project {project_id}: resume would run {', '.join(data['will_run']) or 'nothing'}")
-    for key, what in (("reset", "re-run from scratch"), ("requeue", "re-queued (node gone)"),
+    for key, what in (("requeue", "re-queued (node gone)"), ("stopped", "stopped now (a dependency re-runs)"),
                       ("missing_branches", "branches missing in the repo")):
         if data.get(key):
             click.echo(f"  {what}: {', '.join(data[key])}")
+    reasons = data.get("reasons") or {}
+    for tid in data.get("reset") or []:
+        click.echo(f"  re-run from scratch: {tid} ({reasons.get(tid, 'reset')})")
 
 
 @command.command("status", help="Show one project and its tasks.")

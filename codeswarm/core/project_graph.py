@@ -32,16 +32,21 @@ class TaskSpec:
     depends_on: tuple[str, ...] = ()
     verify: str | None = None
     paths: tuple[str, ...] = ()
+    timeout_seconds: float | None = None   # per attempt; None: the project's default (if any)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "prompt": self.prompt, "depends_on": list(self.depends_on),
-                "verify": self.verify, "paths": list(self.paths)}
+        d: dict[str, Any] = {"id": self.id, "title": self.title, "prompt": self.prompt, "depends_on": list(self.depends_on),
+             "verify": self.verify, "paths": list(self.paths)}
+        if self.timeout_seconds is not None:
+            d["timeout_seconds"] = self.timeout_seconds
+        return d
 
 
 @dataclass(frozen=True)
 class TaskGraph:
     tasks: tuple[TaskSpec, ...]  # in topological order (stable: input order among equals)
     verify: str | None = None    # integration verify; None -> every task's verify in order
+    timeout_seconds: float | None = None  # default per-attempt timeout of the graph's tasks
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -63,7 +68,8 @@ class TaskGraph:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"tasks": [t.to_json() for t in self.tasks], "verify": self.verify}
+        return {"tasks": [t.to_json() for t in self.tasks], "verify": self.verify,
+                "timeout_seconds": self.timeout_seconds}
 
 
 def _str_list(raw: Any, where: str, key: str) -> tuple[str, ...]:
@@ -100,18 +106,45 @@ def _task(raw: Any, index: int) -> TaskSpec:
     if tid in deps:
         raise GraphError(f"{where}: depends on itself (cycle)")
     return TaskSpec(id=tid, prompt=prompt, title=title or tid, depends_on=deps, verify=verify or None,
-                    paths=_str_list(raw.get("paths"), where, "paths"))
+                    paths=_paths(raw.get("paths"), where), timeout_seconds=timeout_value(raw.get("timeout_seconds"), where))
+
+
+MAX_TIMEOUT = 7 * 24 * 3600.0
+MAX_PATHS = 256
+
+
+def timeout_value(raw: Any, where: str) -> float | None:
+    """A per-attempt timeout in seconds (1 s .. 7 days), or None."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 1 <= raw <= MAX_TIMEOUT:
+        raise GraphError(f"{where}: timeout_seconds must be a number of seconds from 1 to {MAX_TIMEOUT:.0f}")
+    return float(raw)
+
+
+def _paths(raw: Any, where: str) -> tuple[str, ...]:
+    """The files a task may change (enforced by the worker): repo-relative directories, files or globs."""
+    paths = _str_list(raw, where, "paths")
+    if len(paths) > MAX_PATHS:
+        raise GraphError(f"{where}: at most {MAX_PATHS} paths")
+    for p in paths:
+        parts = p.split("/")
+        if not p or p.startswith("/") or ".." in parts or "\0" in p or len(p) > 1024 or parts[0] == ".git":
+            raise GraphError(f"{where}: path {p[:80]!r} must be relative to the repository root, without '..'")
+    return paths
 
 
 def parse_graph(raw: Any) -> TaskGraph:
     """Validate a decoded JSON task graph and return it in topological order."""
     verify = None
+    timeout = None
     if isinstance(raw, dict):
         if "tasks" not in raw:
             raise GraphError('task graph: expected {"tasks": [...]} or a list of tasks')
         verify = raw.get("verify")
         if verify is not None and (not isinstance(verify, str) or len(verify) > MAX_VERIFY):
             raise GraphError("task graph: verify must be a shell command string")
+        timeout = timeout_value(raw.get("timeout_seconds"), "task graph")
         raw = raw["tasks"]
     if not isinstance(raw, list):
         raise GraphError('task graph: expected {"tasks": [...]} or a list of tasks')
@@ -131,7 +164,7 @@ def parse_graph(raw: Any) -> TaskGraph:
         for dep in spec.depends_on:
             if dep not in seen:
                 raise GraphError(f"task {spec.id!r}: unknown dependency {dep!r}")
-    return TaskGraph(tasks=tuple(topological_order(specs)), verify=verify or None)
+    return TaskGraph(tasks=tuple(topological_order(specs)), verify=verify or None, timeout_seconds=timeout)
 
 
 def topological_order(specs: Iterable[TaskSpec]) -> list[TaskSpec]:

@@ -46,6 +46,8 @@ TASK_TRANSITIONS: frozenset[tuple[str, str]] = frozenset({
     # resume
     ("blocked", "pending"), ("failed", "pending"), ("completed", "pending"), ("cancelled", "pending"),
     ("blocked", "ready"), ("failed", "ready"), ("completed", "ready"), ("cancelled", "ready"),
+    # resume: a dependency re-runs, so a task built (or being built) on its old result starts over
+    ("ready", "pending"), ("assigned", "pending"), ("running", "pending"),
 })
 ACTIVE_TASK_STATES = frozenset({"assigned", "running"})
 OPEN_TASK_STATES = frozenset({"pending", "ready", "assigned", "running"})
@@ -85,13 +87,15 @@ class Task:
     merge: list[str] = field(default_factory=list)   # integration task: the branch to merge
     start: str | None = None              # integration task: the ref to start from
     conflict_files: list[str] = field(default_factory=list)
+    timeout_seconds: float | None = None  # per attempt (the task's, else the project's default)
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "kind": self.kind, "state": self.state,
                 "attempts": self.attempts, "branch": self.branch, "commit": self.commit,
                 "swarm_id": self.swarm_id, "node_id": self.node_id, "injection_id": self.injection_id,
                 "started_at": self.started_at, "finished_at": self.finished_at, "error": self.error,
-                "depends_on": list(self.depends_on), "verify": self.verify}
+                "depends_on": list(self.depends_on), "verify": self.verify, "paths": list(self.paths),
+                "timeout_seconds": self.timeout_seconds}
 
 
 @dataclass
@@ -161,6 +165,9 @@ class Project:
 @dataclass
 class ProjectsState:
     projects: dict[str, Project] = field(default_factory=dict)
+    # planner injection id -> the plan under way (project_plan_started until created or failed), so a
+    # router restart picks the wait up again
+    plans: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_injection: dict[str, tuple[str, str]] = field(default_factory=dict)  # derived index, not persisted
 
     def task_of(self, injection_id: str | None) -> tuple[Project, Task] | None:
@@ -196,6 +203,7 @@ def _created(st: ProjectsState, d: dict[str, Any]) -> None:
         tasks[spec["id"]] = Task(id=spec["id"], prompt=spec["prompt"], title=spec.get("title") or spec["id"],
                                  depends_on=list(spec.get("depends_on") or []), verify=spec.get("verify"),
                                  paths=list(spec.get("paths") or []),
+                                 timeout_seconds=spec.get("timeout_seconds") or d.get("task_timeout_seconds"),
                                  branch=task_branch(d["project_id"], spec["id"]))
     st.projects[d["project_id"]] = Project(
         project_id=d["project_id"], name=d["name"], repo=d["repo"], base=d["base"], base_commit=d["base_commit"],
@@ -203,10 +211,21 @@ def _created(st: ProjectsState, d: dict[str, Any]) -> None:
         verify=d.get("verify"), created_at=float(d.get("created_at") or 0), request_id=d.get("request_id"),
         integration_branch=integration_branch(d["project_id"]), budget_usd=_usd(d.get("budget_usd")),
         spend=ProjectMeter.opening(_usd(d.get("planner_spend_usd")) or 0.0).to_json())
+    st.plans.pop(d.get("plan_injection_id") or "", None)
 
 
 def _usd(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def plan_started(st: ProjectsState, d: dict[str, Any], seq: int) -> None:
+    """`seq`: where the planner's answer can be looked for in the log after a restart."""
+    st.plans[d["injection_id"]] = {**{k: d.get(k) for k in ("request_id", "planner", "injection_id", "payload",
+                                                            "started_at")}, "seq": seq}
+
+
+def _plan_ended(st: ProjectsState, d: dict[str, Any]) -> None:
+    st.plans.pop(d.get("injection_id") or "", None)
 
 
 def _started(st: ProjectsState, d: dict[str, Any]) -> None:
@@ -374,8 +393,10 @@ REDUCERS: dict[str, Reducer] = {
     "project_failed": _failed,
     "project_cancelled": _cancelled,
     "project_resumed": _resumed,
+    "project_plan_started": lambda st, d: plan_started(st, d, 0),   # the feature passes the event's seq
+    "project_plan_failed": _plan_ended,
 }
-PROJECT_EVENTS = frozenset(REDUCERS) | {"projects_updated", "project_plan_failed", "project_status"}
+PROJECT_EVENTS = frozenset(REDUCERS) | {"projects_updated", "project_status"}
 
 
 def reduce(st: ProjectsState, name: str, data: dict[str, Any]) -> bool:

@@ -25,6 +25,7 @@ from codeswarm.core.project_records import (
     Project,
     ProjectsState,
     Task,
+    plan_started,
 )
 from codeswarm.core.records import CoreState
 
@@ -60,6 +61,7 @@ class CreateProject:
     start: bool = False
     budget_usd: float | None = None   # the payload's, else the config default (resolved by the shell)
     planner_spend_usd: float = 0.0    # the cost of the planner turn that wrote the graph (project plan)
+    plan_injection_id: str | None = None   # created from this planner's answer (ends the plan record)
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,15 @@ class SendTask:
 
 
 @dataclass(frozen=True)
+class StopTasks:
+    """Effect: stop the attempts of these tasks on their nodes (turned into inbox `interrupt` controls,
+    and `inject_failed` for injections the worker has not started)."""
+    project_id: str
+    injections: tuple[tuple[str, int, str], ...]   # (swarm_id, node_id, injection_id)
+    reason: str
+
+
+@dataclass(frozen=True)
 class Integrate:
     """Effect: merge `branches` onto `start` as the integration branch, push, verify; answer IntegrationDone."""
     project_id: str
@@ -158,6 +169,7 @@ def create(st: ProjectsState, inp: CreateProject, now: float, ids: Callable[[], 
         "request_id": inp.request_id, "project_id": pid, "name": inp.name or pid, "repo": inp.repo,
         "base": inp.base, "base_commit": inp.base_commit, "swarms": list(inp.swarms),
         "max_attempts": inp.max_attempts, "verify": inp.graph.verify, "created_at": now,
+        "task_timeout_seconds": inp.graph.timeout_seconds, "plan_injection_id": inp.plan_injection_id,
         "tasks": [t.to_json() for t in inp.graph.tasks], "budget_usd": inp.budget_usd,
         "planner_spend_usd": inp.planner_spend_usd})
     if inp.start:
@@ -184,6 +196,13 @@ def cancel(st: ProjectsState, inp: Cancel, now: float, ids: Callable[[], str], o
     if p.state in FINISHED_PROJECT_STATES:
         raise ProjectError("invalid_state", f"project {p.project_id} is already {p.state}")
     out.emit("project_cancelled", {"request_id": inp.request_id, "project_id": p.project_id, "finished_at": now})
+    _stop(p, [t for t in p.tasks.values() if t.state in ACTIVE_TASK_STATES], "project_cancelled", out)
+
+
+def _stop(p: Project, tasks: list[Task], reason: str, out: Out) -> None:
+    running = tuple((t.swarm_id or "", t.node_id or 0, t.injection_id) for t in tasks if t.injection_id)
+    if running:
+        out.effect(StopTasks(p.project_id, running, reason))
 
 
 # ---------------------------------------------------------------------- the task contract
@@ -197,14 +216,23 @@ def combined_verify(p: Project) -> str | None:
 
 def task_work(p: Project, t: Task, attempt: int) -> tuple[str, dict[str, Any]]:
     """The prompt and the worker's project_task spec of one attempt."""
+    commits: list[str | None] = []
     if t.kind == "integration":
         start, merges, verify = t.start or p.integration_branch, list(t.merge), t.verify
     else:
-        deps = [p.tasks[d].branch for d in t.depends_on]
-        start, merges, verify = (deps[0], deps[1:], t.verify) if deps else (p.base, [], t.verify)
-    spec = {"project_id": p.project_id, "task_id": t.id, "attempt": attempt, "kind": t.kind, "repo": p.repo,
-            "branch": t.branch, "start": start, "merges": merges, "verify": verify,
-            "verify_timeout": VERIFY_TIMEOUT}
+        deps = [p.tasks[d] for d in t.depends_on]
+        start, merges, verify = (deps[0].branch, [d.branch for d in deps[1:]], t.verify) if deps \
+            else (p.base, [], t.verify)
+        commits = [d.commit for d in deps] if deps else [p.base_commit]
+    spec: dict[str, Any] = {
+        "project_id": p.project_id, "task_id": t.id, "attempt": attempt, "kind": t.kind, "repo": p.repo,
+        "branch": t.branch, "start": start, "merges": merges, "verify": verify, "verify_timeout": VERIFY_TIMEOUT}
+    if commits and all(commits):  # the worker checks out by commit: no fetch when its clone can read them
+        spec["start_commit"], spec["merge_commits"] = commits[0], commits[1:]
+    if t.paths:
+        spec["paths"] = list(t.paths)
+    if t.timeout_seconds:
+        spec["timeout"] = t.timeout_seconds
     lines = [f"Codeswarm project {p.name} ({p.project_id}), task {t.id}: {t.title}",
              (f"You work in a git checkout of the project on branch {t.branch} "
               f"(projects/{p.project_id} in your workspace; its absolute path is given above)."),
@@ -215,6 +243,10 @@ def task_work(p: Project, t: Task, attempt: int) -> tuple[str, dict[str, Any]]:
     elif t.depends_on:
         lines.append(f"The branch already holds the results of the tasks it depends on: {', '.join(t.depends_on)}.")
     lines += ["", t.prompt, ""]
+    if t.paths:
+        lines.append(f"Change only these paths (anything else fails the task): {', '.join(t.paths)}")
+    if t.timeout_seconds:
+        lines.append(f"The attempt is stopped after {t.timeout_seconds:g} seconds.")
     if verify:
         lines.append(f"When you are done this check must pass in the checkout: `{verify}`")
     lines.append("Leave your changes in the work tree: Codeswarm commits everything, runs the check and pushes "
@@ -381,26 +413,39 @@ class ResumePlan:
     requeue: tuple[str, ...]      # active tasks whose node is gone
     will_run: tuple[str, ...]     # every task that resume then runs (the preview's answer)
     missing_branches: tuple[str, ...]
+    reasons: dict[str, str]       # task id -> why it is reset
+    stopped: tuple[str, ...] = () # active tasks reset because a dependency re-runs (their attempt is stopped)
 
     def public(self) -> dict[str, Any]:
         return {"reset": list(self.reset), "requeue": list(self.requeue), "will_run": list(self.will_run),
-                "missing_branches": list(self.missing_branches)}
+                "missing_branches": list(self.missing_branches), "reasons": dict(self.reasons),
+                "stopped": list(self.stopped)}
 
 
 def resume_plan(p: Project, heads: dict[str, str], live: frozenset[str], retry_failed: bool) -> ResumePlan:
-    reset, requeue, missing = [], [], []
+    reasons: dict[str, str] = {}
+    requeue, missing, stopped = [], [], []
     states = {tid: t.state for tid, t in p.tasks.items()}
-    for t in p.tasks.values():
-        if t.state in ACTIVE_TASK_STATES and t.injection_id not in live:
-            requeue.append(t.id)
+    for t in p.tasks.values():  # topological order: a dependency is decided before its dependents
         if t.kind != "task":
             continue
-        if t.state == "completed" and t.branch not in heads:
-            reset.append(t.id)
+        rerun = [d for d in t.depends_on if d in reasons]
+        if rerun and t.state in ("completed", "ready", "assigned", "running"):
+            # built (or being built) on a result that is replaced: it runs again after the new one
+            reasons[t.id] = f"its dependency {', '.join(rerun)} re-runs (it was built on the old result)"
+            if t.state in ACTIVE_TASK_STATES:
+                stopped.append(t.id)
+        elif t.state == "completed" and t.branch not in heads:
+            reasons[t.id] = f"its branch {t.branch} is missing"
             missing.append(t.branch)
-        elif t.state in ("cancelled", "blocked") or (t.state == "failed" and retry_failed):
-            reset.append(t.id)
-    for tid in reset:
+        elif t.state in ("cancelled", "blocked"):
+            reasons[t.id] = t.state
+        elif t.state == "failed" and retry_failed:
+            reasons[t.id] = "failed (--retry-failed)"
+    for t in p.tasks.values():
+        if t.state in ACTIVE_TASK_STATES and t.injection_id not in live and t.id not in reasons:
+            requeue.append(t.id)
+    for tid in reasons:
         states[tid] = "pending"
     for tid in requeue:
         states[tid] = "ready"
@@ -411,18 +456,19 @@ def resume_plan(p: Project, heads: dict[str, str], live: frozenset[str], retry_f
             stuck.add(t.id)
     will_run = tuple(t.id for t in p.tasks.values()
                      if states[t.id] in ("pending", "ready") and t.id not in stuck)
-    return ResumePlan(tuple(reset), tuple(requeue), will_run, tuple(missing))
+    return ResumePlan(tuple(reasons), tuple(requeue), will_run, tuple(missing), reasons, tuple(stopped))
 
 
 def resume(st: ProjectsState, inp: Resume, now: float, ids: Callable[[], str], out: Out) -> ResumePlan:
     p = _get(st, inp.project_id)
     plan = resume_plan(p, inp.heads, inp.live, inp.retry_failed)
     pid = p.project_id
+    _stop(p, [p.tasks[tid] for tid in plan.stopped], "project_resume", out)
     for tid in plan.requeue:
         out.emit("project_task_ready", {"project_id": pid, "task_id": tid, "requeued": True,
                                         "reason": "resume: its node is gone"})
     for tid in plan.reset:
-        out.emit("project_task_reset", {"project_id": pid, "task_id": tid, "reason": "resume"})
+        out.emit("project_task_reset", {"project_id": pid, "task_id": tid, "reason": plan.reasons[tid]})
     out.emit("project_resumed", {"request_id": inp.request_id, "project_id": pid,
                                  "swarms": list(inp.swarms) or list(p.swarms), "rerun": bool(plan.reset),
                                  **plan.public()})
@@ -476,6 +522,9 @@ def _send_tasks(state: CoreState, out: Any, first: int) -> None:
     pending = out.effects[first:]
     del out.effects[first:]
     for eff in pending:
+        if isinstance(eff, StopTasks):
+            _stop_injections(state, out, eff)
+            continue
         if not isinstance(eff, SendTask):
             out.effect(eff)
             continue
@@ -492,6 +541,25 @@ def _send_tasks(state: CoreState, out: Any, first: int) -> None:
         for line in out.effects[mark:]:
             if isinstance(line, InboxLine) and line.line.get("injection_id") == eff.injection_id:
                 line.line["project_task"] = eff.project_task
+
+
+def _stop_injections(state: CoreState, out: Any, eff: StopTasks) -> None:
+    """Fail the task injections a worker has not started; ask the worker to stop the running ones
+    (control `interrupt`: it interrupts the agent's turn, kills a verify, skips a queued task)."""
+    per_node: dict[tuple[str, int], list[str]] = {}
+    for sid, node_id, iid in eff.injections:
+        swarm = state.swarms.get(sid)
+        inj = swarm.injections.get(iid) if swarm else None
+        if swarm is None or inj is None or iid in out.closed_injections:
+            continue
+        if inj.state in ("acked", "delivered"):
+            steps.fail_injection(out, swarm, node_id, iid, inj.request_id, eff.reason,
+                                 f"project {eff.project_id}: the task was stopped ({eff.reason})")
+        per_node.setdefault((sid, node_id), []).append(iid)
+    for (sid, node_id), ids in sorted(per_node.items()):
+        out.effect(InboxLine(sid, node_id, {"type": "control", "control_id": out.ids(), "ts": out.now,
+                                            "payload": {"kind": "interrupt", "reason": eff.reason,
+                                                        "injection_ids": ids}}))
 
 
 def _on_state(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -560,5 +628,6 @@ FEATURE = Feature(
         DispatchProjects: _decide_dispatch, TurnStarted: _on_state(turn_started), TaskResultLine: _decide_result,
         IntegrationDone: _on_state(integration_done), Resume: _on_state(resume), RecoverProjects: _decide_recovery,
     },
-    reducers={name: _reducer(fn) for name, fn in REDUCERS.items()},
+    reducers={**{name: _reducer(fn) for name, fn in REDUCERS.items()},
+              "project_plan_started": lambda state, ev: plan_started(state.projects, ev.data, ev.seq)},
 )

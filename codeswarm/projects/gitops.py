@@ -23,6 +23,7 @@ __all__ = ["BRANCH_PREFIX", "GitError", "IntegrationStep", "MergeConflict", "int
 OUTPUT_TAIL = 16 * 1024
 BRANCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 GIT_TIMEOUT = 600.0
+SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _IDENTITY = ["-c", "user.name=codeswarm", "-c", "user.email=codeswarm@localhost", "-c", "commit.gpgsign=false"]
 
 
@@ -38,7 +39,9 @@ class MergeConflict:
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", LC_ALL="C", GIT_MERGE_AUTOEDIT="no")
+    # GIT_OPTIONAL_LOCKS=0: status-like reads never take index.lock (nothing else works in a node's clone)
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", LC_ALL="C", GIT_MERGE_AUTOEDIT="no",
+               GIT_OPTIONAL_LOCKS="0")
     return env
 
 
@@ -80,22 +83,49 @@ def check_repo(repo: str, base: str) -> str:
     return heads[base]
 
 
-def prepare_checkout(repo: str, checkout: Path, refs: tuple[str, ...] = ()) -> None:
+def is_local_repo(repo: str) -> bool:
+    """A path on this host (or the cluster's shared filesystem), not a URL or an scp-like `host:path`."""
+    if "://" in repo or re.match(r"^[^/]+:", repo):
+        return False
+    return Path(repo).is_dir()
+
+
+def prepare_checkout(repo: str, checkout: Path, refs: tuple[str, ...] = (), fetch: bool = True) -> None:
     """A clone of repo at `checkout` (made once per node and project), fetched up to date.
 
-    With `refs` (branch names) only those are fetched: fewer git processes and refs per task,
-    which is most of a task's start-up time on a busy node.
+    A repo on a path (local, or a bare repo on the cluster's shared directory) is cloned with
+    `--shared`: the clone borrows the repo's object store (alternates), so a commit another node
+    pushed is readable at once and a task's checkout needs no fetch. A URL gets a plain clone and
+    a fetch of `refs` (branch names) when a commit is missing.
     """
     marker = checkout / ".git" / "codeswarm-origin"
     if not (checkout / ".git").exists():
         checkout.parent.mkdir(parents=True, exist_ok=True)
-        git(None, "clone", "-q", "--no-checkout", "--", repo, str(checkout))
+        shared = ["--shared"] if is_local_repo(repo) else []
+        git(None, "clone", "-q", "--no-checkout", *shared, "--", repo, str(checkout))
         marker.write_text(repo)
     elif not marker.exists() or marker.read_text() != repo:
         git(checkout, "remote", "set-url", "origin", repo)
         marker.write_text(repo)
+    if fetch:
+        fetch_refs(checkout, refs)
+
+
+def fetch_refs(checkout: Path, refs: tuple[str, ...] = ()) -> None:
     specs = [f"+refs/heads/{r}:refs/remotes/origin/{r}" for r in refs] or ["+refs/heads/*:refs/remotes/origin/*"]
     git(checkout, "fetch", "-q", "--no-tags", "origin", *specs)
+
+
+def missing_commits(checkout: Path, commits: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of commits (shas) this clone cannot read (one `cat-file --batch-check` for all)."""
+    if not commits:
+        return ()
+    proc = subprocess.run(["git", "cat-file", "--batch-check"], cwd=checkout, env=_env(), capture_output=True,
+                          text=True, input="".join(f"{c}^{{commit}}\n" for c in commits), timeout=GIT_TIMEOUT,
+                          check=False)
+    if proc.returncode != 0:
+        return commits
+    return tuple(c for c, line in zip(commits, proc.stdout.splitlines(), strict=False) if line.endswith(" missing"))
 
 
 def _clean(checkout: Path) -> None:
@@ -109,6 +139,17 @@ def _clean(checkout: Path) -> None:
     git(checkout, "clean", "-q", "-fdx")
 
 
+def tidy(checkout: Path) -> None:
+    """Make the work tree clean for the next task now (run while the branch is pushed, off the next
+    task's critical path): what verify built is removed and the clean mark saves the next checkout a
+    `git clean`."""
+    clean_mark = checkout / ".git" / "codeswarm-clean"
+    if clean_mark.exists():
+        return
+    git(checkout, "clean", "-q", "-fdx")
+    clean_mark.write_text("tidy")
+
+
 def conflicted_files(checkout: Path) -> tuple[str, ...]:
     out = git(checkout, "diff", "--name-only", "--diff-filter=U").stdout
     return tuple(sorted(f for f in out.splitlines() if f))
@@ -116,16 +157,17 @@ def conflicted_files(checkout: Path) -> tuple[str, ...]:
 
 def start_branch(checkout: Path, branch: str, start: str, merges: tuple[str, ...] = (),
                  allow_conflicts: bool = False) -> MergeConflict | None:
-    """Check out a fresh `branch` at origin/start, then merge origin/<each of merges>.
+    """Check out a fresh `branch` at start, then merge each of merges.
 
-    A conflict raises GitError unless allow_conflicts: then the markers stay in the work tree
-    (for an agent to resolve) and the conflict is returned.
+    `start` and `merges` are the origin's branch names (as fetched) or commit shas. A conflict
+    raises GitError unless allow_conflicts: then the markers stay in the work tree (for an agent to
+    resolve) and the conflict is returned.
     """
     _clean(checkout)
-    git(checkout, "checkout", "-q", "-f", "-B", branch, f"refs/remotes/origin/{start}")
+    git(checkout, "checkout", "-q", "-f", "-B", branch, _rev(start))
     for other in merges:
         proc = git(checkout, *_IDENTITY, "merge", "-q", "--no-ff", "--no-edit", "-m",
-                   f"codeswarm: merge {other}", f"refs/remotes/origin/{other}", check=False)
+                   f"codeswarm: merge {other}", _rev(other), check=False)
         if proc.returncode == 0:
             continue
         files = conflicted_files(checkout)
@@ -136,6 +178,32 @@ def start_branch(checkout: Path, branch: str, start: str, merges: tuple[str, ...
         git(checkout, "merge", "--abort", check=False)
         raise GitError(f"merging {other} into {branch} conflicts in {', '.join(files)}")
     return None
+
+
+def _rev(name: str) -> str:
+    return name if SHA.fullmatch(name) else f"refs/remotes/origin/{name}"
+
+
+def task_checkout(repo: str, checkout: Path, branch: str, start: str, merges: tuple[str, ...],
+                  start_commit: str | None = None, merge_commits: tuple[str, ...] = (),
+                  allow_conflicts: bool = False) -> MergeConflict | None:
+    """A task's checkout: `branch` at its dependencies' merged result, with as few git processes as
+    the clone allows: by commit (no fetch) when every commit is readable, else fetch the branches."""
+    refs = (start, *merges)
+    commits = (start_commit, *merge_commits) if start_commit and len(merge_commits) == len(merges) else ()
+    prepare_checkout(repo, checkout, refs, fetch=not commits)
+    if commits:
+        for attempt in (1, 2):
+            names = dict(zip(commits, refs, strict=True))
+            try:
+                conflict = start_branch(checkout, branch, commits[0], commits[1:], allow_conflicts)
+                return conflict and MergeConflict(names.get(conflict.branch, conflict.branch), conflict.files)
+            except GitError as exc:
+                if not missing_commits(checkout, commits):  # a real failure (a conflict): in branch names
+                    raise GitError(re.sub(SHA, lambda m: names.get(m.group(0), m.group(0)), str(exc))) from None
+            if attempt == 1:
+                fetch_refs(checkout, refs)  # a clone of a URL that has not seen these commits yet
+    return start_branch(checkout, branch, start, merges, allow_conflicts)
 
 
 def commit_all(checkout: Path, message: str) -> str:
@@ -172,14 +240,20 @@ def run_verify(command: str, cwd: Path, timeout: float) -> tuple[bool, str]:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the whole group: a verify's children must not outlive it
         raw, _ = proc.communicate()
-        return False, _tail(raw or b"") + f"\n[verify timed out after {timeout:.0f} s]"
-    out = _tail(raw or b"")
+        return False, tail_text(raw or b"") + f"\n[verify timed out after {timeout:.0f} s]"
+    out = tail_text(raw or b"")
     if proc.returncode != 0:
         out += f"\n[verify exited with {proc.returncode}]"
     return proc.returncode == 0, out
 
 
-def _tail(raw: bytes) -> str:
+def changed_files(checkout: Path, since: str) -> list[str]:
+    """Files that differ between commit `since` and HEAD (renames as a delete and an add)."""
+    out = git(checkout, "diff", "--name-only", "--no-renames", "-z", since, "HEAD").stdout
+    return [f for f in out.split("\0") if f]
+
+
+def tail_text(raw: bytes) -> str:
     text = raw.decode("utf-8", "replace")
     return text if len(text) <= OUTPUT_TAIL else "[...]" + text[-OUTPUT_TAIL:]
 

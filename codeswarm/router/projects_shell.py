@@ -123,6 +123,9 @@ class ProjectsShell:
                 self.r.recovery_notes.append(f"projects snapshot: a project record ignored ({exc!r})")
                 continue
             self.state.projects[p.project_id] = p
+        for plan in raw.get("plans") or []:
+            if isinstance(plan, dict) and isinstance(plan.get("injection_id"), str):
+                self.state.plans[plan["injection_id"]] = plan
         self.state.reindex()
         self.applied_seq = int(raw.get("applied_seq") or 0)
         return self.applied_seq
@@ -173,7 +176,7 @@ class ProjectsShell:
         while self.r.committed_seq < self.applied_seq:  # the snapshot never runs ahead of the log
             await self.r.commit()
         self._dirty = False
-        body = orjson.dumps({"applied_seq": self.applied_seq,
+        body = orjson.dumps({"applied_seq": self.applied_seq, "plans": list(self.state.plans.values()),
                              "projects": [p.to_json() for p in self.state.projects.values()]})
         await trio.to_thread.run_sync(atomic_write, self.path, body)
 
@@ -228,6 +231,7 @@ class ProjectsShell:
             self.nursery = nursery
             nursery.start_soon(self.snapshotter)
             task_status.started()
+            self.recover_plans()
             await self.carry_out(self.decide(D.RecoverProjects()))
             while True:
                 if not self._due and not self._starts:
@@ -305,7 +309,10 @@ class ProjectsShell:
         except D.ProjectError as exc:
             raise self._reject(cmd, exc.reason, str(exc)) from None
 
-    async def cmd_project_create(self, conn: Connection, cmd: Command, planner_spend_usd: float = 0.0) -> None:
+    async def cmd_project_create(self, conn: Connection, cmd: Command) -> None:
+        await self._create(cmd)
+
+    async def _create(self, cmd: Command, plan_injection_id: str | None = None, planner_spend_usd: float = 0.0) -> None:
         graph = self._graph(cmd, cmd.payload.get("tasks"))
         swarms = self._swarms(cmd)
         name = require_str(cmd, "name", optional=True, allow_empty=True) or ""
@@ -317,7 +324,8 @@ class ProjectsShell:
             budget = None if default is None else float(default)
         repo, base, commit = await self._check_repo(cmd)
         await self.carry_out(self._run(cmd, D.CreateProject(cmd.request_id, name[:64], repo, base, commit, swarms,
-                                                             graph, attempts, start, budget, planner_spend_usd)))
+                                                             graph, attempts, start, budget, planner_spend_usd,
+                                                             plan_injection_id)))
 
     def _budget(self, cmd: Command) -> float | None:
         """The payload's `budget_usd`: a number of US dollars > 0, or null (docs/SPEND.md)."""
@@ -395,36 +403,89 @@ class ProjectsShell:
         await self._check_repo(cmd)
         if self.nursery is None:
             raise self._reject(cmd, "unavailable", "the project dispatcher is not running")
-        self.nursery.start_soon(self._plan, cmd, planner, spec)
+        decision = self.r.decide(Inject(planner, [0], PLANNER_PROMPT + spec, cmd.request_id))
+        iid = next((e.data["injection_id"] for e in decision.events if e.name == "inject_ack"), None)
+        if iid is None:
+            failed = next((e.data for e in decision.events if e.name == "inject_failed"), {})
+            self.r.emit("project_plan_failed", {"request_id": cmd.request_id, "planner": planner,
+                                                "reason": f"the planner could not be asked: {failed.get('error')}"})
+            return
+        # durable before the planner's inbox line is written: a restarted router picks the wait up again
+        payload = {k: v for k, v in cmd.payload.items() if k not in ("spec", "planner")}
+        self.r.emit("project_plan_started", {"request_id": cmd.request_id, "planner": planner, "injection_id": iid,
+                                             "payload": payload, "started_at": self.r.now()})
+        waiter: tuple[list[str], trio.Event] = ([], trio.Event())
+        self.plan_waiters[iid] = waiter
+        if any(e.name == "inject_failed" for e in decision.events):
+            waiter[1].set()
+        await self.r.carry_out(decision.effects)
+        self.nursery.start_soon(self._await_plan, dict(self.state.plans.get(iid) or {}), waiter)
 
-    async def _plan(self, cmd: Command, planner: str, spec: str) -> None:
-        """Ask node 0 of the planner swarm, wait for its final answer, then create as project_create would."""
-        answer: list[str] = []
-        done = trio.Event()
-        iid = ""
+    def recover_plans(self) -> None:
+        """After a restart: every plan still waiting for its planner is waited for again (its answer may
+        already be in the log), so a plan completes or fails, never hangs."""
+        assert self.nursery is not None
+        for iid, plan in list(self.state.plans.items()):
+            waiter: tuple[list[str], trio.Event] = ([], trio.Event())
+            self.plan_waiters[iid] = waiter
+            self.nursery.start_soon(self._await_plan, dict(plan), waiter, True)
+
+    def _logged_answers(self, plan: dict[str, Any]) -> tuple[list[str], bool]:
+        """The planner's final answers logged since the plan started, and whether its turn ended (blocking)."""
+        iid = plan["injection_id"]
+        needle = f'"injection_id":"{iid}"'.encode()
+        answers, ended = [], False
+        for _seq, raw in self.r.log.read_since(max(0, int(plan.get("seq") or 0) - 1)):
+            if needle not in raw:
+                continue
+            try:
+                obj = orjson.loads(raw)
+                name, data = obj["event"], obj["data"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue
+            if name == "assistant" and data.get("final_answer"):
+                answers.append(str(data.get("content") or ""))
+            elif name in ("turn_complete", "inject_failed"):
+                ended = True
+        return answers, ended
+
+    async def _await_plan(self, plan: dict[str, Any], waiter: tuple[list[str], trio.Event],
+                          recovered: bool = False) -> None:
+        """Wait for the planner's final answer, then create the project as project_create would."""
+        iid, planner, rid = plan["injection_id"], plan["planner"], plan.get("request_id")
+        answers, done = waiter
+
+        def fail(reason: str) -> None:
+            self.r.emit("project_plan_failed", {"request_id": rid, "planner": planner, "injection_id": iid,
+                                                "reason": reason})
         try:
-            decision = self.r.decide(Inject(planner, [0], PLANNER_PROMPT + spec, cmd.request_id))
-            iid = next(e.data["injection_id"] for e in decision.events if e.name == "inject_ack")
-            self.plan_waiters[iid] = (answer, done)
-            if any(e.name == "inject_failed" for e in decision.events):
-                done.set()
-            await self.r.carry_out(decision.effects)
-            with trio.move_on_after(PLAN_TIMEOUT):
+            if recovered:
+                await self.r.commit()  # what was recorded before the waiter existed is in the file now
+                logged, ended = await trio.to_thread.run_sync(self._logged_answers, plan)
+                answers[:0] = logged  # older than anything observed since
+                sw = self.r.state.swarms.get(planner)
+                inj = sw.injections.get(iid) if sw else None
+                if ended or inj is None or inj.state in ("completed", "failed"):
+                    done.set()
+                elif not sw or not sw.active:
+                    raise GraphError(f"the planner swarm {planner} is {sw.state if sw else 'gone'}")
+            left = PLAN_TIMEOUT - max(0.0, self.r.now() - float(plan.get("started_at") or self.r.now()))
+            with trio.move_on_after(max(0.0, left)):
                 await done.wait()
             if not done.is_set():
                 raise GraphError(f"the planner did not answer within {PLAN_TIMEOUT:.0f} s")
-            if not answer:
+            if not answers:
                 raise GraphError("the planner's turn ended without a final answer")
-            raw = extract_plan(answer[-1])
-            payload = {**cmd.payload, "tasks": raw}
+            raw = extract_plan(answers[-1])
+            payload = {**(plan.get("payload") or {}), "tasks": raw}
             planner_swarm = self.r.state.swarms.get(planner)
             turn = planner_swarm.injections.get(iid) if planner_swarm is not None else None
             planner_usd = float(turn.spend_usd) if turn is not None else 0.0  # counted in the project's spend
-            await self.cmd_project_create(None, Command("project_create", cmd.request_id, payload),  # type: ignore[arg-type]
-                                          planner_spend_usd=planner_usd)
+            await self._create(Command("project_create", rid, payload), plan_injection_id=iid,
+                               planner_spend_usd=planner_usd)
         except GraphError as exc:
-            self.r.emit("project_plan_failed", {"request_id": cmd.request_id, "planner": planner, "reason": str(exc)})
+            fail(str(exc))
         except Rejection as rej:
-            self.r.emit("project_plan_failed", {"request_id": cmd.request_id, "planner": planner, "reason": rej.reason})
+            fail(rej.reason)
         finally:
             self.plan_waiters.pop(iid, None)

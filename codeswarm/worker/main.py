@@ -73,6 +73,7 @@ class Worker:
         self.last_turn_status: str | None = None
         self.pending_turns = 0
         self.busy_with: str | None = None
+        self.project_attempt: tuple[str, Any] | None = None  # (injection id, AttemptControl) of the running task
         self.cancelled: set[str] = set()  # injections the router withdrew (control `interrupt`)
         self.runtime: Runtime | None = None
         self.stop_reason: str | None = None
@@ -195,7 +196,7 @@ class Worker:
                 self._save_thread()
 
     async def _project_turn(self, injection_id: str, content: str, task: Any) -> None:
-        from codeswarm.worker.project_task import run_project_turn, valid_spec
+        from codeswarm.worker.project_task import AttemptControl, run_project_turn, valid_spec
 
         assert self.runtime is not None
         runtime = self.runtime
@@ -212,9 +213,14 @@ class Worker:
             await runtime.run_turn(injection_id, f"(Work in the git checkout {where}.)\n{content}" if where else content)
             return self.last_turn_status
 
-        result = await run_project_turn(self.ctx.workspace, task, runtime, turn)
-        if result["stage"] == "checkout":  # the agent never ran: close the turn for the router
-            self._emit_runtime({"method": "turn/completed", "params": {"turn": {"id": None, "status": "failed"}}})
+        self.project_attempt = (injection_id, AttemptControl())
+        try:
+            result = await run_project_turn(self.ctx.workspace, task, runtime, turn, self.project_attempt[1])
+        finally:
+            self.project_attempt = None
+        if result["stage"] == "checkout" or result.get("turn_cut"):  # the turn never said it ended: close it
+            status = "interrupted" if result.get("stopped") else "failed"
+            self._emit_runtime({"method": "turn/completed", "params": {"turn": {"id": None, "status": status}}})
         self.outbox.lifecycle("project_task_result", result, injection_id)
 
     async def _read_inbox(self) -> None:
@@ -300,6 +306,11 @@ class Worker:
         self.cancelled.update(ids)
         running = self.busy_with
         if running is None or running not in ids:
+            return
+        attempt = self.project_attempt
+        if attempt is not None and attempt[0] == running:  # a project task: stop its checkout/turn/verify too
+            reason = payload.get("reason")
+            attempt[1].stop(str(reason)[:200] if isinstance(reason, str) and reason else "interrupted")
             return
         assert self.runtime is not None
         try:

@@ -2,13 +2,20 @@
 
 The router sends a task as an ordinary `user` inbox line with a `project_task` object:
   {project_id, task_id, attempt, kind ("task"|"integration"), repo, branch, start, merges,
-   verify, verify_timeout}
-The worker (not only the agent) commits what changed, runs `verify` in the task's checkout, pushes
-the branch only when verify passed, and reports one `project_task_result` lifecycle line.
+   start_commit?, merge_commits?, verify, verify_timeout, paths?, timeout?}
+The worker (not only the agent) commits what changed, checks that only the task's `paths` changed,
+runs `verify` in the task's checkout, pushes the branch only when all passed, and reports one
+`project_task_result` lifecycle line. An attempt can be stopped (`AttemptControl.stop`: the project
+was cancelled, or its `timeout` ran out): the agent's turn is interrupted, a verify is killed, and
+the result says why.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,10 +26,15 @@ import trio
 from codeswarm.projects import gitops
 
 DEFAULT_VERIFY_TIMEOUT = 600.0
+INTERRUPT_GRACE = 15.0   # an interrupted agent turn gets this long to end before it is cut
 
 
 def checkout_dir(workspace: Path, project_id: str) -> Path:
     return workspace / "projects" / project_id
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(m, str) for m in value)
 
 
 def valid_spec(spec: Any) -> str | None:
@@ -36,21 +48,130 @@ def valid_spec(spec: Any) -> str | None:
         return "project_task.project_id must not contain '/'"
     if not str(spec["branch"]).startswith(gitops.BRANCH_PREFIX + "/"):
         return "project_task.branch must be a codeswarm/ branch"
-    merges = spec.get("merges") or []
-    if not isinstance(merges, list) or not all(isinstance(m, str) for m in merges):
-        return "project_task.merges must be a list of branch names"
+    for key in ("merges", "merge_commits", "paths"):
+        if not _str_list(spec.get(key) or []):
+            return f"project_task.{key} must be a list of strings"
+    commits = [spec.get("start_commit") or "", *(spec.get("merge_commits") or [])]
+    if spec.get("start_commit") is not None and not all(gitops.SHA.fullmatch(c) for c in commits):
+        return "project_task.start_commit and merge_commits must be commit ids"
+    timeout = spec.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        return "project_task.timeout must be a positive number of seconds"
     return None
 
 
+def outside_paths(changed: list[str], paths: list[str]) -> list[str]:
+    """The changed files no entry of `paths` allows: an entry is a directory prefix ("src/api/" or
+    "src/api"), a file, or a glob ("docs/*.md")."""
+    def allowed(name: str) -> bool:
+        return any(name == p.rstrip("/") or name.startswith(p.rstrip("/") + "/") or fnmatch.fnmatchcase(name, p)
+                   for p in paths)
+    return [f for f in changed if not allowed(f)]
+
+
+class AttemptControl:
+    """Stops a running attempt from outside (a cancel, a timeout): interrupts the agent's turn
+    gently (then cuts it after INTERRUPT_GRACE), or cancels the git/verify step under way."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.stage = "checkout"
+        self.scope: trio.CancelScope | None = None
+        self.runtime: Any = None
+        self.nursery: trio.Nursery | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.reason is not None or self.scope is None:
+            self.reason = self.reason or reason
+            return
+        self.reason = reason
+        if self.stage == "agent" and self.runtime is not None and self.nursery is not None:
+            self.nursery.start_soon(self._interrupt_agent, self.scope)
+        else:
+            self.scope.cancel()
+
+    async def _interrupt_agent(self, scope: trio.CancelScope) -> None:
+        try:
+            stopped = await self.runtime.interrupt()
+        except Exception:  # noqa: BLE001 - the turn is cut below either way; the result says why
+            stopped = False
+        if not stopped:
+            scope.cancel()
+            return
+        await trio.sleep(INTERRUPT_GRACE)
+        scope.cancel()
+
+    async def expire(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+        self.stop(f"the attempt timed out after {seconds:g} s")
+
+
+async def run_verify(command: str, cwd: Path, timeout: float) -> tuple[bool, str]:
+    """Run a verify command in the task's checkout; (passed, the tail of its combined output).
+    On a timeout or a cancel the whole process group is killed (a verify's children must not outlive it)."""
+    (cwd / ".git" / "codeswarm-clean").unlink(missing_ok=True)  # verify may leave build output behind
+    try:
+        proc = await trio.lowlevel.open_process(["bash", "-c", command], cwd=cwd, stdout=subprocess.PIPE,
+                                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                start_new_session=True,
+                                                env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    except OSError as exc:
+        return False, f"[cannot run verify: {exc}]"
+    tail = bytearray()
+    timed_out = False
+    try:
+        with trio.move_on_after(timeout) as scope:
+            assert proc.stdout is not None
+            async for chunk in proc.stdout:
+                tail += chunk
+                del tail[:-gitops.OUTPUT_TAIL - 8]
+            await proc.wait()
+        timed_out = scope.cancelled_caught
+    finally:
+        if proc.returncode is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            with trio.CancelScope(shield=True):
+                await proc.wait()
+    out = gitops.tail_text(bytes(tail))
+    if timed_out:
+        return False, out + f"\n[verify timed out after {timeout:.0f} s]"
+    if proc.returncode != 0:
+        out += f"\n[verify exited with {proc.returncode}]"
+    return proc.returncode == 0, out
+
+
 async def run_project_turn(workspace: Path, spec: dict[str, Any], runtime: Any,
-                           run_turn: Callable[[], Awaitable[str | None]]) -> dict[str, Any]:
+                           run_turn: Callable[[], Awaitable[str | None]],
+                           control: AttemptControl | None = None) -> dict[str, Any]:
     """Run one attempt of a task around `run_turn` (which returns the turn's final status)."""
+    control = control or AttemptControl()
     result: dict[str, Any] = {"project_id": spec["project_id"], "task_id": spec["task_id"],
                               "attempt": spec.get("attempt", 1), "kind": spec.get("kind", "task"),
                               "branch": spec["branch"], "ok": False, "commit": None, "stage": "checkout",
                               "error": None, "verify_output": None}
+    async with trio.open_nursery() as nursery:
+        control.nursery, control.runtime = nursery, runtime
+        if spec.get("timeout"):
+            nursery.start_soon(control.expire, float(spec["timeout"]))
+        try:
+            await _attempt(workspace, spec, runtime, run_turn, control, result)
+        finally:
+            control.scope = None
+            nursery.cancel_scope.cancel()
+    if control.reason is not None and not result["ok"]:
+        result["error"] = f"{control.reason} (during {result['stage']})"
+        result["stopped"] = control.reason
+    return result
+
+
+async def _attempt(workspace: Path, spec: dict[str, Any], runtime: Any, run_turn: Callable[[], Awaitable[str | None]],
+                   control: AttemptControl, result: dict[str, Any]) -> None:
     checkout = checkout_dir(workspace, spec["project_id"])
     kind = spec.get("kind", "task")
+    paths = list(spec.get("paths") or [])
     timings: dict[str, float] = {}
     result["timings_ms"] = timings
     mark = time.monotonic()
@@ -61,49 +182,82 @@ async def run_project_turn(workspace: Path, spec: dict[str, Any], runtime: Any,
         timings[stage] = round((now - mark) * 1000, 1)
         mark = now
 
+    def step(stage: str) -> trio.CancelScope:
+        """A cancel scope for one stage, so that AttemptControl.stop reaches what runs now."""
+        result["stage"] = control.stage = stage
+        control.scope = trio.CancelScope()
+        if control.reason is not None:
+            control.scope.cancel()
+        return control.scope
+
+    def prepare() -> tuple[gitops.MergeConflict | None, str | None]:
+        conflict = gitops.task_checkout(spec["repo"], checkout, spec["branch"], spec["start"],
+                                        tuple(spec.get("merges") or ()), spec.get("start_commit"),
+                                        tuple(spec.get("merge_commits") or ()), allow_conflicts=kind == "integration")
+        return conflict, (gitops.head(checkout) if paths else None)
+
     try:
-        def prepare() -> gitops.MergeConflict | None:
-            refs = (spec["start"], *(spec.get("merges") or ()))
-            gitops.prepare_checkout(spec["repo"], checkout, refs)
-            return gitops.start_branch(checkout, spec["branch"], spec["start"], tuple(spec.get("merges") or ()),
-                                       allow_conflicts=kind == "integration")
-        conflict = await trio.to_thread.run_sync(prepare)
+        with step("checkout"):
+            conflict, start_head = await trio.to_thread.run_sync(prepare)
     except gitops.GitError as exc:
         result["error"] = str(exc)
-        return result
+        return
+    if control.reason is not None:
+        return
     lap("checkout")
     if conflict is not None:
         result["conflict_files"] = list(conflict.files)
     runtime.turn_cwd, runtime.task = checkout, {**spec, "checkout": str(checkout),
                                                 "conflict_files": result.get("conflict_files", [])}
+    status: str | None = "interrupted"
     try:
-        result["stage"] = "agent"
-        status = await run_turn()
+        with step("agent") as agent_scope:
+            status = await run_turn()
+        result["turn_cut"] = agent_scope.cancelled_caught  # the turn never said it ended: the worker says so
     finally:
         runtime.turn_cwd, runtime.task = None, None
         lap("agent")
+    if control.reason is not None:
+        return
     if status not in (None, "completed"):
         result["error"] = f"the agent's turn ended {status}"
-        return result
+        return
     try:
-        result["stage"] = "commit"
-        message = f"codeswarm: {spec['project_id']}/{spec['task_id']} attempt {result['attempt']}"
-        result["commit"] = await trio.to_thread.run_sync(gitops.commit_all, checkout, message)
+        with step("commit"):
+            message = f"codeswarm: {spec['project_id']}/{spec['task_id']} attempt {result['attempt']}"
+            result["commit"] = await trio.to_thread.run_sync(gitops.commit_all, checkout, message)
+            if paths and start_head:
+                changed = await trio.to_thread.run_sync(gitops.changed_files, checkout, start_head)
+                outside = outside_paths(changed, paths)
+                if outside:
+                    result["stage"] = "paths"
+                    result["outside_paths"] = outside[:100]
+                    result["error"] = (f"changed files outside the task's paths ({', '.join(paths)}): "
+                                       f"{', '.join(outside[:20])}" + (" ..." if len(outside) > 20 else ""))
+                    return
+        if control.reason is not None:
+            return
         lap("commit")
         if spec.get("verify"):
-            result["stage"] = "verify"
-            timeout = float(spec.get("verify_timeout") or DEFAULT_VERIFY_TIMEOUT)
-            ok, output = await trio.to_thread.run_sync(gitops.run_verify, spec["verify"], checkout, timeout)
+            with step("verify"):
+                timeout = float(spec.get("verify_timeout") or DEFAULT_VERIFY_TIMEOUT)
+                ok, output = await run_verify(spec["verify"], checkout, timeout)
+            if control.reason is not None:
+                return
             result["verify_output"] = output
             lap("verify")
             if not ok:
                 result["error"] = "verify failed"
-                return result
-        result["stage"] = "push"
-        await trio.to_thread.run_sync(gitops.push, checkout, spec["branch"])
+                return
+        with step("push"):
+            # the next task's checkout needs a clean tree: make it now, while the branch is pushed
+            async with trio.open_nursery() as both:
+                both.start_soon(trio.to_thread.run_sync, gitops.tidy, checkout)
+                await trio.to_thread.run_sync(gitops.push, checkout, spec["branch"])
+        if control.reason is not None:
+            return
         lap("push")
     except gitops.GitError as exc:
         result["error"] = str(exc)
-        return result
+        return
     result["ok"], result["stage"] = True, "done"
-    return result

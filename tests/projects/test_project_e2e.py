@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from tests.conftest import Codeswarm
@@ -182,23 +183,33 @@ def test_swarm_terminated_mid_project_then_resume_on_a_new_swarm(cs: Codeswarm) 
     assert tree(repo, status["integration_branch"]) == ["README", "a1.txt", "a2.txt", "b1.txt", "b2.txt", "join.txt"]
 
 
-def test_resume_reruns_a_completed_task_whose_branch_is_missing(cs: Codeswarm) -> None:
+def test_resume_reruns_a_completed_task_whose_branch_is_missing_and_its_dependents(cs: Codeswarm) -> None:
     repo = user_repo(cs.tmp)
     sid = _launch(cs, 2)
     code, status, proc = _create(cs, repo, five_tasks(slow=0.2), sid)
     assert code == 0, proc.stderr
     pid = status["project_id"]
+    old = {t["id"]: t["commit"] for t in status["tasks"]}
     git(repo, "branch", "-D", f"codeswarm/{pid}/b2")
     preview = cs.json("project", "resume-preview", pid)
-    assert preview["reset"] == ["b2"] and preview["missing_branches"] == [f"codeswarm/{pid}/b2"]
-    assert preview["will_run"] == ["b2"]
+    # join was built on b2's old result: it re-runs after the new b2, and the preview says why
+    assert preview["reset"] == ["b2", "join"] and preview["missing_branches"] == [f"codeswarm/{pid}/b2"]
+    assert preview["will_run"] == ["b2", "join"]
+    assert "missing" in preview["reasons"]["b2"] and "b2 re-runs" in preview["reasons"]["join"]
     proc = cs.run("project", "resume", pid, "--wait", "--timeout", "120", "--json", check=False, timeout=150)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    status = json.loads(proc.stdout)
     evs = project_events(cs, pid)
     done = Counter(e["data"]["task_id"] for e in named(evs, "project_task_completed") if e["data"]["task_id"] in
                    ("a1", "a2", "b1", "b2", "join"))
-    assert done == Counter({"a1": 1, "a2": 1, "b1": 1, "b2": 2, "join": 1}), "only the missing one re-ran"
-    assert git(repo, "rev-parse", "--verify", f"codeswarm/{pid}/b2")
+    assert done == Counter({"a1": 1, "a2": 1, "b1": 1, "b2": 2, "join": 2}), "the missing one and its dependent re-ran"
+    new = {t["id"]: t["commit"] for t in status["tasks"]}
+    assert new["join"] != old["join"] and new["a1"] == old["a1"]
+    # the new join is built on the new b2
+    assert git(repo, "merge-base", "--is-ancestor", new["b2"], new["join"]) == ""
+    assert git(repo, "rev-parse", "--verify", f"codeswarm/{pid}/b2") == new["b2"]
+    assert [e["data"]["reason"] for e in named(evs, "project_task_reset", task_id="join")] == [
+        "its dependency b2 re-runs (it was built on the old result)"]
 
 
 def test_plan_with_a_planner_swarm_and_malformed_plans(cs: Codeswarm) -> None:

@@ -182,9 +182,11 @@ def test_resume_plan_matches_what_runs():
     plan = D.resume_plan(sim.p, heads, frozenset(), retry_failed=False)
     assert set(plan.requeue) == {"b1", "a2"} and plan.reset == ()
     assert set(plan.will_run) == {"b1", "a2", "b2", "join"}
-    # the a1 branch went missing: a1 re-runs too
+    # the a1 branch went missing: a1 re-runs, and a2 (assigned on a1's old result) is stopped and re-runs after it
     plan2 = D.resume_plan(sim.p, {}, frozenset(), retry_failed=False)
-    assert plan2.reset == ("a1",) and "a1" in plan2.will_run
+    assert plan2.reset == ("a1", "a2") and plan2.stopped == ("a2",) and plan2.requeue == ("b1",)
+    assert "re-runs" in plan2.reasons["a2"] and "missing" in plan2.reasons["a1"]
+    assert set(plan2.will_run) == {"a1", "a2", "b1", "b2", "join"}
     sim.nodes = {"s2": [0, 1]}
     sim.busy.clear()
     sim.run(D.resume, D.Resume(None, sim.pid, ("s2",), False, heads, frozenset()))

@@ -177,7 +177,24 @@ def test_programs_reach_every_project_reducer_and_the_injections_carry_the_task(
     h.decide(P.Cancel("rc", pid))
     seen |= set(h.names())
     assert projects_json(h.replayed()) == projects_json(h.state)
-    assert set(REDUCERS) - seen == set()
+    # the plan records are emitted by the router's shell around the planner's injection (test below)
+    assert set(REDUCERS) - seen == {"project_plan_started", "project_plan_failed"}
+
+
+def test_a_plan_record_lives_from_plan_started_to_created_or_failed() -> None:
+    from codeswarm.core import Event, reduce
+    from codeswarm.core.records import CoreState
+
+    state = CoreState()
+    for iid in ("i1", "i2"):
+        reduce(state, Event("project_plan_started", {"request_id": "r", "planner": "s", "injection_id": iid,
+                                                     "payload": {"repo": "/r"}, "started_at": 5.0}, 0.0, 7))
+    assert state.projects.plans["i1"]["seq"] == 7 and state.projects.plans["i1"]["payload"] == {"repo": "/r"}
+    reduce(state, Event("project_plan_failed", {"injection_id": "i1", "reason": "no JSON"}, 0.0, 8))
+    reduce(state, Event("project_created", {"project_id": "p", "name": "p", "repo": "/r", "base": "main",
+                                            "base_commit": "c" * 40, "swarms": ["s"], "tasks": [],
+                                            "plan_injection_id": "i2"}, 0.0, 9))
+    assert state.projects.plans == {}
 
 
 def test_an_illegal_project_event_is_refused_by_the_tables() -> None:
