@@ -141,6 +141,9 @@ def decide_redeliver(state: CoreState, inp: RedeliverAcked, now: float, ids: Ids
         if (inp.swarm_id is not None and swarm.swarm_id != inp.swarm_id) or not swarm.active:
             continue
         for inj in swarm.injections.values():
+            if state.projects.task_of(inj.injection_id) is not None:
+                continue  # a project task: RecoverProjects re-sends it with its `project_task` (a line without
+                #           it, read first, would run the task as a plain turn that never reports a result)
             if inj.state == "acked" and swarm.nodes[inj.node_id].worker not in ("exited", "lost"):
                 out.effect(InboxLine(swarm.swarm_id, inj.node_id, {
                     "type": "user", "injection_id": inj.injection_id, "content": inj.prompt, "ts": inj.acked_at}))

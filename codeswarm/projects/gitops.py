@@ -216,6 +216,15 @@ def commit_all(checkout: Path, message: str) -> str:
 
 
 def head(checkout: Path) -> str:
+    """HEAD's commit, read from the ref file when it is a loose ref (no git process), else by git."""
+    try:
+        ref = (checkout / ".git" / "HEAD").read_text().strip()
+        if ref.startswith("ref: refs/heads/"):
+            sha = (checkout / ".git" / ref[5:]).read_text().strip()
+            if SHA.fullmatch(sha):
+                return sha
+    except (OSError, ValueError):
+        pass  # a packed or odd ref: git knows
     return git(checkout, "rev-parse", "HEAD").stdout.strip()
 
 
@@ -223,7 +232,17 @@ def push(checkout: Path, branch: str) -> None:
     """Force: a retried task or a resumed project replaces its own codeswarm/ branch, nothing else."""
     if not branch.startswith(BRANCH_PREFIX + "/"):
         raise GitError(f"refusing to push to {branch!r}: only {BRANCH_PREFIX}/ branches are written")
-    git(checkout, "push", "-q", "--force", "origin", f"HEAD:refs/heads/{branch}")
+    # A repo on a path is served by a local receive-pack: skip its `gc --auto` (one process less per
+    # task; a URL's server decides for itself, and some allow no other command).
+    local = ["--receive-pack=git -c receive.autogc=false receive-pack"] if _origin_is_local(checkout) else []
+    git(checkout, "push", "-q", "--force", *local, "origin", f"HEAD:refs/heads/{branch}")
+
+
+def _origin_is_local(checkout: Path) -> bool:
+    try:
+        return is_local_repo((checkout / ".git" / "codeswarm-origin").read_text())
+    except OSError:
+        return False
 
 
 def run_verify(command: str, cwd: Path, timeout: float) -> tuple[bool, str]:

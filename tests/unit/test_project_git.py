@@ -138,3 +138,43 @@ def test_what_verify_leaves_behind_never_reaches_the_next_task(user_repo, tmp_pa
     gitops.commit_all(co, "b")
     gitops.start_branch(co, "codeswarm/p/c", "main", ())
     assert sh(co, "status", "--porcelain") == ""
+
+
+def test_a_shared_clone_checks_out_by_commit_without_fetching(user_repo, tmp_path):
+    base = sh(user_repo, "rev-parse", "main")
+    a, b, c = (gitops.task_branch("p", x) for x in "abc")
+    n0, n1 = tmp_path / "n0", tmp_path / "n1"
+    gitops.task_checkout(str(user_repo), n0, a, "main", (), base)
+    gitops.task_checkout(str(user_repo), n1, b, "main", (), base)  # n1's clone predates a and b
+    assert (n1 / ".git" / "objects" / "info" / "alternates").exists(), "a repo on a path is cloned --shared"
+    (n0 / "a.txt").write_text("a\n")
+    sha_a = gitops.commit_all(n0, "a")
+    gitops.push(n0, a)
+    (n1 / "b.txt").write_text("b\n")
+    sha_b = gitops.commit_all(n1, "b")
+    gitops.push(n1, b)
+    # on n1, c starts at a's commit merged with b's: readable through the shared store, no fetch
+    gitops.task_checkout(str(user_repo), n1, c, a, (b,), sha_a, (sha_b,))
+    assert sorted(p.name for p in n1.iterdir() if p.name != ".git") == ["README", "a.txt", "b.txt"]
+    assert sh(n1, "for-each-ref", f"refs/remotes/origin/{a}") == "", "nothing was fetched"
+    assert gitops.head(n1) == sh(n1, "rev-parse", "HEAD")
+
+
+def test_a_url_clone_fetches_when_it_lacks_a_commit_and_conflicts_name_branches(user_repo, tmp_path):
+    url = f"file://{user_repo}"
+    base = sh(user_repo, "rev-parse", "main")
+    a, b, c = (gitops.task_branch("p", x) for x in "abc")
+    n0, n1 = tmp_path / "n0", tmp_path / "n1"
+    gitops.task_checkout(url, n1, b, "main", (), base)
+    assert not (n1 / ".git" / "objects" / "info" / "alternates").exists()
+    gitops.task_checkout(url, n0, a, "main", (), base)
+    (n0 / "README").write_text("from a\n")
+    sha_a = gitops.commit_all(n0, "a")
+    gitops.push(n0, a)
+    (n1 / "README").write_text("from b\n")
+    sha_b = gitops.commit_all(n1, "b")
+    gitops.push(n1, b)
+    gitops.task_checkout(url, n1, c, a, (), sha_a)   # n1 never saw a: fetched, then by commit
+    assert gitops.head(n1) == sha_a and (n1 / "README").read_text() == "from a\n"
+    with pytest.raises(GitError, match=f"merging {b} into {c} conflicts in README"):
+        gitops.task_checkout(url, n1, c, a, (b,), sha_a, (sha_b,))

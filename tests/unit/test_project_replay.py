@@ -206,3 +206,18 @@ def test_an_illegal_project_event_is_refused_by_the_tables() -> None:
     except IllegalTransition:
         return
     raise AssertionError("completing a pending task must raise IllegalTransition")
+
+
+def test_after_a_restart_an_acked_task_goes_out_once_and_with_its_project_task() -> None:
+    """The generic redelivery of acked prompts skips project tasks: a line without `project_task`,
+    read first, would run the task as a plain turn that never reports (a hung project)."""
+    from codeswarm.core.nodeloss import RedeliverAcked
+
+    h, _swarms, pid = setup()
+    h.decide(P.DispatchProjects())
+    acked = {t.injection_id for t in active(h, pid)}
+    assert len(acked) == 2
+    generic = [e for e in h.decide(RedeliverAcked()).effects if hasattr(e, "line")]
+    assert not [e for e in generic if e.line.get("injection_id") in acked]
+    resent = [e for e in h.decide(P.RecoverProjects()).effects if hasattr(e, "line")]
+    assert {e.line["injection_id"] for e in resent} == acked and all("project_task" in e.line for e in resent)

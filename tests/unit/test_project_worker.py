@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import trio
 
-from codeswarm.worker.project_task import run_project_turn, valid_spec
+from codeswarm.worker.project_task import outside_paths, run_project_turn, valid_spec
 from codeswarm.worker.runtimes.base import WorkerContext
 from codeswarm.worker.runtimes.mock import MockRuntime
 
@@ -23,6 +23,11 @@ GOOD = {"project_id": "p1", "task_id": "t", "repo": "/r", "branch": "codeswarm/p
     ({**GOOD, "project_id": ".."}, "must not contain '/'"),
     ({**GOOD, "repo": ""}, "repo must be a non-empty string"),
     ({**GOOD, "merges": "main"}, "merges must be a list"),
+    ({**GOOD, "start_commit": "HEAD; rm -rf /"}, "must be commit ids"),
+    ({**GOOD, "start_commit": "a" * 40, "merge_commits": ["--upload-pack=x"]}, "must be commit ids"),
+    ({**GOOD, "paths": "src"}, "paths must be a list"),
+    ({**GOOD, "timeout": -1}, "timeout must be a positive number"),
+    ({**GOOD, "timeout": True}, "timeout must be a positive number"),
 ])
 def test_a_forged_or_damaged_project_task_never_runs_git(spec: Any, words: str) -> None:
     assert words in (valid_spec(spec) or "")
@@ -30,6 +35,15 @@ def test_a_forged_or_damaged_project_task_never_runs_git(spec: Any, words: str) 
 
 def test_good_spec_is_accepted() -> None:
     assert valid_spec(GOOD) is None
+    assert valid_spec({**GOOD, "start_commit": "a" * 40, "merge_commits": ["b" * 40], "paths": ["src/"],
+                       "timeout": 30}) is None
+
+
+def test_paths_allow_directories_files_and_globs_only() -> None:
+    changed = ["src/api/a.py", "src/apix/b.py", "src/api", "docs/x.md", "docs/sub/y.md", "README", "Makefile"]
+    assert outside_paths(changed, ["src/api/", "docs/*.md", "Makefile"]) == ["src/apix/b.py", "README"]
+    assert outside_paths(changed, ["src/api"]) == ["src/apix/b.py", "docs/x.md", "docs/sub/y.md", "README",
+                                                   "Makefile"]
 
 
 def _repo(tmp: Path) -> Path:
