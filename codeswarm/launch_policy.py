@@ -14,7 +14,6 @@ the approval or sandbox policy - is refused unless the preset lists it as a fiel
 
 from __future__ import annotations
 
-import hmac
 from typing import Any, Mapping, Sequence
 
 from codeswarm.errors import InvalidParam
@@ -100,4 +99,6 @@ def tcp_token_ok(envelope: Any, token: str | None) -> bool:
     given = envelope.get("auth_token") if isinstance(envelope, dict) else None
     if not isinstance(given, str):
         return False
+    import hmac  # here, not at the top: hmac loads libcrypto, ~4 ms of every CLI call that never checks a token
+
     return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), token.encode())

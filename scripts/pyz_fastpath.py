@@ -3,7 +3,7 @@
     python scripts/pyz_fastpath.py dist/codeswarm.pyz.tmp
 
 The archive is rewritten member by member (same order, names, dates and compression), with the
-shebang line shiv put in front; only __main__.py differs. The fast path skips site.addsitedir, so
+shebang line shiv put in front; only __main__.py differs (and is stored uncompressed). The fast path skips site.addsitedir, so
 a bundled .pth file (which it would not run) fails the build instead of being silently ignored.
 """
 
@@ -36,8 +36,11 @@ def rewrite(pyz: Path) -> None:
             f.write(shebang)
             with zipfile.ZipFile(f, "w") as dst:
                 for info in src.infolist():
-                    data = main.encode() if info.filename == "__main__.py" else src.read(info)
-                    dst.writestr(info, data, compress_type=info.compress_type)
+                    if info.filename == "__main__.py":  # stored: reading it needs no zlib (an extension module to load)
+                        info.compress_type = zipfile.ZIP_STORED
+                        dst.writestr(info, main.encode(), compress_type=zipfile.ZIP_STORED)
+                    else:
+                        dst.writestr(info, src.read(info), compress_type=info.compress_type)
     out.chmod(pyz.stat().st_mode)
     out.replace(pyz)
 

@@ -10,7 +10,6 @@ import os
 import secrets
 import signal
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -79,6 +78,8 @@ class LocalProvider(ClusterProvider):
     def _spawn_all(self, spec: LaunchSpec, job_id: str, swarm_root: Path) -> JobHandle:
         prepare_swarm_root(swarm_root, spec.node_count)
         # fork+exec of many nodes from a few threads: the launch is not N spawns in a row long
+        from concurrent.futures import ThreadPoolExecutor  # at the first launch, not at every router start
+
         with ThreadPoolExecutor(max_workers=min(SPAWN_THREADS, spec.node_count)) as pool:
             started = list(pool.map(lambda n: _capture(self._spawn_one, spec, job_id, swarm_root, n),
                                     range(spec.node_count)))
