@@ -103,10 +103,10 @@ def render(env: dict[str, Any]) -> str | None:
             body += f"  +${d['estimated_cost_usd']:.4f} (node ${d.get('node_spend_usd') or 0:.4f})"
     elif name in ("budget_warning", "budget_exceeded"):
         body = (f"{name}: spent ${d.get('spend_usd', 0):.4f} of ${d.get('budget_usd', 0):.2f} "
-                f"({d.get('scope', 'swarm')} budget)")
+                f"({d.get('scope', 'swarm')} budget{_of_project(d)})")
     elif name == "budget_updated":
         budget = d.get("budget_usd")
-        body = "budget removed" if budget is None else f"budget set to ${budget:.2f}"
+        body = ("budget removed" if budget is None else f"budget set to ${budget:.2f}") + _of_project(d)
     elif name in ("inject_ack", "inject_delivered", "inject_failed"):
         body = name + (f": {d.get('reason')}" if d.get("reason") else "")
     elif name == "agent_error":
@@ -120,6 +120,10 @@ def render(env: dict[str, Any]) -> str | None:
     else:
         body = name
     return f"{seq:>7} {where:12} {body}"
+
+
+def _of_project(d: dict[str, Any]) -> str:
+    return f" of project {d['project_id']}" if d.get("scope") == "project" and d.get("project_id") else ""
 
 
 def _cmd(c: Any) -> str:

@@ -114,3 +114,16 @@ def test_report_per_task_when_given_the_tasks_injections() -> None:
     assert r["by_task"]["T-002"]["spend_usd"] == pytest.approx(0.25) and r["by_task"]["T-002"]["pricing_model"] == "mixed"
     assert "TASK" in render_tables(build_report(log, tasks={"inj-0": "T-001"}))
     assert "by_task" not in build_report(LOG).to_json()
+
+
+def test_report_of_a_project_sums_only_its_tagged_usage_per_task() -> None:
+    def ev(seq, cost, **tag):
+        return {"event": "usage", "seq": seq, "timestamp": "2026-12-03T12:00:00Z",
+                "data": {"swarm_id": "s1", "node_id": 0, "injection_id": f"i{seq}", "estimated_cost_usd": cost,
+                         "pricing_model": "mock", "delta_tokens": {"input_tokens": 10, "total_tokens": 10},
+                         "cost_unknown": False, **tag}}
+    log = [ev(1, 1.0, project_id="P", task_id="a"), ev(2, 2.0, project_id="P", task_id="a"),
+           ev(3, 4.0, project_id="P", task_id="b"), ev(4, 8.0), ev(5, 16.0, project_id="Q", task_id="a")]
+    r = build_report(log, project_id="P").to_json()
+    assert r["total"]["spend_usd"] == 7.0 and r["total"]["usage_events"] == 3
+    assert {t: row["spend_usd"] for t, row in r["by_task"].items()} == {"a": 3.0, "b": 4.0}
