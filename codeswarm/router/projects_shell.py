@@ -114,13 +114,13 @@ class ProjectsShell:
         except FileNotFoundError:
             return 0
         except (OSError, ValueError) as exc:
-            self.r.recovery_notes.append(f"projects snapshot ignored ({exc}): replaying the whole log")
+            self._recovery_warning("projects_snapshot_ignored", f"projects snapshot ignored ({exc}): replaying the whole log")
             return 0
         for rec in raw.get("projects", []):
             try:
                 p = Project.from_json(rec)
             except (TypeError, KeyError, ValueError) as exc:
-                self.r.recovery_notes.append(f"projects snapshot: a project record ignored ({exc!r})")
+                self._recovery_warning("projects_snapshot_ignored", f"projects snapshot: a project record ignored ({exc!r})")
                 continue
             self.state.projects[p.project_id] = p
         for plan in raw.get("plans") or []:
@@ -152,7 +152,7 @@ class ProjectsShell:
                     core_reduce(self.r.state, Event(name, data, 0.0, seq))
                 self.applied_seq = seq
             except (KeyError, TypeError, ValueError) as exc:  # IllegalTransition is a ValueError too
-                self.r.recovery_notes.append(f"event log: could not replay {name} seq {seq}: {exc!r}")
+                self._recovery_warning("event_replay_failed", f"event log: could not replay {name} seq {seq}: {exc!r}")
         self.state.reindex()
         self._due = True
         # Every event up to the head was read: the next snapshot covers them all, so that the next
@@ -160,6 +160,12 @@ class ProjectsShell:
         if self.r.log.head_seq - start > RESNAPSHOT_LAG:
             self._dirty = True
         self.applied_seq = max(self.applied_seq, self.r.log.head_seq)
+
+    def _recovery_warning(self, code: str, message: str) -> None:
+        """Told to clients once the router serves (router_warning) and shown by `router status`; a
+        damaged projects.json used to stop the router from starting at all (an AttributeError)."""
+        self.r.recovery_warnings.append({"message": message, "error_code": code})
+        log.warning("%s", message)
 
     async def save_if_due(self) -> None:
         """On a clean stop: write the snapshot if one is due and the log holds everything it covers."""

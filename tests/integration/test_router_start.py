@@ -104,3 +104,14 @@ def test_a_restart_rewrites_no_unchanged_snapshot_and_projects_cover_the_log(cs:
     # next start replays the log's tail for projects, not the whole log
     projects = json.loads((cs.home / "projects.json").read_bytes())
     assert projects["applied_seq"] >= head
+
+
+def test_a_damaged_projects_snapshot_is_a_warning_not_a_router_that_cannot_start(cs: Codeswarm) -> None:
+    sid = cs.json("launch", "--nodes", "1")["swarm_id"]
+    cs.run("router", "stop")
+    (cs.home / "projects.json").write_text("{damaged")
+    assert sid in cs.json("list")  # the next command starts a router, which recovers the swarm
+    status = cs.run("router", "status").stdout
+    assert "projects snapshot ignored" in status
+    warnings = [e["data"] for e in cs.events() if e["event"] == "router_warning"]
+    assert any(w.get("error_code") == "projects_snapshot_ignored" for w in warnings)
