@@ -125,6 +125,7 @@ class Project:
     budget_warned: bool = False
     budget_exceeded: bool = False
     spend: dict[str, Any] = field(default_factory=dict)  # spend.meter.ProjectMeter.to_json()
+    task_timeout_seconds: float | None = None  # the graph's default per-attempt timeout (integration tasks too)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -211,6 +212,7 @@ def _created(st: ProjectsState, d: dict[str, Any]) -> None:
         verify=d.get("verify"), created_at=float(d.get("created_at") or 0), request_id=d.get("request_id"),
         integration_branch=integration_branch(d["project_id"]), budget_usd=_usd(d.get("budget_usd")),
         spend=ProjectMeter.opening(_usd(d.get("planner_spend_usd")) or 0.0).to_json())
+    st.projects[d["project_id"]].task_timeout_seconds = d.get("task_timeout_seconds")
     st.plans.pop(d.get("plan_injection_id") or "", None)
 
 
@@ -327,7 +329,7 @@ def _integration_conflict(st: ProjectsState, d: dict[str, Any]) -> None:
     p.tasks[d["task_id"]] = Task(
         id=d["task_id"], kind="integration", title=f"resolve the merge of {d['branch']}", prompt=d["prompt"],
         verify=d.get("verify"), state="ready", branch=p.integration_branch, merge=[d["branch"]],
-        start=p.integration_branch, conflict_files=list(d.get("files") or []))
+        start=p.integration_branch, conflict_files=list(d.get("files") or []), timeout_seconds=p.task_timeout_seconds)
 
 
 def _integrated(st: ProjectsState, d: dict[str, Any]) -> None:

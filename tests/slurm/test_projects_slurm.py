@@ -55,6 +55,8 @@ def test_five_task_project_on_slurm_with_a_bare_repo_on_the_shared_dir(slurm_cs:
     assert {sid for sid, _ in used} <= {s1, s2} and len(used) >= 2, "both chains ran at once on Slurm nodes"
     clones = list((cs.tmp / "ws").rglob(f"projects/{status['project_id']}/.git"))
     assert len(clones) == len(used), clones
+    for git_dir in clones:  # each node's clone borrows the shared bare repo's objects: checkouts by commit, no fetch
+        assert (git_dir / "objects" / "info" / "alternates").read_text().strip() == str(bare / "objects")
     for t in status["tasks"]:
         text = _git(bare, "show", f"{t['branch']}:{t['id']}.txt")
         assert f"by node {t['node_id']} of {jobs[t['swarm_id']]}" in text
