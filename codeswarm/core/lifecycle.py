@@ -269,6 +269,8 @@ def _injection_to(new: str) -> Any:
 
 def _forget_old_injections(swarm: Swarm) -> None:
     """Keep every open injection but only the newest closed ones: a swarm may run for days."""
+    if len(swarm.injections) <= KEEP_CLOSED_INJECTIONS:  # cannot hold too many closed ones: skip the scan
+        return
     closed = [iid for iid, inj in swarm.injections.items() if inj.state in CLOSED_INJECTION_STATES]
     for iid in closed[: max(0, len(closed) - KEEP_CLOSED_INJECTIONS)]:
         del swarm.injections[iid]

@@ -75,7 +75,8 @@ def charge_usage(out: Out, state: CoreState, swarm: Swarm, node_id: int, data: d
     project = project_budget.tag_usage(state, data) if state.projects.by_injection else None
     out.emit("usage", {**data, **charge.fields(node_meter.cost_usd + (cost or 0))})
     if cost:
-        check_budget(out, state, swarm, swarm_spend(swarm).cost_usd + cost, budget_state(swarm))
+        if swarm.budget_usd is not None:  # no budget: no mark to cross (and no swarm total to read)
+            check_budget(out, state, swarm, swarm_spend(swarm).cost_usd + cost, budget_state(swarm))
         if project is not None:
             project_budget.after_charge(out, state, project, cost)
     return cost

@@ -298,7 +298,9 @@ class Router:
         for sid in self._dirty:
             swarm = self.state.swarms.get(sid)
             if swarm is not None:
-                out[sid] = orjson.dumps(swarm.to_json())
+                # orjson writes a dataclass as to_json() would (tests/unit/test_snapshot_bytes.py)
+                # without asdict's deep copy: ~80x faster on a swarm with hundreds of injections.
+                out[sid] = orjson.dumps(swarm)
         for sid in self._removed:
             out[sid] = None
         self._dirty.clear()

@@ -85,7 +85,9 @@ class TokenCounts:
         return self.input + self.output
 
     def __add__(self, other: "TokenCounts") -> "TokenCounts":
-        return TokenCounts(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple())))
+        return TokenCounts(self.input + other.input, self.cached_input + other.cached_input,
+                           self.cache_write + other.cache_write, self.cache_write_1h + other.cache_write_1h,
+                           self.output + other.output, self.reasoning_output + other.reasoning_output)
 
     def as_tuple(self) -> tuple[int, ...]:
         return (self.input, self.cached_input, self.cache_write, self.cache_write_1h, self.output,
@@ -100,16 +102,20 @@ class TokenCounts:
     @classmethod
     def from_json(cls, d: Mapping[str, Any] | None, prefix: str = "") -> "TokenCounts":
         """Read `<prefix>input_tokens` etc.; a missing, null or invalid counter is 0."""
-        d = d or {}
-        return cls(*(_count(d.get(prefix + key)) for key in _COUNT_KEYS))
+        if not d:
+            return cls()
+        keys = _PREFIXED_KEYS.get(prefix)
+        if keys is None:
+            keys = _PREFIXED_KEYS[prefix] = tuple(prefix + key for key in _COUNT_KEYS)
+        # _count inlined (this runs several times per usage event): JSON gives int, bool, float...
+        return cls(*[v if type(v) is int and v > 0 else 0 for v in map(d.get, keys)])
 
 
 _COUNT_KEYS = ("input_tokens", "cached_input_tokens", "cache_write_input_tokens", "cache_write_1h_input_tokens",
                "output_tokens", "reasoning_output_tokens")
 
 
-def _count(v: Any) -> int:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+_PREFIXED_KEYS: dict[str, tuple[str, ...]] = {}  # prefix -> _COUNT_KEYS with it (a few fixed prefixes)
 
 
 def cost_usd(tokens: TokenCounts, price: ModelPrice) -> Decimal:
