@@ -61,6 +61,11 @@ class Decision(NamedTuple):
     effects: list[Any]
 
 
+# tuple.__new__ builds a NamedTuple without the Python-level __new__ frame: the decide path makes one
+# Event per event and one Decision per outbox line (every field is given, in order).
+_new = tuple.__new__
+
+
 class Out:
     """Collects one decision's events and effects, plus the facts a multi-step decision needs
     about its own earlier steps (the state does not change until the shell reduces)."""
@@ -107,7 +112,7 @@ class Out:
         return self._closed
 
     def emit(self, name: str, data: dict[str, Any]) -> None:
-        self.events.append(Event(name, data, self.now))
+        self.events.append(_new(Event, (name, data, self.now, 0)))  # = Event(name, data, self.now)
 
     def effect(self, effect: Any) -> None:
         self.effects.append(effect)
@@ -149,7 +154,7 @@ class Registry:
             raise TypeError(f"no decider for {type(inp).__name__}")
         out = Out(now, ids)
         fn(state, inp, now, ids, out)
-        return Decision(out.events, out.effects)
+        return _new(Decision, (out.events, out.effects))
 
     def reduce(self, state: CoreState, event: Event) -> CoreState:
         """Fold one event into the state (in place; returns it). Deterministic: replay uses it."""

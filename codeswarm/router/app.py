@@ -347,8 +347,8 @@ class Router:
                 self._sync_needed.set()
 
     def _fanout(self, batch: list[LoggedEvent]) -> None:
-        self.ring.extend(batch)
-        joined = b"".join(ev.wire for ev in batch)
+        joined = b"".join([ev.wire for ev in batch])
+        self.ring.extend(batch, len(joined))
         self._since_trim += len(joined)
         if self._since_trim > TRIM_AFTER_BYTES:
             self._trim_wake.set()

@@ -41,11 +41,13 @@ class ReplayRing:
     def __getitem__(self, i: int) -> Wired:
         return self._events[i]
 
-    def extend(self, batch: list[Wired]) -> None:
+    def extend(self, batch: list[Wired], wire_bytes: int | None = None) -> None:
+        """Append committed events; `wire_bytes` is the sum of their len(wire) when the caller has it."""
         events = self._events
-        for ev in batch:
-            events.append(ev)
-            self.bytes += len(ev.wire) + EVENT_OVERHEAD
+        events.extend(batch)
+        if wire_bytes is None:
+            wire_bytes = sum(len(ev.wire) for ev in batch)
+        self.bytes += wire_bytes + EVENT_OVERHEAD * len(batch)
         while self.bytes > self.budget and len(events) > 1:
             old = events.popleft()
             self.bytes -= len(old.wire) + EVENT_OVERHEAD

@@ -48,7 +48,8 @@ class LeanWorker:
         self.ctx = ctx
         root = ctx.swarm_root
         make_private_dirs(root / "mailbox" / "inbox", root / "mailbox" / "outbox", ctx.workspace)
-        self.outbox = Outbox(outbox_path(root, ctx.job_id, ctx.node_id), ctx.job_id, ctx.node_id)
+        # Buffered: flushed before every wait, inbox checkpoint, exec and exit (worker/outbox.py)
+        self.outbox = Outbox(outbox_path(root, ctx.job_id, ctx.node_id), ctx.job_id, ctx.node_id, buffered=True)
         self.inbox = Inbox(root, ctx.job_id, ctx.node_id, self.outbox.accepted_injections())
         self.watch, self.choice = open_watch(ctx, self.inbox.path)
         self.backoff = PollBackoff()
@@ -70,6 +71,12 @@ class LeanWorker:
     # ------------------------------------------------------------------ main
 
     def run(self) -> int:
+        try:
+            return self._run()
+        finally:
+            self.outbox.flush()
+
+    def _run(self) -> int:
         self._install_signals()
         if os.environ.pop(HANDOVER_ENV, None) is None:
             self._started()
@@ -119,6 +126,7 @@ class LeanWorker:
     def _hand_over(self) -> None:
         """Become the trio worker (same pid) for a project task; the inbox offset is before its line."""
         env = {**os.environ, HANDOVER_ENV: "1", "CODESWARM_WORKER_LOOP": "trio"}
+        self.outbox.flush()  # the trio worker continues the seq from the file
         os.execve(sys.executable, sys.orig_argv, env)
 
     def _install_signals(self) -> None:
@@ -151,6 +159,7 @@ class LeanWorker:
             self._emit_runtime({"method": "turn/completed", "params": {"turn": {"id": None, "status": "failed"}}})
         finally:
             self.busy_with = None
+            self.outbox.flush()
 
     # ------------------------------------------------------------------ waiting (the runtime's host API)
 
@@ -196,6 +205,7 @@ class LeanWorker:
             else:
                 wait = max(0.0, min(deadline, self.next_read, self.next_heartbeat) - now)
             self._last_check = now
+            self.outbox.flush()  # before waiting or looking at the inbox: the router sees progress
             ready = self._select(wait)
             if self._wake_r in ready:
                 try:
@@ -239,6 +249,7 @@ class LeanWorker:
                 self._carry_out(line)
                 if self.stop_reason is not None:
                     break
+            self.outbox.flush()  # turn_accepted lines first: a restart skips what they name (inbox.py)
             self.inbox.advance(batch.offset)
             self.backoff.saw_data()
         else:

@@ -4,6 +4,7 @@ and the wait (select) are simulated, so a minute of idle takes milliseconds."""
 
 from __future__ import annotations
 
+import os
 import select
 from pathlib import Path
 from typing import Any, Callable
@@ -116,8 +117,7 @@ def test_lines_are_carried_out_while_a_turn_waits(tmp_path: Path) -> None:
     fake.at(2.0, lambda: append_line(worker.inbox.path, {  # after the request (~0.4 s)
         "type": "control", "control_id": "c1",
         "payload": {"kind": "approval_decision", "call_id": "call_1_1", "decision": "accept"}}))
-    worker.runtime.run_turn("first", "[mock:approval] go")
-    worker.busy_with = None
+    worker._run_turn(Turn("first", "[mock:approval] go"))  # as the loop runs it (the outbox is flushed after)
     accepted = {iid: t for t, ev, iid in log if ev == "turn_accepted"}
     assert 0.05 <= accepted["second"] < 0.1  # acknowledged during the first turn, queued behind it
     assert [t.injection_id for t in worker.turns] == ["second"]
@@ -188,3 +188,43 @@ def test_a_project_task_stops_the_reading_before_its_line(tmp_path: Path) -> Non
     assert worker.project_at == before == worker.inbox.offset
     worker.pump(1.0)
     assert [iid for _, ev, iid in log if ev == "turn_accepted"] == ["a"]
+
+
+def test_a_plain_mock_turn_reaches_the_outbox_in_two_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lean worker buffers a turn's lines (worker/outbox.py): a write and an inotify event for
+    the router per look at the inbox (at most every 10 ms), not per line; all on disk at the end."""
+    worker, fake, log = make_worker(tmp_path, mock_delay_ms=0)
+    writes: list[int] = []
+    real_write = os.write
+
+    def counting_write(fd: int, data: Any) -> int:
+        if fd == worker.outbox.fd:
+            writes.append(bytes(data).count(b"\n"))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", counting_write)
+    worker._run_turn(Turn("t1", "hello"))
+    lines = [orjson.loads(raw) for raw in outbox_path(worker.ctx.swarm_root, "j", 0).read_bytes().splitlines()]
+    runtime = [ln for ln in lines if ln["type"] == "runtime"]
+    assert runtime[-1]["payload"]["method"] == "turn/completed" and len(runtime) >= 15
+    # turn/started goes out at the turn's first look at the inbox, the rest at its end
+    assert sum(writes) == len(runtime) and len(writes) <= 2
+    assert [ln["seq"] for ln in lines] == list(range(1, len(lines) + 1))
+
+
+def test_turn_accepted_is_on_disk_before_the_inbox_checkpoint(tmp_path: Path) -> None:
+    """A restarted worker skips inbox lines before the checkpoint and prompts that have a
+    turn_accepted: a buffered turn_accepted written after the checkpoint would lose the prompt."""
+    worker, fake, log = make_worker(tmp_path)
+    seen_at_checkpoint: list[bool] = []
+    advance = worker.inbox.advance
+
+    def checked_advance(offset: int) -> None:
+        raw = outbox_path(worker.ctx.swarm_root, "j", 0).read_bytes()
+        seen_at_checkpoint.append(b'"turn_accepted"' in raw and b'"p1"' in raw)
+        advance(offset)
+
+    worker.inbox.advance = checked_advance  # type: ignore[method-assign]
+    prompt(worker, "p1")()
+    worker.pump(0.0)
+    assert seen_at_checkpoint == [True]
