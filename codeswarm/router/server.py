@@ -350,11 +350,13 @@ async def serve(config: Config, state_dir: Path, tcp_port: int | None = None) ->
 
                 nursery.start_soon(stop_on_signal)
     finally:
-        await _save_projects_on_stop(server)
-        server.router.log.close()
-        if _is_socket(socket_path(state_dir)):  # a file put there instead is left for the user to see
-            socket_path(state_dir).unlink()
-        release_lock(fds)
+        try:
+            await _save_projects_on_stop(server)
+        finally:
+            server.router.log.close()
+            if _is_socket(socket_path(state_dir)):  # a file put there instead is left for the user to see
+                socket_path(state_dir).unlink()
+            release_lock(fds)
 
 
 async def _save_projects_on_stop(server: RouterServer) -> None:
