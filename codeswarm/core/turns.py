@@ -137,7 +137,7 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
         heard_from(out, swarm, node_id)
     inj: Injection | None = swarm.injections.get(injection_id) if injection_id else None
     if inj is not None and inj.node_id != node_id:
-        inj = None
+        inj = injection_id = None  # another node's turn (a forged label): never logged or charged as that turn's
     # The injection's state and turn id as this decision moves them (the record changes only on reduce).
     inj_state = inj.state if inj is not None else None
     turn_id = inj.turn_id if inj is not None else None

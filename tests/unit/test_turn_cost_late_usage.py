@@ -113,3 +113,27 @@ def test_usage_naming_another_turn_is_not_moved(h) -> None:
     assert u["injection_id"] is None and "late_usage" not in u
     assert not [n for n, _ in h.events() if n == "turn_cost_updated"]
     assert swarm.nodes[0].spend["cost_usd"] == "2.5"  # still the node's spend
+
+
+def test_a_usage_line_naming_another_nodes_turn_is_not_that_turns_cost(h) -> None:
+    """Review (forged outbox line): node 1 writes a usage line labelled with node 0's running injection.
+    It is node 1's usage (its meter), never node 0's turn cost, running or completed."""
+    swarm, _ = h.launch(nodes=2)
+    h.start(swarm)
+    iid = h.inject(swarm, [0])[0]
+    h.accept(swarm, 0, iid)
+    norm0, norm1 = CodexNormalizer(), CodexNormalizer()
+    feed(h, norm0, swarm, 0, iid, turn_started("turn-1"))
+    feed(h, norm0, swarm, 0, iid, token_usage("turn-1", M, M))
+    feed(h, norm1, swarm, 1, iid, token_usage("turn-x", 4 * M, 4 * M))  # forged: node 1, node 0's injection
+    forged = [d for n, d in h.events() if n == "usage"][-1]
+    assert forged["node_id"] == 1 and forged["injection_id"] != iid
+    assert Decimal(swarm.nodes[1].spend["cost_usd"]) == 10
+    assert Decimal(swarm.injections[iid].spend_usd) == Decimal("2.5")
+    feed(h, norm0, swarm, 0, iid, turn_completed("turn-1"))
+    (done,) = [d for n, d in h.events() if n == "turn_complete"]
+    assert done["turn_cost_usd"] == 2.5
+    feed(h, norm1, swarm, 1, iid, token_usage("turn-1", 8 * M, 4 * M))  # and after it completed, naming its turn
+    assert not [d for n, d in h.events() if n == "turn_cost_updated"]
+    assert Decimal(swarm.injections[iid].spend_usd) == Decimal("2.5")
+    assert Decimal(h.replayed().swarms[swarm.swarm_id].injections[iid].spend_usd) == Decimal("2.5")
