@@ -9,7 +9,7 @@ import orjson
 
 from codeswarm.core.kernel import Decision, InboxLine
 from codeswarm.core.queue import DispatchIdle, Enqueue
-from codeswarm.router.ingest import NodeWatch, OutboxIngest
+from codeswarm.router.ingest import READ_STEP, NodeWatch, OutboxIngest
 from codeswarm.router.liveness import ShellBook
 from tests.harness import T0, Harness
 
@@ -173,3 +173,21 @@ def test_bad_lines_become_agent_errors_and_do_not_stop_the_good_ones(h: Harness,
     assert [d["error_code"] for d in errors] == ["outbox_invalid_line"] * 3
     assert "without an integer seq" in errors[1]["message"] and "mystery" in errors[2]["message"]
     assert swarm.nodes[0].worker == "running"
+
+
+def test_a_poll_reads_a_step_and_a_line_longer_than_a_step_whole(h: Harness, tmp_path: Path) -> None:
+    """A poll decides at most READ_STEP bytes (the loop lets the committer in between polls), except
+    that a line longer than that is read whole on the same poll: no line is ever stuck."""
+    swarm, _ = h.launch(nodes=1)
+    ingest, w, path = watch(tmp_path, swarm, Host(h))
+    big = "x" * (READ_STEP + 1000)
+    write(path, lifecycle(1, "worker_error", message=big), lifecycle(2, "worker_error", message="after"))
+    assert ingest.poll_node(w) is True
+    assert [d["message"] for n, d in h.events() if n == "agent_error"] == [big, "after"]
+    small = [lifecycle(3 + i, "worker_error", message="m" * 200) for i in range(2 * READ_STEP // 300)]
+    write(path, *small)
+    mark = h.mark()
+    polls = 0
+    while ingest.poll_node(w):
+        polls += 1
+    assert len(h.names(after=mark)) == len(small) and polls >= 2
