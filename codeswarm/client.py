@@ -7,19 +7,20 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from codeswarm.errors import CommandTooLarge, RouterUnavailable
 from codeswarm.paths import ensure_state_dir, self_command, self_env, socket_path, state_dir
 from codeswarm.protocol import MAX_LINE_BYTES, make_command
+
+if TYPE_CHECKING:
+    import subprocess
 
 AUTOSTART_TIMEOUT = 20.0
 
@@ -136,6 +137,9 @@ def start_router(config_path: str | None, sdir: Path, *, tcp_port: int | None = 
         log_file = open(sdir / "router.log", "ab")
     except OSError as exc:
         raise RouterUnavailable(f"cannot use the state dir {sdir}: {exc.strerror or exc}") from None
+    import subprocess  # here: only a CLI call that starts the router pays for it (`list` is timed)
+    import threading
+
     argv = [*self_command(), "router", "run", "--state-dir", str(sdir)]
     if config_path:
         argv += ["--config", str(Path(config_path).absolute())]
