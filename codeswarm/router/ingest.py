@@ -204,6 +204,8 @@ class OutboxIngest:
                 if trio.current_time() > yield_at:
                     await trio.sleep(0)
                     yield_at = trio.current_time() + ROUND_BUDGET
+                if self.watches.get((w.swarm_id, w.node_id)) is not w:  # forgotten during a yield (terminated)
+                    continue
                 got = self.poll_node(w)
                 self._reschedule(w, got)
             if self.effects:  # inbox lines the core decided while reading (after their events are durable)
