@@ -191,3 +191,40 @@ def test_a_poll_reads_a_step_and_a_line_longer_than_a_step_whole(h: Harness, tmp
     while ingest.poll_node(w):
         polls += 1
     assert len(h.names(after=mark)) == len(small) and polls >= 2
+
+
+def test_a_watch_forgotten_during_a_round_is_not_read_in_it(h: Harness, tmp_path: Path) -> None:
+    """The loop yields within a round (a backlog must not stall answers); a node forgotten meanwhile
+    (its swarm terminated: sync dropped the watch) is not read on in that round."""
+    import trio
+    import trio.testing
+
+    swarm, _ = h.launch(nodes=2)
+    ingest = OutboxIngest(Host(h))  # type: ignore[arg-type]
+    watches = []
+    for node in range(2):
+        path = tmp_path / f"outbox{node}.jsonl"
+        write(path, lifecycle(1, "worker_error", message=f"from node {node}"))
+        w = NodeWatch(swarm.swarm_id, node, str(path), notified=True)
+        ingest.watches[(swarm.swarm_id, node)] = w
+        watches.append(w)
+    real_poll = ingest.poll_node
+
+    def poll_then_forget_the_other(w: NodeWatch) -> bool:
+        other = watches[1 - w.node_id]
+        ingest.watches.pop((other.swarm_id, other.node_id), None)
+        return real_poll(w)
+
+    ingest.poll_node = poll_then_forget_the_other  # type: ignore[method-assign]
+
+    async def main() -> None:
+        for w in watches:
+            ingest._schedule(w, 0.0)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ingest.run)
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    errors = [d["message"] for n, d in h.events() if n == "agent_error"]
+    assert len(errors) == 1 and errors[0] in ("from node 0", "from node 1")
