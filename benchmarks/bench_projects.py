@@ -96,7 +96,7 @@ def main() -> None:
             for s in swarms:
                 subprocess.run([sys.executable, str(PYZ), "terminate", s, "--wait"], env=env, capture_output=True, check=False)
             subprocess.run([sys.executable, str(PYZ), "router", "stop"], env=env, capture_output=True, check=False)
-        completed, assigned, started, accepted, checkout = {}, {}, {}, {}, []
+        completed, assigned, started, accepted, checkout, inbox_read, queued = {}, {}, {}, {}, [], [], []
         by_iid = {}
         node_free: dict[str, float] = {}  # task -> when its node finished the task before it (0: fresh node)
         last_on_node: dict[tuple[str, int], str] = {}
@@ -104,7 +104,11 @@ def main() -> None:
             d = e["data"]
             if e["event"] == "project_task_completed":
                 completed[d["task_id"]] = ts(e)
-                checkout.append((d.get("timings_ms") or {}).get("checkout", 0.0))
+                timings = d.get("timings_ms") or {}
+                checkout.append(timings.get("checkout", 0.0))
+                if "inbox" in timings:
+                    inbox_read.append(timings["inbox"])
+                    queued.append(timings["queued"])
             elif e["event"] == "project_task_assigned":
                 assigned[d["task_id"]] = ts(e)
                 by_iid[d["injection_id"]] = d["task_id"]
@@ -143,6 +147,10 @@ def main() -> None:
               f"p99 {pct(deliver, 99):.0f} ms; of which the worker's git checkout: p50 {pct(checkout, 50):.0f} ms, "
               f"p99 {pct(checkout, 99):.0f} ms; assigned -> inject_delivered (log commit, inbox write, the worker "
               f"reads it, its outbox line read back): p50 {pct(inbox, 50):.0f} ms, p99 {pct(inbox, 99):.0f} ms")
+        if inbox_read:
+            print(f"  worker side: decision -> inbox line read p50 {pct(inbox_read, 50):.0f} ms, p99 "
+                  f"{pct(inbox_read, 99):.0f} ms; read -> attempt starts (queued behind the node's previous task) "
+                  f"p50 {pct(queued, 50):.0f} ms, p99 {pct(queued, 99):.0f} ms")
         if status["state"] != "completed":
             raise SystemExit(f"the project did not complete: {status['state']}")
 

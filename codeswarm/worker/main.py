@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from typing import Any
 
 import orjson
@@ -271,7 +272,10 @@ class Worker:
             self.accepted.add(iid)
             self.outbox.lifecycle("turn_accepted", {"queued": queued}, iid)
             self.pending_turns += 1
-            await self.turn_send.send((iid, content, line.get("project_task")))
+            task = line.get("project_task")
+            if isinstance(task, dict):  # when the router wrote it and when it was read (timings_ms)
+                task = {**task, "_sent": line.get("ts"), "_received": time.time()}
+            await self.turn_send.send((iid, content, task))
         elif kind == "control":
             cid = line.get("control_id")
             if cid in self.control_ids:

@@ -174,6 +174,10 @@ async def _attempt(workspace: Path, spec: dict[str, Any], runtime: Any, run_turn
     paths = list(spec.get("paths") or [])
     timings: dict[str, float] = {}
     result["timings_ms"] = timings
+    sent, received = spec.get("_sent"), spec.get("_received")
+    if isinstance(sent, (int, float)) and isinstance(received, (int, float)):
+        timings["inbox"] = round((received - sent) * 1000, 1)          # router decision -> line read (clocks of both)
+        timings["queued"] = round((time.time() - received) * 1000, 1)  # read -> this attempt starts
     mark = time.monotonic()
 
     def lap(stage: str) -> None:
