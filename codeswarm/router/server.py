@@ -360,11 +360,15 @@ async def serve(config: Config, state_dir: Path, tcp_port: int | None = None) ->
 
 
 async def _save_projects_on_stop(server: RouterServer) -> None:
-    """A clean stop writes a projects snapshot that is due (it may only cover what is in the log), so
-    that the next start does not read the log again for it (issue 13)."""
-    if server.router.projects is None:
-        return
+    """A clean stop writes the swarm snapshots and a projects snapshot that are due (they may only
+    cover what is in the log), so that the next start does not replay the log for them (issue 13)."""
     with trio.CancelScope(shield=True):
+        try:
+            await server.router.save_snapshots_on_stop()
+        except OSError as exc:
+            log.error("cannot write the swarm snapshots on stop: %s", exc)
+        if server.router.projects is None:
+            return
         try:
             await server.router.projects.save_if_due()
         except OSError as exc:
