@@ -249,9 +249,9 @@ class Router:
             if self._write_failures:
                 self._log_write_recovered()
             # Lifecycle events are fsync'd here, but the swarm snapshots follow on their own clock
-            # (SNAPSHOT_INTERVAL, periodic_sync): the log holds everything they would, and writing them
-            # (serialize + 2 fsyncs per swarm, before `committed` was signalled) made every lifecycle
-            # commit wait for it: a project task's inbox line 152 -> 30 ms p50 (bench_projects, load 6).
+            # (SNAPSHOT_INTERVAL, periodic_sync): the log holds everything they would, and forcing them
+            # on every lifecycle batch (serialize + 2 fsyncs per swarm + state.json) held the committer
+            # and the batches behind it: a project task's inbox line 152 -> 30 ms p50 (bench_projects).
             snaps = self._collect_snapshots(force=False)
             if durable:
                 await trio.to_thread.run_sync(self.log.fsync)
