@@ -14,13 +14,33 @@ BUILD_ID = "@BUILD_ID@"  # filled in at build time from the archive's environmen
 
 
 def _unpacked_site_packages():
-    if any(key.startswith("SHIV_") for key in os.environ) or not sys.argv or not sys.argv[0]:
+    if not sys.argv or not sys.argv[0]:
         return None
     # shiv: ~/.shiv/<resolved archive file name>_<build id>/site-packages, moved into place
     # atomically once fully unpacked and compiled, so its existence is the whole check.
     name = os.path.basename(os.path.realpath(sys.argv[0]))
     site_packages = os.path.join(os.path.expanduser("~/.shiv"), f"{name}_{BUILD_ID}", "site-packages")
+    _refuse_foreign(site_packages)
+    if any(key.startswith("SHIV_") for key in os.environ):
+        return None
     return site_packages if os.path.isdir(site_packages) else None
+
+
+def _refuse_foreign(site_packages):
+    """The unpack path is fixed and public (the build id is in the archive): code another user could
+    plant or swap there must never run, through this path or shiv's bootstrap (which checks nothing)."""
+    uid, gid = os.geteuid(), os.getegid()
+    for path in (os.path.dirname(os.path.dirname(site_packages)), os.path.dirname(site_packages), site_packages):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return  # not unpacked yet: shiv's bootstrap creates it, as this user
+        # group-writable is fine for the user's own group (umask 002 with user private groups)
+        others_write = st.st_mode & 0o002 or (st.st_mode & 0o020 and st.st_gid != gid)
+        if st.st_uid != uid or others_write or (st.st_mode & 0o170000) != 0o040000:
+            sys.stderr.write(f"codeswarm: refusing to run code from {path}: it is not a directory owned by you "
+                             "and writable only by you; remove it (another user may have put code there)\n")
+            sys.exit(2)
 
 
 def _main():
