@@ -149,6 +149,7 @@ class Integrate:
 # ---------------------------------------------------------------------- create / start / cancel
 
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
+COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # what a result's `commit` must be (git's sha-1 or sha-256)
 
 
 def project_id_for(name: str, ids: Callable[[], str]) -> str:
@@ -364,7 +365,9 @@ def task_result(st: ProjectsState, inp: TaskResult, now: float, ids: Callable[[]
     timings = r.get("timings_ms")
     if isinstance(timings, dict) and len(timings) <= 8 and all(isinstance(v, (int, float)) for v in timings.values()):
         base["timings_ms"] = {str(k)[:16]: v for k, v in timings.items()}
-    commit = r.get("commit") if isinstance(r.get("commit"), str) else None
+    commit = r.get("commit") if isinstance(r.get("commit"), str) and COMMIT_ID.fullmatch(r["commit"]) else None
+    if r.get("ok") is True and commit is None:  # a forged or broken line: dependents would start from it
+        r = {**r, "ok": False, "error": f"the task's result names no commit id: {str(r.get('commit'))[:80]!r}"}
     if r.get("ok") is True and commit:
         if t.verify:
             out.emit("project_task_verified", {**base, "commit": commit, "output": _short(r.get("verify_output"))})

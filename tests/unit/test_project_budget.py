@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import orjson
+import pytest
 
 from codeswarm.core import reduce
 from codeswarm.core import projects as D
@@ -157,3 +158,21 @@ def test_after_a_restart_the_interrupts_of_spent_budgets_are_asked_again(h) -> N
     h.runtime(swarm, node, iid, ("turn_complete", {"turn_id": "t", "status": "interrupted"}))
     h.runtime(other, 0, oid, ("turn_complete", {"turn_id": "t", "status": "interrupted"}))
     assert [e for e in h.decide(ReassertStops()).effects if isinstance(e, InboxLine)] == []
+
+
+
+@pytest.mark.parametrize("commit", ["--upload-pack=touch /tmp/pwned", "x" * (1 << 20), "", "0" * 39, 7, None])
+def test_a_forged_result_with_a_commit_that_is_no_commit_id_completes_nothing(h, commit) -> None:
+    """Review (forged outbox line): a `project_task_result` from the task's own node whose `commit` is
+    no commit id (an option for git, 1 MiB of text) must not complete the task: its dependents would
+    be sent that string as their start commit. It is a failed attempt that says why."""
+    swarm, p = project(h, budget=None, tasks=("a",))
+    ((node, iid),) = assigned(h, p).values()
+    h.accept(swarm, node, iid)
+    mark = h.mark()
+    h.decide(D.TaskResultLine(swarm.swarm_id, node, {"injection_id": iid, "seq": 5, "data": {
+        "project_id": p.project_id, "task_id": "a", "ok": True, "commit": commit}}))
+    assert "project_task_completed" not in h.names(after=mark)
+    (failed,) = [d for n, d in h.events(after=mark) if n == "project_task_failed"]
+    assert "names no commit id" in failed["error"] and len(failed["error"]) < 200
+    assert p.tasks["a"].commit is None and p.tasks["a"].state == "ready"
