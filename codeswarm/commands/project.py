@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 
 from codeswarm.commands.common import (
     EXIT_PARTIAL,
@@ -42,7 +42,8 @@ def _repo_arg(repo: str) -> str:
 
 def _read_json(path: str, what: str) -> Any:
     try:
-        return json.loads(Path(path).read_text())
+        # orjson, like the router: Python's json reads NaN/Infinity/1e400, which went on as null
+        return orjson.loads(Path(path).read_bytes())
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint=what) from None
     except ValueError as exc:
