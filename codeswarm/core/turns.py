@@ -152,6 +152,8 @@ def decide_runtime(state: CoreState, inp: RuntimeOutput, now: float, ids: Ids, o
             late = _late_turn(swarm, node_id, inj, inj_state, payload.get("turn_id"))
             if late is not None:
                 data["injection_id"], data["late_usage"] = late.injection_id, True
+            elif inj_state == "completed":  # names another turn than the finished one it is labelled with:
+                data["injection_id"] = None  # the node's usage, no turn's (its printed cost would disagree)
             cost = spend.charge_usage(out, state, swarm, node_id, data)
             if late is None:
                 added += cost or 0

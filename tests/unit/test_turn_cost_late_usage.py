@@ -137,3 +137,19 @@ def test_a_usage_line_naming_another_nodes_turn_is_not_that_turns_cost(h) -> Non
     assert not [d for n, d in h.events() if n == "turn_cost_updated"]
     assert Decimal(swarm.injections[iid].spend_usd) == Decimal("2.5")
     assert Decimal(h.replayed().swarms[swarm.swarm_id].injections[iid].spend_usd) == Decimal("2.5")
+
+
+def test_a_usage_labelled_with_a_completed_turn_but_naming_another_turn_keeps_the_turns_cost_true(h) -> None:
+    """Review: the worker's line names the completed injection (its trailing read), the usage names another
+    turn. Whichever it is charged to, the cost the transcript prints last for the turn is the sum of the
+    turn's usage events."""
+    swarm, _ = h.launch(nodes=1)
+    h.start(swarm)
+    iid = h.inject(swarm, [0])[0]
+    h.accept(swarm, 0, iid)
+    norm = CodexNormalizer()
+    feed(h, norm, swarm, 0, iid, turn_started("turn-1"))
+    feed(h, norm, swarm, 0, iid, token_usage("turn-1", M, M))
+    feed(h, norm, swarm, 0, iid, turn_completed("turn-1"))
+    feed(h, norm, swarm, 0, iid, token_usage("turn-9", 3 * M, 2 * M))
+    assert per_turn_printed(h, iid) == float(usage_sum(h, iid)) == float(Decimal(swarm.injections[iid].spend_usd))
