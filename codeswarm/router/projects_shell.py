@@ -142,6 +142,8 @@ class ProjectsShell:
                 name, data = obj["event"], obj["data"]
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 continue
+            if not isinstance(name, str) or not isinstance(data, dict):
+                continue  # damaged: the router's own replay of the same line reports it (event_log_damaged_lines)
             scoped = not is_project_event(name) and project_budget.is_project_scoped(name, data)
             if not scoped and not is_project_event(name):
                 continue
