@@ -97,6 +97,8 @@ def main() -> None:
                 subprocess.run([sys.executable, str(PYZ), "terminate", s, "--wait"], env=env, capture_output=True, check=False)
             subprocess.run([sys.executable, str(PYZ), "router", "stop"], env=env, capture_output=True, check=False)
         completed, assigned, started, accepted, checkout, inbox_read, queued = {}, {}, {}, {}, [], [], []
+        ndeps = {t["id"]: len(t.get("depends_on") or []) for t in status["tasks"]}
+        by_deps: dict[int, list[float]] = {}
         by_iid = {}
         node_free: dict[str, float] = {}  # task -> when its node finished the task before it (0: fresh node)
         last_on_node: dict[tuple[str, int], str] = {}
@@ -106,6 +108,7 @@ def main() -> None:
                 completed[d["task_id"]] = ts(e)
                 timings = d.get("timings_ms") or {}
                 checkout.append(timings.get("checkout", 0.0))
+                by_deps.setdefault(ndeps.get(d["task_id"], 0), []).append(timings.get("checkout", 0.0))
                 if "inbox" in timings:
                     inbox_read.append(timings["inbox"])
                     queued.append(timings["queued"])
@@ -147,6 +150,8 @@ def main() -> None:
               f"p99 {pct(deliver, 99):.0f} ms; of which the worker's git checkout: p50 {pct(checkout, 50):.0f} ms, "
               f"p99 {pct(checkout, 99):.0f} ms; assigned -> inject_delivered (log commit, inbox write, the worker "
               f"reads it, its outbox line read back): p50 {pct(inbox, 50):.0f} ms, p99 {pct(inbox, 99):.0f} ms")
+        print("  git checkout by the number of dependencies: " + "; ".join(
+            f"{n}: p50 {pct(v, 50):.0f} ms, p99 {pct(v, 99):.0f} ms ({len(v)} tasks)" for n, v in sorted(by_deps.items())))
         if inbox_read:
             print(f"  worker side: decision -> inbox line read p50 {pct(inbox_read, 50):.0f} ms, p99 "
                   f"{pct(inbox_read, 99):.0f} ms; read -> attempt starts (queued behind the node's previous task) "

@@ -46,7 +46,9 @@ def _env() -> dict[str, str]:
 
 
 def git(cwd: Path | None, *args: str, check: bool = True, timeout: float = GIT_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    cmd = ["git", "-c", "protocol.ext.allow=never", *args]
+    # maintenance.auto/gc.auto: a commit or merge would start `git maintenance run --auto` (one more
+    # process per task on a busy node; a checkout that borrows the repo's objects needs no gc)
+    cmd = ["git", "-c", "protocol.ext.allow=never", "-c", "maintenance.auto=false", "-c", "gc.auto=0", *args]
     try:
         proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout, check=False,
                               stdin=subprocess.DEVNULL)
