@@ -1,11 +1,15 @@
-"""Review of this session's project changes through the real .pyz: bad numbers in a task graph file."""
+"""Review of this session's project changes through the real .pyz: bad numbers in a task graph file, a
+cancelled verify's processes."""
 
 from __future__ import annotations
+
+import os
+import time
 
 import pytest
 
 from tests.conftest import Codeswarm
-from tests.projects.helpers import user_repo
+from tests.projects.helpers import user_repo, write_tasks
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400"])
@@ -22,3 +26,39 @@ def test_a_task_graph_file_with_a_non_finite_number_is_refused_not_read_as_no_ti
     assert run.returncode == 2 and "is not valid JSON" in run.stderr and "line 1 column 2" in run.stderr, (run.returncode, run.stdout,
                                                                                       run.stderr)
     assert cs.json("project", "list") == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for its parent has ended too
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_cancelled_verify_leaves_no_process_behind(cs: Codeswarm) -> None:
+    """Review: test_project_stops checks a `sleep 60; touch marker` verify 0.5 s after the cancel, which
+    cannot tell a killed verify from a live one. Here the verify says its shell's and its background
+    child's pids; once the cancelled attempt has reported, neither runs."""
+    repo = user_repo(cs.tmp)
+    sid = cs.json("launch", "--nodes", "1")["swarm_id"]
+    pids = cs.tmp / "verify-pids"
+    tasks = write_tasks(cs.tmp, [{"id": "v", "prompt": "[mock:write=v.txt] quick",
+                                  "verify": f"sleep 120 & echo $$ $! > {pids}.tmp; mv {pids}.tmp {pids}; wait"}])
+    pid = cs.run("project", "create", "--repo", str(repo), "--tasks", str(tasks), "--swarm", sid,
+                 "--start").stdout.strip()
+    deadline = time.monotonic() + 60
+    while not pids.exists():  # the verify's own report that it runs (a file it writes, no event says so)
+        assert time.monotonic() < deadline, "the verify never started"
+        time.sleep(0.05)
+    shell, child = (int(x) for x in pids.read_text().split())
+    assert _alive(shell) and _alive(child)
+    cs.run("project", "cancel", pid)
+    cs.wait_for(lambda evs: any(e["event"] == "project_task_failed" and e["data"].get("project_id") == pid
+                                for e in evs) or cs.json("project", "status", pid)["state"] == "cancelled",
+                timeout=30)
+    deadline = time.monotonic() + 30
+    while _alive(shell) or _alive(child):  # killed with its process group: gone within moments
+        assert time.monotonic() < deadline, f"verify processes still run: shell {_alive(shell)}, child {_alive(child)}"
+        time.sleep(0.05)
