@@ -1,9 +1,11 @@
 """Review of the start-up path (issue 13): damaged event-log lines that are valid JSON of the wrong shape
-are warnings, never a router that cannot start (the swarm replay checked them, the projects' did not)."""
+are warnings, never a router that cannot start (the swarm replay checked them, the projects' did not);
+a kill -9 while the backlog is read after the start loses and repeats no outbox line."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -31,3 +33,56 @@ def test_a_wrongly_shaped_log_line_is_a_warning_not_a_router_that_cannot_start(c
     assert sid in cs.json("list")  # the next command starts a router, which recovers
     warnings = [e["data"] for e in cs.events() if e["event"] == "router_warning"]
     assert any(w.get("error_code") == "event_log_damaged_lines" for w in warnings) == damaged, warnings
+
+
+def test_kill_9_while_a_backlog_is_ingested_after_the_start_loses_and_repeats_no_line(cs: Codeswarm) -> None:
+    """The router answers before it reads a backlog and reads it in yielding slices (issue 13); a kill -9
+    in the middle of that and a second start still deliver every outbox line once, in order."""
+    from tests.conftest import local_config
+    from tests.integration.test_router_start import delta_line, request
+
+    config = local_config(cs.tmp)
+    for preset in config["launch_providers"]:  # no heartbeats: only the backlog below grows the outboxes
+        preset["env"] = {"CODESWARM_HEARTBEAT_SECONDS": "3600"}
+    cs.write_config(config)
+    launched = cs.json("launch", "--nodes", "2")
+    sid, job = launched["swarm_id"], launched["job_id"]
+    warm = cs.json("inject", sid, "--prompt", "warm", "--wait", "--timeout", "60")
+    iids = {n["node_id"]: n["injection_id"] for n in warm["nodes"]}
+    sock = cs.home / "router.sock"
+    start_head = request(sock, "ping", {})["data"]["head_seq"]
+    cs.run("router", "stop")
+    per_node = 30_000
+    for node in range(2):
+        outbox = cs.tmp / "runs" / job / "mailbox" / "outbox" / f"{job}_{node:02d}.jsonl"
+        last = json.loads(outbox.read_bytes().splitlines()[-1])["seq"]
+        with open(outbox, "ab") as f:
+            f.write(b"".join(delta_line(last + i + 1, job, node, iids[node], f"t{i} ") for i in range(per_node)))
+
+    cs.run("router", "start", timeout=60)
+    deadline = time.monotonic() + 120
+    while (done := request(sock, "ping", {})["data"]["head_seq"] - start_head) < per_node // 4:
+        assert time.monotonic() < deadline, "the backlog's ingest never got going"
+        time.sleep(0.01)  # the ingest's progress is only seen by asking
+    if done >= 2 * per_node:
+        pytest.skip("the backlog was read before the kill (machine too fast to catch it)")
+    cs.kill_router()
+    cs.run("router", "start", timeout=60)
+    # head_seq is no measure of progress now (a kill -9 skips a seq range): wait for each node's last line
+    last = f"t{per_node - 1} "
+    seen = {"events": 0, "nodes": set()}
+
+    def both_last_lines(evs: list[dict]) -> bool:
+        for e in evs[seen["events"]:]:
+            if e["event"] == "assistant_delta" and e["data"].get("content") == last:
+                seen["nodes"].add(e["data"]["node_id"])
+        seen["events"] = len(evs)
+        return seen["nodes"] == {0, 1}
+
+    cs.wait_for(both_last_lines, "--swarm", sid, timeout=240)
+    deltas: dict[int, list[str]] = {0: [], 1: []}
+    for e in cs.events("--swarm", sid):
+        if e["event"] == "assistant_delta" and e["seq"] > start_head:
+            deltas[e["data"]["node_id"]].append(e["data"]["content"])
+    for node in range(2):  # every line once, in the order the worker wrote them, across the kill
+        assert deltas[node] == [f"t{i} " for i in range(per_node)], (node, len(deltas[node]))
