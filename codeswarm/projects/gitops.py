@@ -198,6 +198,8 @@ def task_checkout(repo: str, checkout: Path, branch: str, start: str, merges: tu
         for attempt in (1, 2):
             names = dict(zip(commits, refs, strict=True))
             try:
+                if merges and not allow_conflicts:  # the merged commit without touching the work tree, then one checkout
+                    return start_branch(checkout, branch, merged_commit(checkout, branch, commits, names))
                 conflict = start_branch(checkout, branch, commits[0], commits[1:], allow_conflicts)
                 return conflict and MergeConflict(names.get(conflict.branch, conflict.branch), conflict.files)
             except GitError as exc:
@@ -206,6 +208,25 @@ def task_checkout(repo: str, checkout: Path, branch: str, start: str, merges: tu
             if attempt == 1:
                 fetch_refs(checkout, refs)  # a clone of a URL that has not seen these commits yet
     return start_branch(checkout, branch, start, merges, allow_conflicts)
+
+
+def merged_commit(checkout: Path, branch: str, commits: tuple[str, ...], names: dict[str, str]) -> str:
+    """The commit merging commits[1:] into commits[0] in order (`git merge-tree --write-tree` +
+    `commit-tree`: no index or work tree, and no `git stash create` that `git merge` starts); a
+    conflict raises GitError naming the branch and the files."""
+    head = commits[0]
+    for other in commits[1:]:
+        proc = git(checkout, "merge-tree", "--write-tree", "--name-only", "--no-messages", head, other, check=False)
+        lines = proc.stdout.splitlines()
+        if proc.returncode not in (0, 1) or not lines or not SHA.fullmatch(lines[0].strip()):
+            raise GitError(f"git merge-tree of {names.get(other, other)} failed: "
+                           f"{(proc.stderr or proc.stdout).strip()[-500:] or f'exit {proc.returncode}'}")
+        if proc.returncode == 1:
+            files = sorted({f for f in lines[1:] if f})
+            raise GitError(f"merging {names.get(other, other)} into {branch} conflicts in {', '.join(files)}")
+        head = git(checkout, *_IDENTITY, "commit-tree", lines[0].strip(), "-p", head, "-p", other,
+                   "-m", f"codeswarm: merge {names.get(other, other)}").stdout.strip()
+    return head
 
 
 def commit_all(checkout: Path, message: str) -> str:

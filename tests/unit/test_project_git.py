@@ -178,3 +178,20 @@ def test_a_url_clone_fetches_when_it_lacks_a_commit_and_conflicts_name_branches(
     assert gitops.head(n1) == sha_a and (n1 / "README").read_text() == "from a\n"
     with pytest.raises(GitError, match=f"merging {b} into {c} conflicts in README"):
         gitops.task_checkout(url, n1, c, a, (b,), sha_a, (sha_b,))
+
+
+def test_a_url_clone_fetches_the_commits_of_a_merge_it_has_not_seen(user_repo, tmp_path):
+    url = f"file://{user_repo}"
+    base = sh(user_repo, "rev-parse", "main")
+    a, b, j = (gitops.task_branch("p", x) for x in ("a", "b", "j"))
+    n0, n1, n2 = tmp_path / "n0", tmp_path / "n1", tmp_path / "n2"
+    gitops.task_checkout(url, n2, gitops.task_branch("p", "early"), "main", (), base)  # n2's clone predates a, b
+    shas = {}
+    for node, branch, name in ((n0, a, "a.txt"), (n1, b, "b.txt")):
+        gitops.task_checkout(url, node, branch, "main", (), base)
+        (node / name).write_text(name)
+        shas[branch] = gitops.commit_all(node, branch)
+        gitops.push(node, branch)
+    gitops.task_checkout(url, n2, j, a, (b,), shas[a], (shas[b],))
+    assert sorted(p.name for p in n2.iterdir() if p.name != ".git") == ["README", "a.txt", "b.txt"]
+    assert sh(n2, "log", "-1", "--format=%P%n%s").splitlines() == [f"{shas[a]} {shas[b]}", f"codeswarm: merge {b}"]
