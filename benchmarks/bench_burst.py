@@ -50,9 +50,12 @@ def burst(r: RouterProc, fig: Figures, sid: str, job: str, nodes: int, commands:
     events = 0
     expected = commands * nodes
     last = t0
+    gap, prev = 0.0, t0  # the longest time the client received nothing (a router that stops fanning out)
     for ev in c.events(300):
         name = ev.get("event")
         events += 1
+        now = time.perf_counter()
+        gap, prev = max(gap, now - prev), now
         if name == "inject_ack" and ev["data"].get("request_id") in rids:
             acks.append(time.perf_counter() - t0)
         elif name == "turn_complete" and ev["data"].get("swarm_id") == sid:
@@ -71,6 +74,7 @@ def burst(r: RouterProc, fig: Figures, sid: str, job: str, nodes: int, commands:
     router_cpu = cpu_seconds(r.pid) - cpu0[r.pid]
     worker_cpu = sum(cpu_seconds(pid) - cpu0[pid] for pid in workers)
     fig.add("  events received per turn", events / max(1, turns), "")
+    fig.add("  longest time without an event during the burst", gap * 1000, "ms")
     fig.add("  router CPU over the burst", router_cpu * 1000, "ms")
     fig.add("  router CPU per event", router_cpu / max(1, events) * 1e6, "us")
     fig.add(f"  CPU of the {len(workers)} workers over the burst", worker_cpu * 1000, "ms")
