@@ -9,7 +9,10 @@ through the module (the functions are swapped, not wrapped).
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the lean worker's start: worker/start.py)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 JSONDecodeError = json.JSONDecodeError  # orjson.JSONDecodeError is a subclass
 

@@ -20,7 +20,10 @@ catches the narrowest class it can act on; anything else that escapes is a bug.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the lean worker's start: worker/start.py)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 
 class CodeswarmError(Exception):

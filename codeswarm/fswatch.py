@@ -18,7 +18,10 @@ import errno
 import os
 import struct
 from pathlib import Path
-from typing import Hashable, NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the lean worker's start: worker/start.py)
+if TYPE_CHECKING:
+    from typing import Hashable
 
 WATCH_MODES = ("auto", "poll")
 
@@ -70,9 +73,15 @@ def fs_type(directory: str | os.PathLike[str]) -> tuple[int, str]:
     return magic, name
 
 
-class WatchChoice(NamedTuple):  # no dataclasses here: see worker/inbox.py
-    mode: str  # "inotify" | "poll"
-    reason: str  # for logs and events: why this directory is watched this way
+class WatchChoice:  # a plain slotted class: see worker/inbox.py
+    __slots__ = ("mode", "reason")
+
+    def __init__(self, mode: str, reason: str) -> None:
+        self.mode = mode  # "inotify" | "poll"
+        self.reason = reason  # for logs and events: why this directory is watched this way
+
+    def __repr__(self) -> str:
+        return f"WatchChoice({self.mode!r}, {self.reason!r})"
 
 
 def choose_mode(directory: str | os.PathLike[str], setting: str = "auto") -> WatchChoice:

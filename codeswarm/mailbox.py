@@ -10,10 +10,13 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import Any, NamedTuple
 
 from codeswarm import codec
 from codeswarm.errors import CodeswarmError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the lean worker's start: worker/start.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 WORKER_PROTOCOL = 1
 MAX_OUTBOX_LINE = 1 << 20
@@ -120,12 +123,19 @@ def append_lines(path: Path, objs: list[dict[str, Any]]) -> None:
         os.close(fd)
 
 
-class LineBatch(NamedTuple):  # not a dataclass: the lean worker imports this (see worker/inbox.py)
-    lines: list[dict[str, Any]]
-    bad: list[str]  # descriptions of lines that could not be parsed
-    offset: int  # byte offset after the last complete line consumed
-    refused: str | None = None  # the file is a symlink or not a regular file: nothing was read
-    ends: tuple[int, ...] = ()  # per line of `lines`: the byte offset just after it
+class LineBatch:
+    """Lines read from a mailbox file (a plain slotted class: the lean worker imports this, see
+    worker/inbox.py)."""
+
+    __slots__ = ("lines", "bad", "offset", "refused", "ends")
+
+    def __init__(self, lines: list[dict[str, Any]], bad: list[str], offset: int, refused: str | None = None,
+                 ends: tuple[int, ...] = ()) -> None:
+        self.lines = lines
+        self.bad = bad  # descriptions of lines that could not be parsed
+        self.offset = offset  # byte offset after the last complete line consumed
+        self.refused = refused  # the file is a symlink or not a regular file: nothing was read
+        self.ends = ends  # per line of `lines`: the byte offset just after it
 
 
 def read_complete_lines(path: Path, offset: int, max_bytes: int = 8 << 20) -> LineBatch:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from codeswarm import codec
 from codeswarm.mailbox import workspace_path
 from codeswarm.worker.runtimes.base import WorkerContext
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the lean worker's start: worker/start.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 _ENV_OVERRIDES = (("worker_mode", "CODESWARM_WORKER_MODE"), ("approval_policy", "CODESWARM_APPROVAL_POLICY"),
                   ("sandbox_mode", "CODESWARM_SANDBOX_MODE"), ("mailbox_watch", "CODESWARM_MAILBOX_WATCH"))

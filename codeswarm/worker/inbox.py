@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from codeswarm import codec
 from codeswarm.fswatch import AppendWatcher, WatchChoice, choose_mode
@@ -23,7 +22,11 @@ from codeswarm.mailbox import (
     replace_mailbox_file,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the lean worker's start: worker/start.py)
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from codeswarm.worker.runtimes.base import WorkerContext
 
 MAX_CONTROL_IDS = 256
@@ -32,22 +35,32 @@ HANDOVER_ENV = "CODESWARM_WORKER_HANDOVER"  # set across lean.py's exec: the tri
 _INBOX = "inbox"
 
 
-# NamedTuples, not dataclasses: `dataclasses` imports inspect and ast, ~3 MB in every idle worker.
-class Turn(NamedTuple):
-    injection_id: str
-    content: str
+# Plain slotted classes: neither dataclasses (`dataclasses` imports inspect and ast, ~3 MB in every
+# idle worker) nor NamedTuples (typing.NamedTuple needs `typing`, ~6 ms of each lean worker's start).
+class Turn:
+    __slots__ = ("injection_id", "content")
+
+    def __init__(self, injection_id: str, content: str) -> None:
+        self.injection_id = injection_id
+        self.content = content
 
 
-class Control(NamedTuple):
-    payload: dict[str, Any]
+class Control:
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
 
 
-class Shutdown(NamedTuple):
-    pass
+class Shutdown:
+    __slots__ = ()
 
 
-class Problem(NamedTuple):
-    message: str
+class Problem:
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
 
 
 Decision = Turn | Control | Shutdown | Problem | None  # None: nothing to do (a repeat)

@@ -18,7 +18,6 @@ import signal
 import sys
 import time
 from collections import deque
-from typing import Any, Callable
 
 from codeswarm.errors import CodeswarmError
 from codeswarm.fswatch import PollBackoff
@@ -35,6 +34,10 @@ from codeswarm.worker.inbox import (
 )
 from codeswarm.worker.outbox import Outbox
 from codeswarm.worker.runtimes.base import WorkerContext
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the lean worker's start: worker/start.py)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 CHECK_EVERY = 0.01  # while a turn streams without waiting, look at the inbox at most this often
 

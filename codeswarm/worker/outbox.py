@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from codeswarm import codec
 from codeswarm.mailbox import MAX_OUTBOX_LINE, open_mailbox_file
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the lean worker's start: worker/start.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 FLUSH_BYTES = 64 << 10  # a buffered outbox writes at least this often
 _TRUNCATE_KEYS = ("stdout", "stderr", "aggregated_output", "aggregatedOutput", "output", "delta", "text")

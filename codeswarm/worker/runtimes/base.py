@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Callable
 
-# emit(payload): append one `type: "runtime"` outbox line for the current turn.
-Emit = Callable[[dict[str, Any]], None]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the lean worker's start: worker/start.py)
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    # emit(payload): append one `type: "runtime"` outbox line for the current turn.
+    Emit = Callable[[dict[str, Any]], None]
 
 
 class WorkerContext:

@@ -30,14 +30,17 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
 
 from codeswarm.errors import RuntimeFailure
-from codeswarm.worker.runtimes.base import Emit, Runtime, WorkerContext
+from codeswarm.worker.runtimes.base import Runtime, WorkerContext
 from codeswarm.worker.runtimes.claude_proc import drain, terminate
+
+if TYPE_CHECKING:
+    from codeswarm.worker.runtimes.base import Emit
 
 # Keep the CLI from calling home: no telemetry, error reports, auto-update or other
 # non-essential traffic (verified offline under `unshare -n`, notes section 10).

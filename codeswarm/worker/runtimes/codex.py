@@ -18,13 +18,16 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
 
 from codeswarm.errors import RuntimeFailure
-from codeswarm.worker.runtimes.base import Emit, Runtime, WorkerContext
+from codeswarm.worker.runtimes.base import Runtime, WorkerContext
+
+if TYPE_CHECKING:
+    from codeswarm.worker.runtimes.base import Emit
 
 APPROVAL_METHODS = {
     "item/commandExecution/requestApproval": "v2",

@@ -32,20 +32,28 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Generator, NamedTuple, Protocol
 
-from codeswarm.worker.runtimes.base import Emit, Runtime, WorkerContext
+from codeswarm.worker.runtimes.base import Runtime, WorkerContext
 from codeswarm.worker.thread_state import load_thread, save_thread, thread_path
 
-_MARKER = re.compile(r"\[mock:([a-z_]+)(?:=([0-9.]+))?\]")
-_WRITE = re.compile(r"\[mock:write=([^\]\s]+)\]")
-_CONFLICT_LINE = re.compile(r"^(<<<<<<<|=======|>>>>>>>)( |$)")
-_ENV_DIGEST = re.compile(r"\[mock:env-sha256=([A-Za-z_][A-Za-z0-9_]*)\]")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the lean worker's start: worker/start.py)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Generator, Protocol
+
+    from codeswarm.worker.runtimes.base import Emit
+
+# Patterns, compiled by `re` at their first use (and cached there): a plain prompt needs none of them
+_MARKER = r"\[mock:([a-z_]+)(?:=([0-9.]+))?\]"
+_WRITE = r"\[mock:write=([^\]\s]+)\]"
+_CONFLICT_LINE = r"^(<<<<<<<|=======|>>>>>>>)( |$)"
+_ENV_DIGEST = r"\[mock:env-sha256=([A-Za-z_][A-Za-z0-9_]*)\]"
 
 
 def env_digests(prompt: str) -> str:
     out = []
-    for m in _ENV_DIGEST.finditer(prompt):
+    if "[mock:" not in prompt:
+        return ""
+    for m in re.finditer(_ENV_DIGEST, prompt):
         import hashlib  # only when asked: it loads libcrypto (~3 MB) into the lean worker
 
         value = os.environ.get(m.group(1))
@@ -55,16 +63,30 @@ def env_digests(prompt: str) -> str:
 
 
 def parse_markers(prompt: str) -> dict[str, float]:
-    return {m.group(1): float(m.group(2)) if m.group(2) else 1.0 for m in _MARKER.finditer(prompt)}
+    if "[mock:" not in prompt:
+        return {}
+    return {m.group(1): float(m.group(2)) if m.group(2) else 1.0 for m in re.finditer(_MARKER, prompt)}
 
 
-class Ask(NamedTuple):
-    """A wait of the turn script: an approval decision for call_id (the reply is the decision)."""
+class Ask:
+    """A wait of the turn script: an approval decision for call_id (the reply is the decision).
+    A plain slotted class, not a NamedTuple: see worker/inbox.py."""
 
-    call_id: str
+    __slots__ = ("call_id",)
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
 
 
-Steps = Generator["float | Ask", Any, None]  # yields a pause in seconds or an Ask
+if TYPE_CHECKING:  # names for the type checker only: the lean worker does not import typing
+    Steps = Generator["float | Ask", Any, None]  # yields a pause in seconds or an Ask
+
+    class Host(Protocol):
+        """What the lean worker lends its runtime: waits that keep the inbox moving."""
+
+        def sleep(self, seconds: float) -> None: ...
+
+        def wait_until(self, done: Callable[[], bool], timeout: float) -> bool: ...
 
 
 class MockScript:
@@ -186,10 +208,10 @@ class MockScript:
                 path = (root / name).resolve()
                 if path.is_relative_to(root) and path.is_file():
                     lines = path.read_text().splitlines(keepends=True)
-                    path.write_text("".join(x for x in lines if not _CONFLICT_LINE.match(x)))
+                    path.write_text("".join(x for x in lines if not re.match(_CONFLICT_LINE, x)))
         if attempt < int(marks.get("from_attempt", 1)):
             return
-        for rel in _WRITE.findall(content):
+        for rel in re.findall(_WRITE, content):
             path = (root / rel).resolve()
             if not path.is_relative_to(root) or ".git" in path.relative_to(root).parts:
                 raise ValueError(f"[mock:write={rel}] is outside the task's checkout")
@@ -277,14 +299,6 @@ class MockRuntime(MockScript, Runtime):
             raise ValueError(f"no pending approval for call {payload.get('call_id')!r}")
         box[1].append(payload.get("decision"))
         box[0].set()
-
-
-class Host(Protocol):
-    """What the lean worker lends its runtime: waits that keep the inbox moving."""
-
-    def sleep(self, seconds: float) -> None: ...
-
-    def wait_until(self, done: Callable[[], bool], timeout: float) -> bool: ...
 
 
 class LeanMock(MockScript):
