@@ -68,10 +68,16 @@ def parse_budget(value: Any, key: str = "budget_usd") -> Decimal | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidParam(key, f"must be a number of US dollars, got {value!r}")
+        raise InvalidParam(key, f"must be a number of US dollars, got {_shown(value)}")
     if not value > 0 or value > MAX_BUDGET_USD:
-        raise InvalidParam(key, f"must be > 0 and at most {MAX_BUDGET_USD} (US dollars), got {value!r}")
+        raise InvalidParam(key, f"must be > 0 and at most {MAX_BUDGET_USD} (US dollars), got {_shown(value)}")
     return Decimal(repr(float(value)))
+
+
+def _shown(value: Any) -> str:
+    """The bad value as an error shows it: a 1 MiB string is not repeated back whole."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def percent(spent: Decimal, state: BudgetState) -> float | None:

@@ -62,3 +62,19 @@ def test_a_cancelled_verify_leaves_no_process_behind(cs: Codeswarm) -> None:
     while _alive(shell) or _alive(child):  # killed with its process group: gone within moments
         assert time.monotonic() < deadline, f"verify processes still run: shell {_alive(shell)}, child {_alive(child)}"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    ("5", "'default_project_usd' must be a number of US dollars, got '5'"),
+    (-3, "'default_project_usd' must be > 0"),
+    (0, "'default_project_usd' must be > 0"),
+    (1e12, "at most"),
+    ("x" * (1 << 20), "must be a number of US dollars"),
+])
+def test_a_bad_default_project_budget_in_the_config_is_a_clear_error(cs: Codeswarm, value: object, text: str) -> None:
+    from tests.conftest import local_config
+
+    cs.write_config({**local_config(cs.tmp), "budget": {"default_project_usd": value}})
+    run = cs.run("list", check=False)
+    assert run.returncode == 2 and text in run.stderr and len(run.stderr) < 2000, (run.returncode, run.stderr[:300])
+    assert not (cs.home / "router.sock").exists(), "no router runs on a bad config"
