@@ -106,15 +106,41 @@ class AttemptControl:
         self.stop(f"the attempt timed out after {seconds:g} s")
 
 
+VERIFY_MARK = "CODESWARM_VERIFY"
+
+
+def kill_marked(mark: str) -> int:
+    """SIGKILL every process of this user whose environment carries VERIFY_MARK=mark (a stopped
+    verify's children that left its process group with setsid); how many."""
+    needle = b"\0" + f"{VERIFY_MARK}={mark}".encode() + b"\0"
+    killed = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                found = needle in b"\0" + fh.read() + b"\0"
+        except OSError:  # gone, or not ours
+            continue
+        if found:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:  # it ended meanwhile
+                continue
+    return killed
+
+
 async def run_verify(command: str, cwd: Path, timeout: float) -> tuple[bool, str]:
     """Run a verify command in the task's checkout; (passed, the tail of its combined output).
     On a timeout or a cancel the whole process group is killed (a verify's children must not outlive it)."""
     (cwd / ".git" / "codeswarm-clean").unlink(missing_ok=True)  # verify may leave build output behind
+    mark = f"{os.getpid()}-{time.monotonic_ns()}"
     try:
         proc = await trio.lowlevel.open_process(["bash", "-c", command], cwd=cwd, stdout=subprocess.PIPE,
                                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                                 start_new_session=True,
-                                                env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+                                                env={**os.environ, "GIT_TERMINAL_PROMPT": "0", VERIFY_MARK: mark})
     except OSError as exc:
         return False, f"[cannot run verify: {exc}]"
     tail = bytearray()
@@ -133,6 +159,7 @@ async def run_verify(command: str, cwd: Path, timeout: float) -> tuple[bool, str
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            kill_marked(mark)  # what left the group (setsid) still carries the verify's mark
             with trio.CancelScope(shield=True):
                 await proc.wait()
     out = gitops.tail_text(bytes(tail))

@@ -5,6 +5,7 @@ attempt, and `paths` are enforced. Real git, real worker processes."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from tests.conftest import Codeswarm
@@ -35,7 +36,7 @@ def _create(cs: Codeswarm, repo, tasks, sid: str, *extra: str) -> str:
 def test_cancel_interrupts_running_turns_and_a_running_verify(cs: Codeswarm) -> None:
     repo = user_repo(cs.tmp)
     sid = _launch(cs, 2)
-    marker = cs.tmp / "verify-still-running"
+    marker = cs.tmp / "verify-still-running"  # (that the verify's processes are gone: test_project_review.py)
     tasks = [{"id": "agent", "prompt": "[mock:slow=60] [mock:write=a.txt] a long agent turn"},
              {"id": "verify", "prompt": "[mock:write=v.txt] quick", "verify": f"sleep 60; touch {marker}"},
              {"id": "later", "prompt": "[mock:write=l.txt] never", "depends_on": ["agent"]}]
@@ -66,8 +67,6 @@ def test_cancel_interrupts_running_turns_and_a_running_verify(cs: Codeswarm) -> 
     # the nodes are free at once: an ordinary prompt runs on both
     out = cs.run("inject", sid, "--prompt", "hello", "--wait", "--timeout", "30", check=False, timeout=40)
     assert out.returncode == 0, out.stdout + out.stderr
-    time.sleep(0.5)  # (not synchronisation: gives a surviving `sleep 60; touch` a chance to be seen)
-    assert not marker.exists()
     evs = project_events(cs, pid)
     assert not named(evs, "project_task_completed")
 
@@ -129,3 +128,33 @@ def test_paths_are_enforced_and_bad_paths_are_refused(cs: Codeswarm) -> None:
         proc = cs.run("project", "create", "--repo", str(repo), "--tasks", str(path), "--swarm", sid, check=False)
         assert proc.returncode != 0 and words in proc.stderr and "task 'x'" in proc.stderr, proc.stderr
     assert len(cs.json("project", "list")) == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for its parent has ended too
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_timed_out_verify_kills_a_child_that_left_its_process_group(cs: Codeswarm) -> None:
+    """A verify's child that detaches with setsid escapes the process-group kill; the worker finds it
+    by the mark in its environment (CODESWARM_VERIFY) and kills it too."""
+    repo = user_repo(cs.tmp)
+    sid = _launch(cs, 1)
+    pids = cs.tmp / "verify-pids"
+    tasks = {"timeout_seconds": 4,
+             "tasks": [{"id": "v", "prompt": "[mock:write=v.txt] quick",
+                        "verify": f"setsid sleep 120 & echo $! > {pids}.tmp; mv {pids}.tmp {pids}; wait"}]}
+    path = write_tasks(cs.tmp, tasks, "setsid.json")
+    proc = cs.run("project", "create", "--repo", str(repo), "--tasks", str(path), "--swarm", sid,
+                  "--max-attempts", "1", "--wait", "--timeout", "60", "--json", check=False, timeout=90)
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    assert "timed out after 4 s (during verify)" in json.loads(proc.stdout)["tasks"][0]["error"]
+    child = int(pids.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(child):
+        assert time.monotonic() < deadline, "the setsid'd child of the timed-out verify still runs"
+        time.sleep(0.05)
