@@ -352,17 +352,27 @@ class Router:
 
     async def _write_snapshots(self, snaps: tuple[dict[str, bytes | None], int]) -> None:
         # trio.Lock is FIFO: snapshots reach the disk in the order they were taken.
-        async with self._snap_lock:
-            try:
-                await trio.to_thread.run_sync(self.snapshots.write, *snaps)
-            except OSError as exc:  # disk full: the log still has everything; snapshot again later
-                log.error("cannot write snapshots: %s", exc)
-                for sid, data in snaps[0].items():
-                    if data is None:
-                        self._removed.add(sid)
-                    elif sid in self.state.swarms:
-                        self._dirty.add(sid)
-                self._sync_needed.set()
+        try:
+            async with self._snap_lock:
+                try:
+                    await trio.to_thread.run_sync(self.snapshots.write, *snaps)
+                except OSError as exc:  # disk full: the log still has everything; snapshot again later
+                    log.error("cannot write snapshots: %s", exc)
+                    self._snapshot_again(snaps[0])
+                    self._sync_needed.set()
+        except trio.Cancelled:
+            # A stop cut the write while it waited for the lock: these swarms are dirty again, so the
+            # snapshots written at the stop include them (else state.json's applied_seq would pass
+            # their events by and the next start would never replay them).
+            self._snapshot_again(snaps[0])
+            raise
+
+    def _snapshot_again(self, taken: dict[str, bytes | None]) -> None:
+        for sid, data in taken.items():
+            if data is None:
+                self._removed.add(sid)
+            elif sid in self.state.swarms:
+                self._dirty.add(sid)
 
     def _fanout(self, batch: list[LoggedEvent]) -> None:
         joined = b"".join([ev.wire for ev in batch])
