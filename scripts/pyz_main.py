@@ -19,18 +19,23 @@ def _unpacked_site_packages():
     # shiv: ~/.shiv/<resolved archive file name>_<build id>/site-packages, moved into place
     # atomically once fully unpacked and compiled, so its existence is the whole check.
     name = os.path.basename(os.path.realpath(sys.argv[0]))
-    site_packages = os.path.join(os.path.expanduser("~/.shiv"), f"{name}_{BUILD_ID}", "site-packages")
-    _refuse_foreign(site_packages)
+    root = os.environ.get("SHIV_ROOT")  # shiv's own: a $NAME value names another variable
+    if root and root.startswith("$"):
+        root = os.environ.get(root[1:], root[1:])
+    site_packages = os.path.join(os.path.expanduser(root or "~/.shiv"), f"{name}_{BUILD_ID}", "site-packages")
+    # a root the user chose (SHIV_ROOT, maybe a sticky /tmp) is theirs to judge; what is unpacked in it is checked
+    _refuse_foreign(site_packages, check_root=not root)
     if any(key.startswith("SHIV_") for key in os.environ):
         return None
     return site_packages if os.path.isdir(site_packages) else None
 
 
-def _refuse_foreign(site_packages):
+def _refuse_foreign(site_packages, check_root):
     """The unpack path is fixed and public (the build id is in the archive): code another user could
     plant or swap there must never run, through this path or shiv's bootstrap (which checks nothing)."""
     uid, gid = os.geteuid(), os.getegid()
-    for path in (os.path.dirname(os.path.dirname(site_packages)), os.path.dirname(site_packages), site_packages):
+    build_dir = os.path.dirname(site_packages)
+    for path in ((os.path.dirname(build_dir),) if check_root else ()) + (build_dir, site_packages):
         try:
             st = os.lstat(path)
         except FileNotFoundError:

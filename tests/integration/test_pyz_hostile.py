@@ -108,3 +108,20 @@ def test_an_unpack_made_under_umask_002_still_runs(pyz: Path, tmp_path: Path) ->
                            text=True, timeout=120, preexec_fn=lambda: os.umask(0o002)) for _ in range(2)]
     assert [(r.returncode, r.stdout.strip()) for r in runs] == [(0, VERSION)] * 2, [r.stderr for r in runs]
     assert _unpack_dir(pyz, tmp_path).stat().st_mode & 0o020, "the umask applied (else this test shows nothing)"
+
+
+def test_under_a_shiv_root_a_planted_unpack_is_refused_and_a_sticky_shared_root_works(pyz: Path, tmp_path: Path) -> None:
+    """SHIV_ROOT moves the unpack (a root the user chose, e.g. a shared sticky directory like /tmp): what
+    is unpacked there is checked the same way; the chosen root itself may be shared."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    env = {**_env(tmp_path / "home"), "SHIV_ROOT": str(shared)}
+    ok = subprocess.run([sys.executable, str(pyz), "--version"], env=env, capture_output=True, text=True, timeout=120)
+    assert (ok.returncode, ok.stdout.strip()) == (0, VERSION), ok.stderr
+    target = shared / _unpack_dir(pyz, tmp_path).name
+    assert (target / "site-packages" / "codeswarm" / "cli.py").is_file()
+    for d in (target, target / "site-packages"):
+        d.chmod(0o777)  # as if another user had made it (or could swap it)
+    bad = subprocess.run([sys.executable, str(pyz), "--version"], env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and f"refusing to run code from {target}" in bad.stderr, bad.stderr
