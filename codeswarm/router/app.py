@@ -51,6 +51,9 @@ _DISPATCH_TRIGGERS = frozenset({"turn_complete", "inject_failed", "node_status",
                                 "inter_swarm_enqueued"})
 
 
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -136,10 +139,10 @@ class Router:
         name, data, ts = ev.name, ev.data, ev.ts
         env = {"protocol": PROTOCOL, "type": "event", "timestamp": iso_timestamp(ts), "event": name, "seq": seq,
                "data": data}
-        line = orjson.dumps(env) + b"\n"
+        line = orjson.dumps(env, option=_NEWLINE)  # (not + b"\n": that copies every line once more)
         if "_record" in data:
             wire_data = {k: v for k, v in data.items() if k != "_record"}
-            wire = orjson.dumps({**env, "data": wire_data}) + b"\n"
+            wire = orjson.dumps({**env, "data": wire_data}, option=_NEWLINE)
         else:
             wire = line
         if len(wire) > (1 << 20):
