@@ -94,3 +94,31 @@ def test_a_second_worker_for_the_same_node_refuses_to_start(tmp_path: Path) -> N
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
+
+
+@pytest.mark.trio
+async def test_a_sweep_over_live_workers_asks_the_kernel_once_and_still_sees_a_death(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,000 workers must not cost 1,000 waitpid calls per sweep; an ended child still gets each checked."""
+    p = provider(tmp_path)
+    job = await p.submit(spec(3))
+    other = None
+    try:
+        polls: list[int] = []
+        for pid, child in p._children.items():
+            real = child.poll
+            monkeypatch.setattr(child, "poll", lambda real=real, pid=pid: (polls.append(pid), real())[1])
+        live = await p.node_liveness(job)
+        assert all(v.alive for v in live.values()) and polls == [], "no per-worker waitpid while none ended"
+        # an unrelated child of the router that ended and is not reaped yet: every worker is checked
+        other = subprocess.Popen(["true"])
+        os.waitid(os.P_PID, other.pid, os.WEXITED | os.WNOWAIT)  # blocks until it ended; reaps nothing
+        live = await p.node_liveness(job)
+        assert all(v.alive for v in live.values()) and sorted(polls) == sorted(p._children)
+        victim = job.extra["procs"][2]["pid"]
+        os.killpg(victim, signal.SIGKILL)
+        assert str(victim) in await wait_dead(p, job, 2)
+    finally:
+        if other is not None:
+            other.wait()
+        await p.cancel(job)
