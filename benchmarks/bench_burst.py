@@ -31,7 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import PYZ, SLEEP_WORKERS, Figures, RouterProc, cpu_seconds, mock_config, rss_mb  # noqa: E402
+from benchlib import (  # noqa: E402
+    PYZ, SLEEP_WORKERS, Figures, RouterProc, cpu_seconds, launch_first_turns_ms, mock_config, rss_mb)
 
 
 def burst(r: RouterProc, fig: Figures, sid: str, job: str, nodes: int, commands: int) -> None:
@@ -153,25 +154,7 @@ def reconnects(r: RouterProc, fig: Figures, sid: str, times: int, hold: float, d
 
 
 def launch_first_turns(r: RouterProc, fig: Figures, nodes: int, times: int) -> None:
-    samples = []
-    for i in range(times):
-        c = r.client()
-        t0 = time.perf_counter()
-        rid = c.send("swarm_launch", {"nodes": nodes, "system_prompt": "hello", "provider": "mock"})
-        sid = None
-        done: set[int] = set()
-        for ev in c.events(120):
-            d = ev.get("data", {})
-            if ev.get("event") == "swarm_launched" and d.get("request_id") == rid:
-                sid = d["swarm_id"]
-            elif ev.get("event") == "turn_complete" and sid and d.get("swarm_id") == sid:
-                done.add(d["node_id"])
-                if len(done) == nodes:
-                    break
-        samples.append((time.perf_counter() - t0) * 1000)
-        c.close()
-        assert sid is not None
-        r.terminate(sid)
+    samples = [launch_first_turns_ms(r, nodes) for _ in range(times)]
     fig.add(f"launch {nodes} nodes -> all first turns complete, median of {times}", statistics.median(samples),
             "ms", "<=", 150)
     fig.add("  launch: min of the samples", min(samples), "ms")

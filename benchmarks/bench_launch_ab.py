@@ -13,33 +13,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
-from benchlib import RouterProc, mock_config, uptime  # noqa: E402
-
-
-def launch_once(r: RouterProc, nodes: int) -> float:
-    c = r.client()
-    t0 = time.perf_counter()
-    rid = c.send("swarm_launch", {"nodes": nodes, "system_prompt": "hello", "provider": "mock"})
-    sid = None
-    done: set[int] = set()
-    for ev in c.events(60):
-        d = ev.get("data", {})
-        if ev.get("event") == "swarm_launched" and d.get("request_id") == rid:
-            sid = d["swarm_id"]
-        elif ev.get("event") == "turn_complete" and sid and d.get("swarm_id") == sid:
-            done.add(d["node_id"])
-            if len(done) == nodes:
-                break
-    ms = (time.perf_counter() - t0) * 1000
-    c.close()
-    assert sid is not None
-    r.terminate(sid)
-    return ms
+from benchlib import RouterProc, launch_first_turns_ms, mock_config, uptime  # noqa: E402
 
 
 def main() -> None:
@@ -62,7 +40,7 @@ def main() -> None:
         samples: dict[str, list[float]] = {"before": [], "after": []}
         for i in range(args.launches):
             for name in ("before", "after") if i % 2 == 0 else ("after", "before"):
-                samples[name].append(launch_once(routers[name], args.nodes))
+                samples[name].append(launch_first_turns_ms(routers[name], args.nodes, timeout=60))
         print("uptime:", uptime())
         for name, xs in samples.items():
             xs.sort()

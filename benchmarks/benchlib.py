@@ -233,6 +233,29 @@ class RouterProc:
         return pids
 
 
+def launch_first_turns_ms(r: RouterProc, nodes: int, timeout: float = 120) -> float:
+    """Launch a mock swarm with a first prompt and time it until every node's first turn_complete
+    (the swarm is terminated afterwards; the time excludes that)."""
+    c = r.client()
+    t0 = time.perf_counter()
+    rid = c.send("swarm_launch", {"nodes": nodes, "system_prompt": "hello", "provider": "mock"})
+    sid = None
+    done: set[int] = set()
+    for ev in c.events(timeout):
+        d = ev.get("data", {})
+        if ev.get("event") == "swarm_launched" and d.get("request_id") == rid:
+            sid = d["swarm_id"]
+        elif ev.get("event") == "turn_complete" and sid and d.get("swarm_id") == sid:
+            done.add(d["node_id"])
+            if len(done) == nodes:
+                break
+    ms = (time.perf_counter() - t0) * 1000
+    c.close()
+    assert sid is not None
+    r.terminate(sid)
+    return ms
+
+
 def mock_config(tmp: Path, **router: Any) -> dict[str, Any]:
     """Local provider, two mock presets: `mock` (no pacing) and `mock-paced` (the default 50 ms)."""
     return {
