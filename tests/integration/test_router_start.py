@@ -49,7 +49,9 @@ def delta_line(seq: int, job: str, node: int, iid: str, text: str) -> bytes:
                       separators=(",", ":")).encode() + b"\n"
 
 
-def test_the_router_answers_before_a_backlog_is_ingested_and_ingests_it_in_order(cs: Codeswarm) -> None:
+def backlog_while_stopped(cs: Codeswarm, per_node: int) -> tuple[str, int, Path]:
+    """A 2-node swarm (no heartbeats) whose router is stopped while each outbox gets `per_node`
+    streamed deltas "t0 ", "t1 ", ...: (swarm_id, the log head before the backlog, the socket)."""
     config = local_config(cs.tmp)
     for preset in config["launch_providers"]:  # no heartbeats: only the backlog below grows the outboxes
         preset["env"] = {"CODESWARM_HEARTBEAT_SECONDS": "3600"}
@@ -61,12 +63,26 @@ def test_the_router_answers_before_a_backlog_is_ingested_and_ingests_it_in_order
     sock = cs.home / "router.sock"
     start_head = request(sock, "ping", {})["data"]["head_seq"]
     cs.run("router", "stop")
-    per_node = 40_000  # ~10 MB per outbox: more than one read of the old ingest (8 MiB) per node
     for node in range(2):
         outbox = cs.tmp / "runs" / job / "mailbox" / "outbox" / f"{job}_{node:02d}.jsonl"
         last = json.loads(outbox.read_bytes().splitlines()[-1])["seq"]
         with open(outbox, "ab") as f:
             f.write(b"".join(delta_line(last + i + 1, job, node, iids[node], f"t{i} ") for i in range(per_node)))
+    return sid, start_head, sock
+
+
+def deltas_after(events: list[dict[str, Any]], head: int) -> dict[int, list[str]]:
+    """Each node's assistant_delta contents logged after seq `head`, in log order."""
+    deltas: dict[int, list[str]] = {0: [], 1: []}
+    for e in events:
+        if e["event"] == "assistant_delta" and e["seq"] > head:
+            deltas[e["data"]["node_id"]].append(e["data"]["content"])
+    return deltas
+
+
+def test_the_router_answers_before_a_backlog_is_ingested_and_ingests_it_in_order(cs: Codeswarm) -> None:
+    per_node = 40_000  # ~10 MB per outbox: more than one read of the old ingest (8 MiB) per node
+    sid, start_head, sock = backlog_while_stopped(cs, per_node)
 
     cs.run("router", "start", timeout=60)  # returns once the new router answered a ping
     pong = request(sock, "ping", {})["data"]
@@ -78,13 +94,10 @@ def test_the_router_answers_before_a_backlog_is_ingested_and_ingests_it_in_order
     while request(sock, "ping", {})["data"]["head_seq"] - start_head < 2 * per_node:
         assert time.monotonic() < deadline, "the backlog was not ingested within 180 s"
         time.sleep(0.2)
-    deltas: dict[int, list[str]] = {0: [], 1: []}
-    seqs = []
-    for e in cs.events("--swarm", sid):
-        seqs.append(e["seq"])
-        if e["event"] == "assistant_delta" and e["seq"] > start_head:
-            deltas[e["data"]["node_id"]].append(e["data"]["content"])
+    events = cs.events("--swarm", sid)
+    seqs = [e["seq"] for e in events]
     assert seqs == sorted(seqs)
+    deltas = deltas_after(events, start_head)
     for node in range(2):  # every line once, in the order the worker wrote them
         assert deltas[node] == [f"t{i} " for i in range(per_node)]
 

@@ -38,27 +38,10 @@ def test_a_wrongly_shaped_log_line_is_a_warning_not_a_router_that_cannot_start(c
 def test_kill_9_while_a_backlog_is_ingested_after_the_start_loses_and_repeats_no_line(cs: Codeswarm) -> None:
     """The router answers before it reads a backlog and reads it in yielding slices (issue 13); a kill -9
     in the middle of that and a second start still deliver every outbox line once, in order."""
-    from tests.conftest import local_config
-    from tests.integration.test_router_start import delta_line, request
+    from tests.integration.test_router_start import backlog_while_stopped, deltas_after, request
 
-    config = local_config(cs.tmp)
-    for preset in config["launch_providers"]:  # no heartbeats: only the backlog below grows the outboxes
-        preset["env"] = {"CODESWARM_HEARTBEAT_SECONDS": "3600"}
-    cs.write_config(config)
-    launched = cs.json("launch", "--nodes", "2")
-    sid, job = launched["swarm_id"], launched["job_id"]
-    warm = cs.json("inject", sid, "--prompt", "warm", "--wait", "--timeout", "60")
-    iids = {n["node_id"]: n["injection_id"] for n in warm["nodes"]}
-    sock = cs.home / "router.sock"
-    start_head = request(sock, "ping", {})["data"]["head_seq"]
-    cs.run("router", "stop")
     per_node = 30_000
-    for node in range(2):
-        outbox = cs.tmp / "runs" / job / "mailbox" / "outbox" / f"{job}_{node:02d}.jsonl"
-        last = json.loads(outbox.read_bytes().splitlines()[-1])["seq"]
-        with open(outbox, "ab") as f:
-            f.write(b"".join(delta_line(last + i + 1, job, node, iids[node], f"t{i} ") for i in range(per_node)))
-
+    sid, start_head, sock = backlog_while_stopped(cs, per_node)
     cs.run("router", "start", timeout=60)
     deadline = time.monotonic() + 120
     while (done := request(sock, "ping", {})["data"]["head_seq"] - start_head) < per_node // 4:
@@ -80,9 +63,6 @@ def test_kill_9_while_a_backlog_is_ingested_after_the_start_loses_and_repeats_no
         return seen["nodes"] == {0, 1}
 
     cs.wait_for(both_last_lines, "--swarm", sid, timeout=240)
-    deltas: dict[int, list[str]] = {0: [], 1: []}
-    for e in cs.events("--swarm", sid):
-        if e["event"] == "assistant_delta" and e["seq"] > start_head:
-            deltas[e["data"]["node_id"]].append(e["data"]["content"])
+    deltas = deltas_after(cs.events("--swarm", sid), start_head)
     for node in range(2):  # every line once, in the order the worker wrote them, across the kill
         assert deltas[node] == [f"t{i} " for i in range(per_node)], (node, len(deltas[node]))
