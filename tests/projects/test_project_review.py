@@ -3,12 +3,11 @@ cancelled verify's processes."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
-from tests.conftest import Codeswarm
+from tests.conftest import Codeswarm, _alive  # _alive: a zombie counts as ended
 from tests.projects.helpers import user_repo, write_tasks
 
 
@@ -26,15 +25,6 @@ def test_a_task_graph_file_with_a_non_finite_number_is_refused_not_read_as_no_ti
     assert run.returncode == 2 and "is not valid JSON" in run.stderr and "line 1 column 2" in run.stderr, (run.returncode, run.stdout,
                                                                                       run.stderr)
     assert cs.json("project", "list") == []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for its parent has ended too
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_a_cancelled_verify_leaves_no_process_behind(cs: Codeswarm) -> None:

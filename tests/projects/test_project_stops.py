@@ -5,10 +5,9 @@ attempt, and `paths` are enforced. Real git, real worker processes."""
 from __future__ import annotations
 
 import json
-import os
 import time
 
-from tests.conftest import Codeswarm
+from tests.conftest import Codeswarm, _alive  # _alive: a zombie counts as ended
 from tests.projects.helpers import git, named, project_events, user_repo, write_tasks
 
 
@@ -128,15 +127,6 @@ def test_paths_are_enforced_and_bad_paths_are_refused(cs: Codeswarm) -> None:
         proc = cs.run("project", "create", "--repo", str(repo), "--tasks", str(path), "--swarm", sid, check=False)
         assert proc.returncode != 0 and words in proc.stderr and "task 'x'" in proc.stderr, proc.stderr
     assert len(cs.json("project", "list")) == 1
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for its parent has ended too
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_a_timed_out_verify_kills_a_child_that_left_its_process_group(cs: Codeswarm) -> None:
