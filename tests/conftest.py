@@ -52,6 +52,26 @@ def local_config(tmp: Path, **router: Any) -> dict[str, Any]:
     }
 
 
+FAKE_APP_SERVER = Path(__file__).resolve().parent / "codex" / "fake_app_server.py"
+FAKE_PRICES = {"fake": {"input_tokens_usd_per_m": 2.5, "output_tokens_usd_per_m": 15.0}}
+
+
+def use_scripted_codex(cs: "Codeswarm") -> None:
+    """Configure `cs` so its codex is the scripted app-server (tests/codex/fake_app_server.py), its
+    model `fake` priced by FAKE_PRICES."""
+    wrapper = cs.tmp / "codex"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_APP_SERVER}" "$@"\n')
+    wrapper.chmod(0o755)
+    cs.write_config({
+        "cluster": {"local": {"workspace_root": str(cs.tmp / "runs")}},
+        "router": {"inject_timeout_seconds": 60, "poll_interval_seconds": 0.1},
+        "launch_providers": [{"id": "local-fake-codex", "label": "Local (scripted codex)", "backend": "local",
+                              "defaults": {"worker_mode": "codex", "approval_policy": "never",
+                                           "codex_path": str(wrapper)}}],
+        "model_pricing": FAKE_PRICES,
+    })
+
+
 class Codeswarm:
     """Runs the real .pyz against a private state dir and config; cleans up by PID."""
 

@@ -8,28 +8,10 @@ turn's (by its turnId)."""
 
 from __future__ import annotations
 
-import sys
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-FAKE = Path(__file__).resolve().parent / "fake_app_server.py"
-PRICES = {"fake": {"input_tokens_usd_per_m": 2.5, "output_tokens_usd_per_m": 15.0}}
-
-
-def scripted_codex(cs: Any) -> None:
-    """A config whose codex is the scripted app-server, its model `fake` priced."""
-    wrapper = cs.tmp / "codex"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
-    wrapper.chmod(0o755)
-    cs.write_config({
-        "cluster": {"local": {"workspace_root": str(cs.tmp / "runs")}},
-        "router": {"inject_timeout_seconds": 60, "poll_interval_seconds": 0.1},
-        "launch_providers": [{"id": "local-fake-codex", "label": "Local (scripted codex)", "backend": "local",
-                              "defaults": {"worker_mode": "codex", "approval_policy": "never",
-                                           "codex_path": str(wrapper)}}],
-        "model_pricing": PRICES,
-    })
+from tests.conftest import use_scripted_codex as scripted_codex
 
 
 def test_usage_after_turn_completed_corrects_the_turn_cost_in_events_and_status(cs: Any) -> None:

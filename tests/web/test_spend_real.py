@@ -3,11 +3,11 @@ node totals, and the same budget, as `codeswarm status --json`."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import use_scripted_codex
 
 pytestmark = pytest.mark.web
 
@@ -92,24 +92,11 @@ def test_project_view_spend_budget_bar_and_turn_costs_equal_the_cli(cs: Any, web
     assert not errors.items, errors.items
 
 
-FAKE_APP_SERVER = Path(__file__).resolve().parents[1] / "codex" / "fake_app_server.py"
-
-
 @pytest.fixture
 def scripted_codex_cs(cs: Any) -> Any:
-    """`cs` whose codex is the scripted app-server (tests/codex/fake_app_server.py), model `fake` priced;
-    written before `web` autostarts the router."""
-    wrapper = cs.tmp / "codex"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_APP_SERVER}" "$@"\n')
-    wrapper.chmod(0o755)
-    cs.write_config({
-        "cluster": {"local": {"workspace_root": str(cs.tmp / "runs")}},
-        "router": {"inject_timeout_seconds": 60, "poll_interval_seconds": 0.1},
-        "launch_providers": [{"id": "local-fake-codex", "label": "Local (scripted codex)", "backend": "local",
-                              "defaults": {"worker_mode": "codex", "approval_policy": "never",
-                                           "codex_path": str(wrapper)}}],
-        "model_pricing": {"fake": {"input_tokens_usd_per_m": 2.5, "output_tokens_usd_per_m": 15.0}},
-    })
+    """`cs` whose codex is the scripted app-server, model `fake` priced; written before `web`
+    autostarts the router."""
+    use_scripted_codex(cs)
     return cs
 
 
