@@ -51,13 +51,19 @@ def usage_sum(h, iid) -> Decimal:
                Decimal(0))
 
 
-def test_usage_after_turn_completed_corrects_the_turns_cost(h) -> None:
+def running_turn(h):
+    """A 1-node swarm whose node runs one injection as codex turn "turn-1": (swarm, iid, normalizer)."""
     swarm, _ = h.launch(nodes=1)
     h.start(swarm)
     iid = h.inject(swarm, [0])[0]
     h.accept(swarm, 0, iid)
     norm = CodexNormalizer()
     feed(h, norm, swarm, 0, iid, turn_started("turn-1"))
+    return swarm, iid, norm
+
+
+def test_usage_after_turn_completed_corrects_the_turns_cost(h) -> None:
+    swarm, iid, norm = running_turn(h)
     feed(h, norm, swarm, 0, iid, token_usage("turn-1", M, M))
     feed(h, norm, swarm, 0, iid, turn_completed("turn-1"))
     (done,) = [d for n, d in h.events() if n == "turn_complete"]
@@ -101,12 +107,7 @@ def test_late_usage_on_the_next_queued_turns_line_is_the_previous_turns(h) -> No
 
 
 def test_usage_naming_another_turn_is_not_moved(h) -> None:
-    swarm, _ = h.launch(nodes=1)
-    h.start(swarm)
-    iid = h.inject(swarm, [0])[0]
-    h.accept(swarm, 0, iid)
-    norm = CodexNormalizer()
-    feed(h, norm, swarm, 0, iid, turn_started("turn-1"))
+    swarm, iid, norm = running_turn(h)
     feed(h, norm, swarm, 0, iid, turn_completed("turn-1"))
     feed(h, norm, swarm, 0, None, token_usage("turn-9", M, M))
     (u,) = [d for n, d in h.events() if n == "usage"]
@@ -143,12 +144,7 @@ def test_a_usage_labelled_with_a_completed_turn_but_naming_another_turn_keeps_th
     """Review: the worker's line names the completed injection (its trailing read), the usage names another
     turn. Whichever it is charged to, the cost the transcript prints last for the turn is the sum of the
     turn's usage events."""
-    swarm, _ = h.launch(nodes=1)
-    h.start(swarm)
-    iid = h.inject(swarm, [0])[0]
-    h.accept(swarm, 0, iid)
-    norm = CodexNormalizer()
-    feed(h, norm, swarm, 0, iid, turn_started("turn-1"))
+    swarm, iid, norm = running_turn(h)
     feed(h, norm, swarm, 0, iid, token_usage("turn-1", M, M))
     feed(h, norm, swarm, 0, iid, turn_completed("turn-1"))
     feed(h, norm, swarm, 0, iid, token_usage("turn-9", 3 * M, 2 * M))
