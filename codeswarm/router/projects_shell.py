@@ -8,6 +8,7 @@ integration passes with real git) and keeps `projects.json`, the snapshot of the
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -134,16 +135,11 @@ class ProjectsShell:
         """Runs in the router's recovery (a thread, before the trio tasks): the project events after the
         snapshot go through the core's reduce, each once (the router's own replay skips them)."""
         start = self.load_snapshot()
-        for seq, raw in self.r.log.read_since(start):
-            if b'"event":"project' not in raw and not project_budget.may_be_project_scoped(raw):
-                continue
-            try:
-                obj = orjson.loads(raw)
-                name, data = obj["event"], obj["data"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue
-            if not isinstance(name, str) or not isinstance(data, dict):
-                continue  # damaged: the router's own replay of the same line reports it (event_log_damaged_lines)
+
+        def maybe_ours(raw: bytes) -> bool:
+            return b'"event":"project' in raw or project_budget.may_be_project_scoped(raw)
+
+        for seq, name, data in self._logged_events(start, maybe_ours):
             scoped = not is_project_event(name) and project_budget.is_project_scoped(name, data)
             if not scoped and not is_project_event(name):
                 continue
@@ -162,6 +158,22 @@ class ProjectsShell:
         if self.r.log.head_seq - start > RESNAPSHOT_LAG:
             self._dirty = True
         self.applied_seq = max(self.applied_seq, self.r.log.head_seq)
+
+    def _logged_events(self, since: int,
+                       wanted: Callable[[bytes], bool]) -> Iterator[tuple[int, str, dict[str, Any]]]:
+        """(seq, event, data) of the logged lines after `since` that pass `wanted` (a byte test that
+        spares parsing the others). A damaged line is skipped: the router's own replay of the same
+        line reports it (event_log_damaged_lines)."""
+        for seq, raw in self.r.log.read_since(since):
+            if not wanted(raw):
+                continue
+            try:
+                obj = orjson.loads(raw)
+                name, data = obj["event"], obj["data"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue
+            if isinstance(name, str) and isinstance(data, dict):
+                yield seq, name, data
 
     def _recovery_warning(self, code: str, message: str) -> None:
         """Told to clients once the router serves (router_warning) and shown by `router status`; a
@@ -443,14 +455,7 @@ class ProjectsShell:
         iid = plan["injection_id"]
         needle = f'"injection_id":"{iid}"'.encode()
         answers, ended = [], False
-        for _seq, raw in self.r.log.read_since(max(0, int(plan.get("seq") or 0) - 1)):
-            if needle not in raw:
-                continue
-            try:
-                obj = orjson.loads(raw)
-                name, data = obj["event"], obj["data"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue
+        for _seq, name, data in self._logged_events(max(0, int(plan.get("seq") or 0) - 1), lambda raw: needle in raw):
             if name == "assistant" and data.get("final_answer"):
                 answers.append(str(data.get("content") or ""))
             elif name in ("turn_complete", "inject_failed"):
