@@ -7,7 +7,9 @@ Local provider, mock workers without pacing (mock_delay_ms 0), the real .pyz rou
    write: inject_acks (node-prompts acked) received within 300 ms and within 1.3 s, and turns/s
    (800 turn_complete / time to the last). Targets: all acked within 300 ms, >= 2,000 turns/s.
 2. restart: SIGTERM the router, start it again: spawn -> first answer (ping), median of 5, with the
-   swarm of step 1 and its history. Target <= 120 ms.
+   swarm of step 1 and its history. Target <= 120 ms. Printed beside it, measured the same way: the
+   floor of any trio process (interpreter + `import trio` + a Unix socket that answers one line, no
+   codeswarm) and the same with asyncio, so the share that is ours is visible.
 3. memory: a fresh router, then a firehose of ~20,000 events (4 nodes x 5,000 deltas); RSS once the
    turns completed and 5 s passed. Target <= 50 MB.
 4. reconnects: a client subscribed to everything drops and re-subscribes with `since` = the last
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import socket
+import subprocess
 import statistics
 import sys
 import time
@@ -89,6 +93,70 @@ def restart(r: RouterProc, fig: Figures, label: str, times: int, target: float) 
         samples.append(r.start() * 1000)
     fig.add(f"router restart -> answering, {label}, median of {times}", statistics.median(samples), "ms", "<=", target)
     fig.add(f"  max ({label})", max(samples), "ms")
+
+
+# The least any router process can do (same interpreter, same spawn -> answer method): interpreter
+# start, the event loop library's import, bind, answer one line. No codeswarm code.
+FLOOR_SERVERS = {
+    "trio": """
+import sys, trio
+async def main(path):
+    sock = trio.socket.socket(trio.socket.AF_UNIX)
+    await sock.bind(path)
+    sock.listen(16)
+    async def answer(stream):
+        await stream.receive_some(4096)
+        await stream.send_all(b'{"event":"pong"}\\n')
+        await stream.aclose()
+    await trio.serve_listeners(answer, [trio.SocketListener(sock)])
+trio.run(main, sys.argv[1])
+""",
+    "asyncio": """
+import sys, asyncio
+async def answer(reader, writer):
+    await reader.readline()
+    writer.write(b'{"event":"pong"}\\n')
+    await writer.drain()
+    writer.close()
+async def main(path):
+    server = await asyncio.start_unix_server(answer, path)
+    await server.serve_forever()
+asyncio.run(main(sys.argv[1]))
+""",
+}
+
+
+def floor_start_ms(tmp: Path, library: str) -> float:
+    sock_path = tmp / f"floor-{library}.sock"
+    sock_path.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", FLOOR_SERVERS[library], str(sock_path)],
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket(socket.AF_UNIX) as c:
+                try:
+                    c.connect(str(sock_path))
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise SystemExit(f"the {library} floor server did not answer")
+                    time.sleep(0.002)
+                    continue
+                c.sendall(b'{"type":"command","command":"ping"}\n')
+                if not c.recv(100):
+                    raise SystemExit(f"the {library} floor server closed without answering")
+                return (time.perf_counter() - t0) * 1000
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def restart_floor(tmp: Path, fig: Figures, times: int) -> None:
+    for library in ("trio", "asyncio"):
+        samples = [floor_start_ms(tmp, library) for _ in range(times)]
+        fig.add(f"  floor: python + import {library} + answer a line (no codeswarm), median of {times}",
+                statistics.median(samples), "ms")
 
 
 def memory(r: RouterProc, fig: Figures, sid: str, nodes: int, per_node: int, settle: float) -> None:
@@ -204,6 +272,7 @@ def main() -> None:
             burst(r, fig, sid, job, args.nodes, args.commands)
         if "restart" in only:
             restart(r, fig, "1 swarm", 5, 120)
+            restart_floor(r.tmp, fig, 5)
         if "memory" in only:
             r.stop()  # a fresh router: the figure is what a burst leaves behind, not the runs before
             r.start()
