@@ -240,12 +240,18 @@ class WebServer:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         await stream.send_all(head if head_only else head + body)
 
-    async def _static(self, stream: trio.abc.Stream, req: HttpRequest) -> None:
+    async def _refused(self, stream: trio.abc.Stream, req: HttpRequest) -> bool:
+        """Answer 403 without the page's token, 405 for anything but GET/HEAD; True if it did."""
         if not self._token_ok(req):
             await self._respond(stream, 403, b"403 forbidden: open the URL printed by `codeswarm web`\n")
-            return
+            return True
         if req.method not in ("GET", "HEAD"):
             await self._respond(stream, 405, b"method not allowed\n", extra=[("Allow", "GET, HEAD")])
+            return True
+        return False
+
+    async def _static(self, stream: trio.abc.Stream, req: HttpRequest) -> None:
+        if await self._refused(stream, req):
             return
         path = resolve_static(self.static_dir, req.path)
         if path is None:
@@ -274,11 +280,7 @@ class WebServer:
         return None
 
     async def _archive(self, stream: trio.abc.Stream, req: HttpRequest) -> None:
-        if not self._token_ok(req):
-            await self._respond(stream, 403, b"403 forbidden: open the URL printed by `codeswarm web`\n")
-            return
-        if req.method not in ("GET", "HEAD"):
-            await self._respond(stream, 405, b"method not allowed\n", extra=[("Allow", "GET, HEAD")])
+        if await self._refused(stream, req):
             return
         path = self.find_archive(req.path)
         if path is None:
