@@ -435,8 +435,8 @@ class Router:
         needle = orjson.dumps(request_id)
 
         def search() -> int | None:
-            for seq, raw in self.log.read_since(after, self.committed_seq):
-                if needle in raw and (orjson.loads(raw).get("data") or {}).get("request_id") == request_id:
+            for seq, raw, _event, data in self.log.read_events(after, self.committed_seq):
+                if needle in raw and data.get("request_id") == request_id:
                     return seq
             return None
 
@@ -445,17 +445,16 @@ class Router:
     def _replay_from_disk(self, since: int, until: int, swarm_filter: str | None,
                           event_filter: frozenset[str] | None, exclude: frozenset[int] = frozenset()) -> list[bytes]:
         out = []
-        for seq, raw in self.log.read_since(since, until):
+        for seq, raw, event, data in self.log.read_events(since, until):
             if seq in exclude:
                 continue
-            obj = orjson.loads(raw)
-            data = obj.get("data") or {}
             if swarm_filter is not None and swarm_filter not in _swarm_keys(data):
                 continue
-            if event_filter is not None and obj.get("event") not in event_filter:
+            if event_filter is not None and event not in event_filter:
                 continue
             if "_record" in data:
-                data.pop("_record")
+                obj = orjson.loads(raw)
+                obj["data"].pop("_record")
                 raw = orjson.dumps(obj) + b"\n"
             out.append(raw)
         return out
@@ -484,15 +483,7 @@ class Router:
         changed: set[str] = set()  # swarms the replay moved past their snapshot: snapshotted again
         damage = LogDamage()
         unreplayable: list[str] = []
-        for seq, raw in self.log.read_since(start, damage=damage):
-            try:
-                obj = orjson.loads(raw)
-                name, data = obj["event"], obj["data"]
-                if not isinstance(name, str) or not isinstance(data, dict):
-                    raise TypeError("event or data of the wrong type")
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                damage.add(f"seq {seq}")
-                continue
+        for seq, _raw, name, data in self.log.read_events(start, damage=damage):
             if name.startswith("project"):
                 continue  # replayed once, after its own snapshot, by self.projects.recover()
             sid = data.get("swarm_id") or data.get("target_swarm_id")
@@ -539,10 +530,9 @@ class Router:
         recent answers of auto_route swarms again (routing is deduplicated per injection)."""
         if not any(sw.auto_route for sw in self.state.swarms.values()):
             return
-        for _seq, raw in self.log.read_since(max(0, self.log.head_seq - REROUTE_WINDOW)):
+        for _seq, raw, _event, data in self.log.read_events(max(0, self.log.head_seq - REROUTE_WINDOW)):
             if b'"final_answer":true' not in raw:
                 continue
-            data = orjson.loads(raw).get("data") or {}
             swarm = self.state.swarms.get(data.get("swarm_id") or "")
             if swarm is not None and swarm.auto_route and swarm.active:
                 self._routing.append((swarm.swarm_id, data.get("node_id"), data.get("injection_id"),

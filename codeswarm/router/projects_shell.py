@@ -162,17 +162,10 @@ class ProjectsShell:
     def _logged_events(self, since: int,
                        wanted: Callable[[bytes], bool]) -> Iterator[tuple[int, str, dict[str, Any]]]:
         """(seq, event, data) of the logged lines after `since` that pass `wanted` (a byte test that
-        spares parsing the others). A damaged line is skipped: the router's own replay of the same
-        line reports it (event_log_damaged_lines)."""
-        for seq, raw in self.r.log.read_since(since):
-            if not wanted(raw):
-                continue
-            try:
-                obj = orjson.loads(raw)
-                name, data = obj["event"], obj["data"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue
-            if isinstance(name, str) and isinstance(data, dict):
+        spares the checks of the others). A damaged line is skipped: the router's own replay of the
+        same line reports it (event_log_damaged_lines)."""
+        for seq, raw, name, data in self.r.log.read_events(since):
+            if wanted(raw):
                 yield seq, name, data
 
     def _recovery_warning(self, code: str, message: str) -> None:

@@ -298,6 +298,14 @@ class EventLog:
         """Yield (seq, line) for since < seq <= until, oldest first, skipping damaged lines. With `damage`,
         the damaged lines that lie after `since` are counted (one between two lines at or before `since`
         was never to be read); a torn last line is not damage, it is cut at open."""
+        for seq, raw, _event, _data in self.read_events(since, until, damage):
+            yield seq, raw
+
+    def read_events(self, since: int, until: int | None = None,
+                    damage: LogDamage | None = None) -> Iterator[tuple[int, bytes, str, dict[str, Any]]]:
+        """As read_since, parsed once: (seq, line, event, data). A line that is JSON but not an event
+        (no integer seq, an event that is not a string, data that is not an object) is damage too:
+        no reader of the log meets a line of the wrong shape."""
         segs = list(self.segments)
         start = 0
         for i, first in enumerate(segs):
@@ -316,8 +324,12 @@ class EventLog:
                         if not raw.endswith(b"\n"):
                             break
                         try:
-                            seq = int(orjson.loads(raw)["seq"])
+                            obj = orjson.loads(raw)
+                            seq, event, data = int(obj["seq"]), obj["event"], obj["data"]
                         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                            unplaced += 1
+                            continue
+                        if not (isinstance(event, str) and isinstance(data, dict)):
                             unplaced += 1
                             continue
                         if seq <= since:
@@ -328,7 +340,7 @@ class EventLog:
                         unplaced = 0
                         if until is not None and seq > until:
                             return
-                        yield seq, raw
+                        yield seq, raw, event, data
                     if unplaced and damage is not None:  # after every good line read: after `since`
                         damage.add(self._seg_path(first).name, unplaced)
             except FileNotFoundError:

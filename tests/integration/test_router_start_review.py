@@ -66,3 +66,23 @@ def test_kill_9_while_a_backlog_is_ingested_after_the_start_loses_and_repeats_no
     deltas = deltas_after(cs.events("--swarm", sid), start_head)
     for node in range(2):  # every line once, in the order the worker wrote them, across the kill
         assert deltas[node] == [f"t{i} " for i in range(per_node)], (node, len(deltas[node]))
+
+
+@pytest.mark.parametrize("data", [5, [1, 2], "swarm", None])
+def test_a_wrongly_shaped_log_line_is_skipped_by_a_subscribe_replay_from_disk(cs: Codeswarm, data: object) -> None:
+    """A replay from the log (here: the first subscribe after a restart, the ring is empty) with a swarm
+    filter meets a valid JSON line whose `data` is not an object: the line is skipped as damage (the
+    recovery already warned about it), the subscriber gets every good event, the router keeps serving."""
+    sid = cs.json("launch", "--nodes", "1")["swarm_id"]
+    cs.run("inject", sid, "--prompt", "before", "--wait")
+    cs.run("router", "stop")
+    segment = sorted((cs.home / "events").glob("*.jsonl"))[-1]
+    head = json.loads(segment.read_bytes().splitlines()[-1])["seq"]
+    raw = json.dumps({"protocol": "codeswarm.router.v1", "type": "event", "seq": head + 1, "event": "assistant",
+                      "data": data}, separators=(",", ":"))
+    with open(segment, "a") as f:
+        f.write(raw + "\n")
+    cs.run("inject", sid, "--prompt", "after", "--wait")  # starts the router; events after the bad line
+    names = [e["event"] for e in cs.events("--swarm", sid)]
+    assert names.count("turn_complete") == 2, names
+    assert sid in cs.json("list")

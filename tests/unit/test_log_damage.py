@@ -50,7 +50,7 @@ def test_damaged_lines_at_the_end_of_a_segment_are_counted(tmp_path: Path) -> No
     log = EventLog(tmp_path / "events", max_events=100, segment_events=100)
     for _ in range(3):
         seq = log.next_seq()
-        log.append([orjson.dumps({"event": "e", "seq": seq}) + b"\n"], seq)
+        log.append([orjson.dumps({"event": "e", "seq": seq, "data": {}}) + b"\n"], seq)
     log.close()
     [seg] = (tmp_path / "events").glob("*.jsonl")
     seg.write_bytes(seg.read_bytes() + b"garbage\n")
@@ -63,9 +63,26 @@ def test_an_intact_log_reports_no_damage(tmp_path: Path) -> None:
     log = EventLog(tmp_path / "events", max_events=100, segment_events=4)
     for _ in range(6):
         seq = log.next_seq()
-        log.append([orjson.dumps({"event": "e", "seq": seq}) + b"\n"], seq)
+        log.append([orjson.dumps({"event": "e", "seq": seq, "data": {}}) + b"\n"], seq)
     damage = LogDamage()
     assert len(list(log.read_since(0, damage=damage))) == 6 and damage.lines == 0
+
+
+def test_a_line_of_the_wrong_shape_is_damage_for_every_reader(tmp_path: Path) -> None:
+    """JSON with an integer seq but an event that is not a string or data that is not an object: no
+    reader (recovery, a subscribe's replay from disk, the projects' replay) may meet it; before, the
+    replay of `events --swarm` after a restart failed on it and the client waited forever."""
+    log = EventLog(tmp_path / "events", max_events=100, segment_events=100)
+    shapes = [{"event": "e", "data": {"a": 1}}, {"event": "e", "data": 5}, {"event": 7, "data": {}},
+              {"event": "e", "data": [1]}, {"event": "e"}, {"event": "e", "data": {"b": 2}}]
+    for shape in shapes:
+        seq = log.next_seq()
+        log.append([orjson.dumps({**shape, "seq": seq}) + b"\n"], seq)
+    damage = LogDamage()
+    assert [(seq, event, data) for seq, _raw, event, data in log.read_events(0, damage=damage)] == [
+        (1, "e", {"a": 1}), (6, "e", {"b": 2})]
+    assert damage.lines == 4
+    assert [seq for seq, _ in log.read_since(0)] == [1, 6]
 
 
 def test_many_damaged_segments_are_summarized(tmp_path: Path) -> None:

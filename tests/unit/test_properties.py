@@ -365,7 +365,7 @@ def test_event_log_seq_strictly_increases_across_restarts_and_tears(ops):
 def test_event_log_keeps_max_events_after_an_unclean_stop(tmp_path):
     def add(log: EventLog, n: int) -> None:
         seqs = [log.next_seq() for _ in range(n)]
-        log.append([orjson.dumps({"event": "e", "seq": s}) + b"\n" for s in seqs], seqs[0])
+        log.append([orjson.dumps({"event": "e", "seq": s, "data": {}}) + b"\n" for s in seqs], seqs[0])
 
     log = EventLog(tmp_path, max_events=10, segment_events=4)
     add(log, 6)
