@@ -31,6 +31,8 @@ def command(swarm_id: str | None, since: int, follow: bool, config_path: str | N
         last: int | None = None
         for env in client.events():
             data = env.get("data") or {}
+            if env.get("event") == "command_rejected" and data.get("request_id") == rid:
+                expect(env, "subscribed")  # a logged (not directed) event: it must not wait in `held`
             if env.get("directed"):
                 if data.get("request_id") == rid:
                     expect(env, "subscribed")

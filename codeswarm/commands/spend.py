@@ -52,8 +52,8 @@ def _replay_usage(client: Any, swarm_id: str | None) -> tuple[list[dict[str, Any
     seen: dict[int, dict[str, Any]] = {}
     for env in client.events():
         data = env.get("data") or {}
-        if env.get("directed") and data.get("request_id") == rid:
-            done = expect(env, "subscribed")
+        if data.get("request_id") == rid and (env.get("directed") or env.get("event") == "command_rejected"):
+            done = expect(env, "subscribed")  # a rejection is logged, not directed: it ends the wait too
             head = int(done.get("head_seq") or env.get("seq") or 0)
             return [e for s, e in sorted(seen.items()) if s <= head], bool(done.get("truncated"))
         if env.get("event") == "usage" and isinstance(env.get("seq"), int):
