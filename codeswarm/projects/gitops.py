@@ -1,6 +1,7 @@
 """Git for projects, by running the user's git: checkouts, task branches, commits, pushes, verify, merges.
 
-Blocking functions (call them in a thread). The project repo is only ever written through pushes to
+Blocking functions (call them in a thread; a project attempt runs them through
+gitproc.run_stoppable, so a cancel kills the git under way). The project repo is only ever written through pushes to
 `codeswarm/<project>/...` refs, never to a checked-out branch, so the user's branch and work tree
 are untouched. Each node works in its own clone (inside its workspace, so it works on Slurm nodes
 from a path on the shared filesystem or any URL the node's git reaches).
@@ -10,25 +11,24 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from codeswarm.core.project_records import BRANCH_PREFIX, integration_branch, task_branch
-from codeswarm.errors import CodeswarmError
+from codeswarm.projects import gitproc
+from codeswarm.projects.gitproc import GitError, GitStopped
 
-__all__ = ["BRANCH_PREFIX", "GitError", "IntegrationStep", "MergeConflict", "integration_branch", "task_branch"]
+__all__ = ["BRANCH_PREFIX", "GitError", "GitStopped", "IntegrationStep", "MergeConflict", "integration_branch",
+           "task_branch"]
 
 OUTPUT_TAIL = 16 * 1024
 BRANCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 GIT_TIMEOUT = 600.0
 SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _IDENTITY = ["-c", "user.name=codeswarm", "-c", "user.email=codeswarm@localhost", "-c", "commit.gpgsign=false"]
-
-
-class GitError(CodeswarmError, RuntimeError):
-    """A git step failed; the message says which step and git's own words."""
 
 
 @dataclass(frozen=True)
@@ -45,17 +45,13 @@ def _env() -> dict[str, str]:
     return env
 
 
-def git(cwd: Path | None, *args: str, check: bool = True, timeout: float = GIT_TIMEOUT) -> subprocess.CompletedProcess[str]:
+def git(cwd: Path | None, *args: str, check: bool = True, timeout: float = GIT_TIMEOUT,
+        input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run git (in its own process group, killable by the attempt's stop: gitproc.run)."""
     # maintenance.auto/gc.auto: a commit or merge would start `git maintenance run --auto` (one more
     # process per task on a busy node; a checkout that borrows the repo's objects needs no gc)
     cmd = ["git", "-c", "protocol.ext.allow=never", "-c", "maintenance.auto=false", "-c", "gc.auto=0", *args]
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout, check=False,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        raise GitError(f"git {args[0]}: no answer within {timeout:.0f} s") from exc
-    except OSError as exc:
-        raise GitError(f"cannot run git: {exc}") from exc
+    proc = gitproc.run(cmd, cwd, _env(), timeout, input)
     if check and proc.returncode != 0:
         words = (proc.stderr or proc.stdout).strip().splitlines()
         raise GitError(f"git {args[0]} failed: {' | '.join(words[-4:]) or f'exit {proc.returncode}'}")
@@ -101,16 +97,50 @@ def prepare_checkout(repo: str, checkout: Path, refs: tuple[str, ...] = (), fetc
     a fetch of `refs` (branch names) when a commit is missing.
     """
     marker = checkout / ".git" / "codeswarm-origin"
-    if not (checkout / ".git").exists():
-        checkout.parent.mkdir(parents=True, exist_ok=True)
-        shared = ["--shared"] if is_local_repo(repo) else []
-        git(None, "clone", "-q", "--no-checkout", *shared, "--", repo, str(checkout))
-        marker.write_text(repo)
-    elif not marker.exists() or marker.read_text() != repo:
+    if not marker.exists():
+        _clone(repo, checkout)
+    elif marker.read_text() != repo:
         git(checkout, "remote", "set-url", "origin", repo)
         marker.write_text(repo)
     if fetch:
         fetch_refs(checkout, refs)
+
+
+def _clone(repo: str, checkout: Path) -> None:
+    """Clone into a side directory and rename it into place once complete (with its origin marker),
+    so a clone that was stopped or killed half-way never passes for a checkout: the next attempt
+    drops what it left and clones again."""
+    partial = checkout.with_name(checkout.name + ".cloning")
+    shared = ["--shared"] if is_local_repo(repo) else []
+    try:
+        for leftover in (partial, checkout):  # a half clone; a checkout without its marker is one too
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        checkout.parent.mkdir(parents=True, exist_ok=True)
+        git(None, "clone", "-q", "--no-checkout", *shared, "--", repo, str(partial))
+        (partial / ".git" / "codeswarm-origin").write_text(repo)
+        partial.rename(checkout)
+    except OSError as exc:
+        raise GitError(f"cannot prepare the checkout {checkout}: {exc}") from exc
+
+
+LOCKS = ("index.lock", "HEAD.lock", "ORIG_HEAD.lock", "config.lock", "packed-refs.lock", "shallow.lock")
+
+
+def clear_locks(checkout: Path) -> list[str]:
+    """Remove the lock files a killed git left in a node's clone (nothing else runs git there, so a
+    lock is stale once the attempt's git ended); without this the next checkout or commit of the
+    retry fails on `index.lock` or a branch's ref lock. The names removed."""
+    gitdir = checkout / ".git"
+    found = [gitdir / name for name in LOCKS] + list((gitdir / "refs").rglob("*.lock"))
+    removed = []
+    for path in found:
+        try:
+            path.unlink()
+            removed.append(str(path.relative_to(gitdir)))
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def fetch_refs(checkout: Path, refs: tuple[str, ...] = ()) -> None:
@@ -122,9 +152,8 @@ def missing_commits(checkout: Path, commits: tuple[str, ...]) -> tuple[str, ...]
     """Those of commits (shas) this clone cannot read (one `cat-file --batch-check` for all)."""
     if not commits:
         return ()
-    proc = subprocess.run(["git", "cat-file", "--batch-check"], cwd=checkout, env=_env(), capture_output=True,
-                          text=True, input="".join(f"{c}^{{commit}}\n" for c in commits), timeout=GIT_TIMEOUT,
-                          check=False)
+    proc = git(checkout, "cat-file", "--batch-check", check=False,
+               input="".join(f"{c}^{{commit}}\n" for c in commits))
     if proc.returncode != 0:
         return commits
     return tuple(c for c, line in zip(commits, proc.stdout.splitlines(), strict=False) if line.endswith(" missing"))

@@ -197,7 +197,7 @@ class Worker:
                 self._save_thread()
 
     async def _project_turn(self, injection_id: str, content: str, task: Any) -> None:
-        from codeswarm.worker.project_task import AttemptControl, run_project_turn, valid_spec
+        from codeswarm.worker.project_task import AttemptControl, attempt_result, run_project_turn, valid_spec
 
         assert self.runtime is not None
         runtime = self.runtime
@@ -214,9 +214,18 @@ class Worker:
             await runtime.run_turn(injection_id, f"(Work in the git checkout {where}.)\n{content}" if where else content)
             return self.last_turn_status
 
-        self.project_attempt = (injection_id, AttemptControl())
+        def warn(message: str) -> None:
+            self.outbox.lifecycle("worker_error", {"message": message, "fatal": False}, injection_id)
+
+        control = AttemptControl(warn)
+        self.project_attempt = (injection_id, control)
         try:
-            result = await run_project_turn(self.ctx.workspace, task, runtime, turn, self.project_attempt[1])
+            result = await run_project_turn(self.ctx.workspace, task, runtime, turn, control)
+        except Exception as exc:  # noqa: BLE001 - a fault in the attempt still ends it with a result (else the
+            # project waits for this task forever); the result and a worker_error say what failed
+            error = f"the worker failed during {control.stage}: {exc!r}"[:2000]
+            warn(f"project task: {error}")
+            result = {**attempt_result(task, control.stage, error), "turn_cut": control.stage == "agent"}
         finally:
             self.project_attempt = None
         if result["stage"] == "checkout" or result.get("turn_cut"):  # the turn never said it ended: close it

@@ -6,8 +6,8 @@ The router sends a task as an ordinary `user` inbox line with a `project_task` o
 The worker (not only the agent) commits what changed, checks that only the task's `paths` changed,
 runs `verify` in the task's checkout, pushes the branch only when all passed, and reports one
 `project_task_result` lifecycle line. An attempt can be stopped (`AttemptControl.stop`: the project
-was cancelled, or its `timeout` ran out): the agent's turn is interrupted, a verify is killed, and
-the result says why.
+was cancelled, or its `timeout` ran out): the agent's turn is interrupted, a running git or verify is
+killed with its process group, and the result says why.
 """
 
 from __future__ import annotations
@@ -19,11 +19,14 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
-from codeswarm.projects import gitops
+from codeswarm.errors import CodeswarmError
+from codeswarm.projects import gitops, gitproc
+
+T = TypeVar("T")
 
 DEFAULT_VERIFY_TIMEOUT = 600.0
 INTERRUPT_GRACE = 15.0   # an interrupted agent turn gets this long to end before it is cut
@@ -71,14 +74,19 @@ def outside_paths(changed: list[str], paths: list[str]) -> list[str]:
 
 class AttemptControl:
     """Stops a running attempt from outside (a cancel, a timeout): interrupts the agent's turn
-    gently (then cuts it after INTERRUPT_GRACE), or cancels the git/verify step under way."""
+    gently (then cuts it after INTERRUPT_GRACE), or cancels the git/verify step under way (its git
+    processes are killed: `git`, the attempt's GitStop). `warn` tells the user what went wrong
+    while stopping (the worker writes it as a non-fatal worker_error)."""
 
-    def __init__(self) -> None:
+    def __init__(self, warn: Callable[[str], None] | None = None) -> None:
         self.reason: str | None = None
         self.stage = "checkout"
         self.scope: trio.CancelScope | None = None
         self.runtime: Any = None
         self.nursery: trio.Nursery | None = None
+        self.git = gitproc.GitStop()
+        self.interrupt_error: str | None = None
+        self.warn = warn
 
     def stop(self, reason: str) -> None:
         if self.reason is not None or self.scope is None:
@@ -93,7 +101,12 @@ class AttemptControl:
     async def _interrupt_agent(self, scope: trio.CancelScope) -> None:
         try:
             stopped = await self.runtime.interrupt()
-        except Exception:  # noqa: BLE001 - the turn is cut below either way; the result says why
+        except (CodeswarmError, OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            # the turn is cut below either way; the user hears why it was not stopped gently
+            self.interrupt_error = f"{type(exc).__name__}: {exc}"[:500]
+            if self.warn is not None:
+                self.warn(f"project task: the runtime could not interrupt the turn ({self.interrupt_error});"
+                          f" the worker cuts it")
             stopped = False
         if not stopped:
             scope.cancel()
@@ -107,28 +120,6 @@ class AttemptControl:
 
 
 VERIFY_MARK = "CODESWARM_VERIFY"
-
-
-def kill_marked(mark: str) -> int:
-    """SIGKILL every process of this user whose environment carries VERIFY_MARK=mark (a stopped
-    verify's children that left its process group with setsid); how many."""
-    needle = b"\0" + f"{VERIFY_MARK}={mark}".encode() + b"\0"
-    killed = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as fh:
-                found = needle in b"\0" + fh.read() + b"\0"
-        except OSError:  # gone, or not ours
-            continue
-        if found:
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:  # it ended meanwhile
-                continue
-    return killed
 
 
 async def run_verify(command: str, cwd: Path, timeout: float) -> tuple[bool, str]:
@@ -159,7 +150,7 @@ async def run_verify(command: str, cwd: Path, timeout: float) -> tuple[bool, str
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            kill_marked(mark)  # what left the group (setsid) still carries the verify's mark
+            gitproc.kill_marked(VERIFY_MARK, mark)  # what left the group (setsid) still carries the verify's mark
             with trio.CancelScope(shield=True):
                 await proc.wait()
     out = gitops.tail_text(bytes(tail))
@@ -170,15 +161,19 @@ async def run_verify(command: str, cwd: Path, timeout: float) -> tuple[bool, str
     return proc.returncode == 0, out
 
 
+def attempt_result(spec: dict[str, Any], stage: str = "checkout", error: str | None = None) -> dict[str, Any]:
+    """A `project_task_result` (not ok until the attempt says so)."""
+    return {"project_id": spec["project_id"], "task_id": spec["task_id"], "attempt": spec.get("attempt", 1),
+            "kind": spec.get("kind", "task"), "branch": spec["branch"], "ok": False, "commit": None, "stage": stage,
+            "error": error, "verify_output": None}
+
+
 async def run_project_turn(workspace: Path, spec: dict[str, Any], runtime: Any,
                            run_turn: Callable[[], Awaitable[str | None]],
                            control: AttemptControl | None = None) -> dict[str, Any]:
     """Run one attempt of a task around `run_turn` (which returns the turn's final status)."""
     control = control or AttemptControl()
-    result: dict[str, Any] = {"project_id": spec["project_id"], "task_id": spec["task_id"],
-                              "attempt": spec.get("attempt", 1), "kind": spec.get("kind", "task"),
-                              "branch": spec["branch"], "ok": False, "commit": None, "stage": "checkout",
-                              "error": None, "verify_output": None}
+    result = attempt_result(spec)
     async with trio.open_nursery() as nursery:
         control.nursery, control.runtime = nursery, runtime
         if spec.get("timeout"):
@@ -191,7 +186,28 @@ async def run_project_turn(workspace: Path, spec: dict[str, Any], runtime: Any,
     if control.reason is not None and not result["ok"]:
         result["error"] = f"{control.reason} (during {result['stage']})"
         result["stopped"] = control.reason
+    if control.interrupt_error is not None:
+        result["interrupt_error"] = control.interrupt_error
+        result["error"] = (result["error"] or "") + (f"; the runtime could not interrupt the turn "
+                                                     f"({control.interrupt_error}), so the worker cut it")
+    _after_git_stop(control.git, checkout_dir(workspace, spec["project_id"]), result)
     return result
+
+
+def _after_git_stop(stop: gitproc.GitStop, checkout: Path, result: dict[str, Any]) -> None:
+    """Say what a stop did to git, and leave the clone usable for the next attempt."""
+    if not stop.stopped:
+        return
+    if stop.killed:
+        result["git_killed"] = list(stop.killed)   # process groups (leader pids) killed by the stop
+    if stop.unfinished:  # a git thread still runs: its locks are live, leave them
+        result["warning"] = (f"a git step still ran {gitproc.STOP_WAIT:g} s after the stop killed its "
+                             f"processes; the checkout may be in use")
+        return
+    if checkout.is_dir():
+        removed = gitops.clear_locks(checkout)
+        if removed:
+            result["cleared_locks"] = removed
 
 
 async def _attempt(workspace: Path, spec: dict[str, Any], runtime: Any, run_turn: Callable[[], Awaitable[str | None]],
@@ -227,9 +243,13 @@ async def _attempt(workspace: Path, spec: dict[str, Any], runtime: Any, run_turn
                                         tuple(spec.get("merge_commits") or ()), allow_conflicts=kind == "integration")
         return conflict, (gitops.head(checkout) if paths else None)
 
+    async def in_git(fn: Callable[..., T], *args: Any) -> T:
+        """A gitops step in a thread; a stop kills its git (gitproc.run_stoppable)."""
+        return await gitproc.run_stoppable(control.git, fn, *args)
+
     try:
         with step("checkout"):
-            conflict, start_head = await trio.to_thread.run_sync(prepare)
+            conflict, start_head = await in_git(prepare)
     except gitops.GitError as exc:
         result["error"] = str(exc)
         return
@@ -256,9 +276,9 @@ async def _attempt(workspace: Path, spec: dict[str, Any], runtime: Any, run_turn
     try:
         with step("commit"):
             message = f"codeswarm: {spec['project_id']}/{spec['task_id']} attempt {result['attempt']}"
-            result["commit"] = await trio.to_thread.run_sync(gitops.commit_all, checkout, message)
+            result["commit"] = await in_git(gitops.commit_all, checkout, message)
             if paths and start_head:
-                changed = await trio.to_thread.run_sync(gitops.changed_files, checkout, start_head)
+                changed = await in_git(gitops.changed_files, checkout, start_head)
                 outside = outside_paths(changed, paths)
                 if outside:
                     result["stage"] = "paths"
@@ -283,8 +303,8 @@ async def _attempt(workspace: Path, spec: dict[str, Any], runtime: Any, run_turn
         with step("push"):
             # the next task's checkout needs a clean tree: make it now, while the branch is pushed
             async with trio.open_nursery() as both:
-                both.start_soon(trio.to_thread.run_sync, gitops.tidy, checkout)
-                await trio.to_thread.run_sync(gitops.push, checkout, spec["branch"])
+                both.start_soon(in_git, gitops.tidy, checkout)
+                await in_git(gitops.push, checkout, spec["branch"])
         if control.reason is not None:
             return
         lap("push")

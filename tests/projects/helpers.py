@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -56,3 +57,46 @@ def project_events(cs: Codeswarm, project_id: str) -> list[dict[str, Any]]:
 
 def named(evs: list[dict[str, Any]], name: str, **match: Any) -> list[dict[str, Any]]:
     return [e for e in evs if e["event"] == name and all(e["data"].get(k) == v for k, v in match.items())]
+
+
+def worker_results(cs: Codeswarm) -> list[dict[str, Any]]:
+    """The project_task_result lines the workers wrote (what really happened on the nodes)."""
+    out = []
+    for path in cs.tmp.glob("runs/*/mailbox/outbox/*.jsonl"):
+        for raw in path.read_text(errors="replace").splitlines():
+            line = json.loads(raw)
+            if line.get("event") == "project_task_result":
+                out.append(line["data"])
+    return out
+
+
+def _pgid(pid: int | str) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
+
+
+def process_group(pid: int) -> list[int]:
+    """The pids in pid's process group (git runs each call in its own: this is the git and its helpers)."""
+    pgid = _pgid(pid)
+    out = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if _pgid(entry.name) == pgid:
+                    out.append(int(entry.name))
+            except (OSError, IndexError, ValueError):  # ended meanwhile
+                continue
+    return out
+
+
+def marked_git_processes(cs: Codeswarm) -> list[int]:
+    """Processes of this test's workers that carry the CODESWARM_GIT mark of an attempt's git calls."""
+    out = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                env = Path(f"/proc/{entry.name}/environ").read_bytes()
+            except OSError:
+                continue
+            if b"\0CODESWARM_GIT=" in b"\0" + env and str(cs.tmp).encode() in env:
+                out.append(int(entry.name))
+    return out
