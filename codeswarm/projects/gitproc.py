@@ -109,19 +109,22 @@ def run(cmd: list[str], cwd: Path | None, env: dict[str, str], timeout: float,
     """Run git in its own process group (under the current GitStop, if any); on a timeout the whole
     group is killed. GitStopped when the stop killed it."""
     stop = _CURRENT.get()
+    mark = stop.mark if stop is not None else f"{os.getpid()}-{time.monotonic_ns()}"
     kwargs: dict[str, object] = dict(cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL)
+                                     stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                     env={**env, GIT_MARK: mark})
     try:
         if stop is None:
-            proc: subprocess.Popen[str] = subprocess.Popen(cmd, start_new_session=True, env=env, **kwargs)  # type: ignore[call-overload]
+            proc: subprocess.Popen[str] = subprocess.Popen(cmd, start_new_session=True, **kwargs)  # type: ignore[call-overload]
         else:
-            proc = stop.popen(cmd, env={**env, GIT_MARK: stop.mark}, **kwargs)
+            proc = stop.popen(cmd, **kwargs)
     except OSError as exc:
         raise GitError(f"cannot run git: {exc}") from exc
     try:
         out, err = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc.pid)
+        kill_marked(GIT_MARK, mark)  # a helper that left the group would hold git's pipes open
         proc.communicate()
         raise GitError(f"git {_verb(cmd)}: no answer within {timeout:.0f} s") from None
     finally:
