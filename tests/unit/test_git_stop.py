@@ -84,6 +84,29 @@ async def test_a_cancel_kills_a_hanging_clone_with_its_helpers_and_the_next_clon
     assert (checkout / "README").read_text() == "hello\n"
 
 
+async def test_a_git_helper_that_left_the_group_is_killed_too(tmp_path: Path, repo: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper that calls setsid escapes the group kill (and would hold git's pipes open, so the stop
+    would wait STOP_WAIT for nothing); the CODESWARM_GIT mark in its environment finds it."""
+    pidfile = tmp_path / "hook-pids"
+    hook = tmp_path / "hook"
+    hook.write_text(f"#!/bin/sh\nsetsid sleep 120 & echo $$ $! > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; wait\n")
+    hook.chmod(0o755)
+    (tmp_path / "gitconfig").write_text(f"[uploadpack]\n\tpackObjectsHook = {hook}\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
+    stop = gitproc.GitStop()
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(gitproc.run_stoppable, stop, gitops.prepare_checkout, f"file://{repo}", tmp_path / "co")
+            await wait_for_file(pidfile)
+            shell, escaped = (int(x) for x in pidfile.read_text().split())
+            assert process_group(escaped) != process_group(shell)
+            t0 = time.monotonic()
+            scope.cancel()
+    assert time.monotonic() - t0 < gitproc.STOP_WAIT / 2 and not stop.unfinished
+    assert not _alive(shell) and not _alive(escaped)
+
+
 async def test_no_git_runs_after_a_stop_and_a_cancel_before_the_thread_began_waits_for_nothing(
         tmp_path: Path, repo: Path) -> None:
     stop = gitproc.GitStop()
