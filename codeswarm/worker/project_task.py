@@ -190,19 +190,22 @@ async def run_project_turn(workspace: Path, spec: dict[str, Any], runtime: Any,
         result["interrupt_error"] = control.interrupt_error
         result["error"] = (result["error"] or "") + (f"; the runtime could not interrupt the turn "
                                                      f"({control.interrupt_error}), so the worker cut it")
-    _after_git_stop(control.git, checkout_dir(workspace, spec["project_id"]), result)
+    _after_git_stop(control, checkout_dir(workspace, spec["project_id"]), result)
     return result
 
 
-def _after_git_stop(stop: gitproc.GitStop, checkout: Path, result: dict[str, Any]) -> None:
+def _after_git_stop(control: AttemptControl, checkout: Path, result: dict[str, Any]) -> None:
     """Say what a stop did to git, and leave the clone usable for the next attempt."""
+    stop = control.git
     if not stop.stopped:
         return
     if stop.killed:
         result["git_killed"] = list(stop.killed)   # process groups (leader pids) killed by the stop
     if stop.unfinished:  # a git thread still runs: its locks are live, leave them
         result["warning"] = (f"a git step still ran {gitproc.STOP_WAIT:g} s after the stop killed its "
-                             f"processes; the checkout may be in use")
+                             f"processes; the checkout {checkout} may be in use")
+        if control.warn is not None:
+            control.warn(f"project task: {result['warning']}")
         return
     if checkout.is_dir():
         removed = gitops.clear_locks(checkout)
