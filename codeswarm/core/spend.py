@@ -24,7 +24,7 @@ from codeswarm.core.records import CoreState, Swarm
 from codeswarm.core.steps import fail_injection
 from codeswarm.core.views import swarm_spend
 from codeswarm.spend.budget import BudgetState, crossings, percent
-from codeswarm.spend.meter import NodeMeter, money
+from codeswarm.spend.meter import NodeMeter, folded, measure_json, money
 
 REASON = "budget_exceeded"
 
@@ -68,12 +68,11 @@ def refusal(swarm: Swarm) -> str | None:
 def charge_usage(out: Out, state: CoreState, swarm: Swarm, node_id: int, data: dict[str, Any]) -> Decimal | None:
     """Log a normalized usage event with what it costs, then the budget marks it crosses.
     Returns the logged cost (None when unknown) so the caller can total a turn."""
-    node_meter = NodeMeter.from_json(swarm.nodes[node_id].spend)
-    settings = state.settings
-    charge = node_meter.measure(data, settings.pricing, swarm.params, swarm.agent_runtime)
+    charge, node_cost = measure_json(swarm.nodes[node_id].spend, data, state.settings.pricing, swarm.params,
+                                     swarm.agent_runtime)
     cost = None if charge.cost_usd is None else Decimal(repr(money(charge.cost_usd)))
     project = project_budget.tag_usage(state, data) if state.projects.by_injection else None
-    out.emit("usage", {**data, **charge.fields(node_meter.cost_usd + (cost or 0))})
+    out.emit("usage", {**data, **charge.fields(node_cost + (cost or 0))})
     if cost:
         if swarm.budget_usd is not None:  # no budget: no mark to cross (and no swarm total to read)
             check_budget(out, state, swarm, swarm_spend(swarm).cost_usd + cost, budget_state(swarm))
@@ -148,13 +147,12 @@ def reduce_usage(state: CoreState, event: Event) -> None:
     if swarm is None or not isinstance(node_id, int) or not 0 <= node_id < swarm.node_count:
         return
     node = swarm.nodes[node_id]
-    meter = NodeMeter.from_json(node.spend)
-    if not meter.apply(event.data, event.seq):
+    node_meter = folded(node.spend, event.data, event.seq)
+    if node_meter is None:
         return  # already folded in (a replay over a newer snapshot)
-    node.spend = meter.to_json()
-    total = NodeMeter.from_json(swarm.spend)
-    total.apply(event.data, event.seq, track_threads=False)
-    swarm.spend = total.to_json()
+    node.spend = node_meter
+    total = folded(swarm.spend, event.data, event.seq, track_threads=False)
+    swarm.spend = total if total is not None else NodeMeter.from_json(swarm.spend).to_json()
     cost = event.data.get("estimated_cost_usd")
     inj = swarm.injections.get(event.data.get("injection_id") or "")
     if inj is not None and isinstance(cost, (int, float)) and not isinstance(cost, bool):

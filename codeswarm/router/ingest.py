@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import trio
 
-from codeswarm.core.kernel import Decision
+from codeswarm.core.kernel import Decision, _new
 from codeswarm.core.records import CoreState, Swarm
 from codeswarm.core.turns import BadOutboxLine, LifecycleLine, OutboxSeqAnomaly, RuntimeOutput
 from codeswarm.fswatch import AppendWatcher, WatchChoice, choose_mode
@@ -59,7 +59,7 @@ class IngestHost(Protocol):
 
     def now(self) -> float: ...
 
-    def decide(self, inp: Any) -> Decision: ...
+    def decide(self, inp: Any, now: float | None = None) -> Decision: ...
 
     def emit(self, name: str, data: dict[str, Any]) -> None: ...
 
@@ -335,12 +335,13 @@ class OutboxIngest:
                 events = norm.feed(line.get("payload"))
                 if events:
                     iid = line.get("injection_id")
-                    effects = self.router.decide(RuntimeOutput(w.swarm_id, w.node_id, iid if isinstance(iid, str) else None,
-                                                               events, seq, end)).effects
+                    # The read's `now` for every line of it: its events share one timestamp (formatted once).
+                    effects = self.router.decide(_new(RuntimeOutput, (w.swarm_id, w.node_id, iid if isinstance(iid, str)
+                                                                      else None, events, seq, end)), now).effects
                     if effects:
                         self.effects += effects  # e.g. budget_exceeded's interrupts: see run()
             elif kind == "lifecycle":
-                self.router.decide(LifecycleLine(w.swarm_id, w.node_id, line, end))
+                self.router.decide(LifecycleLine(w.swarm_id, w.node_id, line, end), now)
                 if line.get("event") == "project_task_result":
                     self.router.projects.on_task_result(w.swarm_id, w.node_id, line)
             else:

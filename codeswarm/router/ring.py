@@ -18,12 +18,15 @@ from typing import Protocol
 log = logging.getLogger("codeswarm.router")
 
 RING_BYTES = 8 << 20  # ~16,000 typical events (~500 bytes each)
-EVENT_OVERHEAD = 200  # LoggedEvent with slots + swarm_keys tuple + bytes header, measured with sys.getsizeof
+EVENT_OVERHEAD = 200  # LoggedEvent (a 5-tuple) + swarm_keys tuple + bytes header, measured with sys.getsizeof
 
 
 class Wired(Protocol):
-    seq: int
-    wire: bytes
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def wire(self) -> bytes: ...
 
 
 class ReplayRing:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping
 
-from codeswarm.spend.pricing import PricingCatalog, TokenCounts, combine_labels, cost_usd, pricing_model_for
+from codeswarm.spend.pricing import (PricingCatalog, TokenCounts, combine_labels, cost_of_counts, counts,
+                                     pricing_model_for)
 
 PER_TURN_SOURCES = frozenset({"claude/result"})  # usage sources whose last_* counters are the whole increment
 MAX_THREADS = 8  # threads remembered per node: one runs at a time, older ones never report again
@@ -73,26 +74,7 @@ class NodeMeter:
     def measure(self, usage: Mapping[str, Any], catalog: PricingCatalog, params: Mapping[str, Any],
                 runtime: str) -> Charge:
         """Decide what `usage` (a normalized usage event's data) adds to this node. Does not mutate."""
-        thread_id = usage.get("thread_id")
-        thread_key = thread_id[:MAX_NAME] if isinstance(thread_id, str) else ""
-        last = TokenCounts.from_json(usage, "last_")
-        if usage.get("usage_source") in PER_TURN_SOURCES or not _has_totals(usage):
-            added = last
-        else:
-            total = TokenCounts.from_json(usage)
-            prev = TokenCounts(*self.threads.get(thread_key, ()))
-            went_down = any(t < p for t, p in zip(total.as_tuple(), prev.as_tuple()))
-            added = total if went_down else TokenCounts(*(t - p for t, p in zip(total.as_tuple(), prev.as_tuple())))
-        reported_model = usage.get("model_name")
-        model_name = reported_model[:MAX_NAME] if isinstance(reported_model, str) else None
-        pricing_model = pricing_model_for(params, runtime, model_name)
-        price = catalog.lookup(pricing_model)
-        if price is not None:
-            return Charge(added, cost_usd(added, price), cost_usd(last, price), pricing_model, "pricing", thread_key)
-        reported = usage.get("reported_cost_usd")
-        if isinstance(reported, (int, float)) and not isinstance(reported, bool) and reported >= 0:
-            return Charge(added, Decimal(str(reported)), None, pricing_model, "runtime", thread_key)
-        return Charge(added, None, None, pricing_model, None, thread_key)
+        return measure(usage, self.threads.get(_thread_key(usage)), catalog, params, runtime)
 
     def apply(self, event: Mapping[str, Any], seq: int, *, track_threads: bool = True) -> bool:
         """Fold a logged usage event (with the Charge fields) in; False if it was already counted.
@@ -129,6 +111,97 @@ class NodeMeter:
         return cls(tokens=TokenCounts.from_json(d.get("tokens")), cost_usd=Decimal(str(d.get("cost_usd") or 0)),
                    unpriced_tokens=int(d.get("unpriced_tokens") or 0), pricing_model=d.get("pricing_model"),
                    threads={str(k): list(v) for k, v in (d.get("threads") or {}).items()}, seq=int(d.get("seq") or 0))
+
+
+_METER_KEYS = ("tokens", "cost_usd", "unpriced_tokens", "pricing_model", "threads", "seq")  # to_json()'s
+_TOKENS_JSON = ("input_tokens", "cached_input_tokens", "cache_write_input_tokens", "cache_write_1h_input_tokens",
+                "output_tokens", "reasoning_output_tokens", "total_tokens")  # TokenCounts.to_json()'s
+
+
+def folded(d: Mapping[str, Any] | None, event: Mapping[str, Any], seq: int, *,
+           track_threads: bool = True) -> dict[str, Any] | None:
+    """`NodeMeter.from_json(d)`, `.apply(event, seq)`, `.to_json()` (None: already counted) without
+    building the meter, on a meter as to_json() writes it (else that very path): the reducer folds
+    every usage event into a node's and the swarm's meter. Never mutates `d` (a record loaded from
+    an event may share it). tests/unit/test_meter_fold.py checks both paths give the same."""
+    tokens = d.get("tokens") if d else None
+    if (type(tokens) is not dict or tuple(d) != _METER_KEYS or tuple(tokens) != _TOKENS_JSON  # type: ignore[arg-type]
+            or type(d["cost_usd"]) is not str or type(d["unpriced_tokens"]) is not int  # type: ignore[index]
+            or type(d["seq"]) is not int or type(d["threads"]) is not dict):  # type: ignore[index]
+        meter = NodeMeter.from_json(d)
+        return meter.to_json() if meter.apply(event, seq, track_threads=track_threads) else None
+    assert d is not None
+    if seq <= d["seq"]:
+        return None
+    delta = event.get("delta_tokens")
+    added = counts(delta if isinstance(delta, dict) else None)
+    cost = event.get("estimated_cost_usd")
+    cost_text = d["cost_usd"] or "0"
+    unpriced = d["unpriced_tokens"]
+    if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+        cost_text = str(Decimal(cost_text) + Decimal(repr(float(cost))))
+    else:
+        cost_text = str(Decimal(cost_text))
+        unpriced += added[0] + added[4]  # input + output: TokenCounts.total
+    label = d["pricing_model"]
+    if isinstance(event.get("pricing_model"), str):
+        label = combine_labels(label, event["pricing_model"])
+    threads = d["threads"]
+    key = event.get("thread_key")
+    if track_threads and isinstance(key, str) and _has_totals(event) \
+            and event.get("usage_source") not in PER_TURN_SOURCES:
+        threads = dict(threads)
+        threads.pop(key, None)
+        threads[key] = list(counts(event))
+        while len(threads) > MAX_THREADS:
+            threads.pop(next(iter(threads)))
+    now = [a + b for a, b in zip(counts(tokens), added)]
+    return {"tokens": dict(zip(_TOKENS_JSON, (*now, now[0] + now[4]))), "cost_usd": cost_text,
+            "unpriced_tokens": unpriced, "pricing_model": label, "threads": threads, "seq": seq}
+
+
+def _thread_key(usage: Mapping[str, Any]) -> str:
+    thread_id = usage.get("thread_id")
+    return thread_id[:MAX_NAME] if isinstance(thread_id, str) else ""
+
+
+def measure(usage: Mapping[str, Any], prev_counts: Any, catalog: PricingCatalog, params: Mapping[str, Any],
+            runtime: str) -> Charge:
+    """What `usage` adds to a node whose meter holds `prev_counts` (the thread's last cumulative
+    counters, or None) for the usage's thread: NodeMeter.measure without building the meter (the
+    decider reads the node's JSON meter directly: this runs per usage event)."""
+    thread_key = _thread_key(usage)
+    last = counts(usage, "last_")
+    if usage.get("usage_source") in PER_TURN_SOURCES or not _has_totals(usage):
+        added = last
+    else:
+        total = counts(usage)
+        prev = tuple(prev_counts) if prev_counts and len(prev_counts) == len(total) else \
+            TokenCounts(*(prev_counts or ())).as_tuple()  # (as the dataclass does: padded, or it raises)
+        went_down = any(t < p for t, p in zip(total, prev))
+        added = total if went_down else tuple([t - p for t, p in zip(total, prev)])
+    reported_model = usage.get("model_name")
+    model_name = reported_model[:MAX_NAME] if isinstance(reported_model, str) else None
+    pricing_model = pricing_model_for(params, runtime, model_name)
+    price = catalog.lookup(pricing_model)
+    tokens = TokenCounts(*added)
+    if price is not None:
+        return Charge(tokens, cost_of_counts(added, price), cost_of_counts(last, price), pricing_model, "pricing",
+                      thread_key)
+    reported = usage.get("reported_cost_usd")
+    if isinstance(reported, (int, float)) and not isinstance(reported, bool) and reported >= 0:
+        return Charge(tokens, Decimal(str(reported)), None, pricing_model, "runtime", thread_key)
+    return Charge(tokens, None, None, pricing_model, None, thread_key)
+
+
+def measure_json(d: Mapping[str, Any] | None, usage: Mapping[str, Any], catalog: PricingCatalog,
+                 params: Mapping[str, Any], runtime: str) -> tuple[Charge, Decimal]:
+    """`NodeMeter.from_json(d).measure(...)` and that meter's cost, read off the JSON meter (the
+    decider needs only the usage's thread and the node's cost of the meter)."""
+    if not d:
+        return measure(usage, None, catalog, params, runtime), Decimal(0)
+    prev = (d.get("threads") or {}).get(_thread_key(usage))
+    return measure(usage, prev, catalog, params, runtime), Decimal(str(d.get("cost_usd") or 0))
 
 
 def _has_totals(usage: Mapping[str, Any]) -> bool:

@@ -18,7 +18,7 @@ Money is Decimal here; callers round at the edge.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping
 
@@ -102,13 +102,19 @@ class TokenCounts:
     @classmethod
     def from_json(cls, d: Mapping[str, Any] | None, prefix: str = "") -> "TokenCounts":
         """Read `<prefix>input_tokens` etc.; a missing, null or invalid counter is 0."""
-        if not d:
-            return cls()
-        keys = _PREFIXED_KEYS.get(prefix)
-        if keys is None:
-            keys = _PREFIXED_KEYS[prefix] = tuple(prefix + key for key in _COUNT_KEYS)
-        # _count inlined (this runs several times per usage event): JSON gives int, bool, float...
-        return cls(*[v if type(v) is int and v > 0 else 0 for v in map(d.get, keys)])
+        return cls(*counts(d, prefix)) if d else cls()
+
+
+def counts(d: Mapping[str, Any] | None, prefix: str = "") -> tuple[int, ...]:
+    """TokenCounts.from_json(d, prefix) as a plain tuple (as_tuple's order): the usage hot path
+    works on these (a frozen dataclass costs a setattr per field to build)."""
+    if not d:
+        return _ZEROS
+    keys = _PREFIXED_KEYS.get(prefix)
+    if keys is None:
+        keys = _PREFIXED_KEYS[prefix] = tuple(prefix + key for key in _COUNT_KEYS)
+    # _count inlined: JSON gives int, bool, float...
+    return tuple([v if type(v) is int and v > 0 else 0 for v in map(d.get, keys)])
 
 
 _COUNT_KEYS = ("input_tokens", "cached_input_tokens", "cache_write_input_tokens", "cache_write_1h_input_tokens",
@@ -116,20 +122,27 @@ _COUNT_KEYS = ("input_tokens", "cached_input_tokens", "cache_write_input_tokens"
 
 
 _PREFIXED_KEYS: dict[str, tuple[str, ...]] = {}  # prefix -> _COUNT_KEYS with it (a few fixed prefixes)
+_ZEROS = (0,) * len(_COUNT_KEYS)
 
 
 def cost_usd(tokens: TokenCounts, price: ModelPrice) -> Decimal:
     """The list-price cost of `tokens` (inconsistent parts are clamped, never negative)."""
-    write_1h = min(tokens.cache_write_1h, tokens.cache_write)
-    write_5m = tokens.cache_write - write_1h
-    plain_input = max(0, tokens.input - tokens.cached_input - tokens.cache_write)
+    return cost_of_counts(tokens.as_tuple(), price)
+
+
+def cost_of_counts(tokens: tuple[int, ...], price: ModelPrice) -> Decimal:
+    """cost_usd of TokenCounts(*tokens)."""
+    inp, cached_input, cache_write, cache_write_1h, output, reasoning_output = tokens
+    write_1h = min(cache_write_1h, cache_write)
+    write_5m = cache_write - write_1h
+    plain_input = max(0, inp - cached_input - cache_write)
     total = (
         plain_input * price.input
-        + tokens.cached_input * price.cached_input
+        + cached_input * price.cached_input
         + write_5m * price.cache_write
         + write_1h * price.cache_write_1h
-        + tokens.output * price.output
-        + tokens.reasoning_output * price.reasoning_output
+        + output * price.output
+        + reasoning_output * price.reasoning_output
     )
     return total / MILLION
 
@@ -139,12 +152,17 @@ def model_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
+_UNSEEN = object()
+_MEMO_NAMES = 256
 _SUFFIXES = (re.compile(r"\[[^\]]*\]$"), re.compile(r"-\d{8}$"))  # `[1m]` context tag, `-20250929` snapshot date
 
 
 @dataclass(frozen=True)
 class PricingCatalog:
     entries: Mapping[str, ModelPrice]  # by model_key
+    # lookup's answers by the name asked (every usage event asks; model_key is a regex): a memo, not
+    # state, bounded because a worker names the model
+    _found: dict[str, ModelPrice | None] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(cls, configured: Mapping[str, ModelPrice] | None = None) -> "PricingCatalog":
@@ -158,6 +176,15 @@ class PricingCatalog:
         """The price of `model`, trying it without a context tag or snapshot date too."""
         if not model:
             return None
+        found = self._found.get(model, _UNSEEN)
+        if found is not _UNSEEN:
+            return found  # type: ignore[return-value]
+        found = self._lookup(model)
+        if len(self._found) < _MEMO_NAMES:
+            self._found[model] = found
+        return found
+
+    def _lookup(self, model: str) -> ModelPrice | None:
         name = model.strip()
         while True:
             found = self.entries.get(model_key(name))

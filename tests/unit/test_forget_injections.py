@@ -31,3 +31,40 @@ def test_forgetting_keeps_every_open_and_the_newest_closed_injections() -> None:
         _forget_old_injections(swarm)
         assert list(swarm.injections) == expected, trial
         assert sum(inj.state in CLOSED_INJECTION_STATES for inj in swarm.injections.values()) <= KEEP_CLOSED_INJECTIONS
+
+
+def test_the_reducers_count_of_closed_injections_keeps_the_same_set() -> None:
+    """Through the reducers (acks, also of an id seen before, deliveries, starts, completions,
+    failures in random order), with the count kept between closes: after every event the swarm
+    holds what the plain rule keeps, and its snapshot bytes are to_json()'s (the memo is not in it)."""
+    import orjson
+
+    from codeswarm.core import reduce
+    from codeswarm.core.kernel import Event
+    from codeswarm.core.records import CoreState, Node
+
+    rnd = random.Random(11)
+    state = CoreState()
+    swarm = Swarm("s", "j", 1, "running", "local", "p", "mock", None, "", 0.0, {}, {}, [Node(0)])
+    state.swarms["s"] = swarm
+    nxt = {"acked": ["delivered", "failed"], "delivered": ["started", "completed", "failed"], "started": ["completed"]}
+    name = {"delivered": "inject_delivered", "started": "turn_started", "completed": "turn_complete",
+            "failed": "inject_failed"}
+    seq, made = 0, 0
+    for _ in range(3000):
+        seq += 1
+        open_ids = [iid for iid, inj in swarm.injections.items() if inj.state in nxt]
+        if not open_ids or rnd.random() < 0.35:
+            made += 1
+            iid = f"i{rnd.randrange(made)}" if rnd.random() < 0.05 else f"i{made}"  # sometimes an id seen before
+            ev = Event("inject_ack", {"swarm_id": "s", "node_id": 0, "injection_id": iid, "acked_at": 1.0}, 0.0, seq)
+        else:
+            iid = rnd.choice(open_ids)
+            to = rnd.choice(nxt[swarm.injections[iid].state])
+            ev = Event(name[to], {"swarm_id": "s", "node_id": 0, "injection_id": iid}, 0.0, seq)
+        before = dict(swarm.injections)
+        reduce(state, ev)
+        if ev.name in ("turn_complete", "inject_failed"):  # `before` holds the same (moved) records
+            assert list(swarm.injections) == plain_rule(before)
+    assert orjson.dumps(swarm) == orjson.dumps(swarm.to_json())
+    assert "_closed_injections" in swarm.__dict__

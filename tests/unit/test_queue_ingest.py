@@ -100,8 +100,8 @@ class Host:
     def now(self) -> float:
         return self.h.now
 
-    def decide(self, inp: Any) -> Decision:
-        return self.h.decide(inp)
+    def decide(self, inp: Any, now: float | None = None) -> Decision:
+        return self.h.decide(inp, now)
 
 
 def write(path: Path, *lines: dict[str, Any] | bytes) -> None:
