@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import signal
@@ -63,12 +64,17 @@ class RouterServer:
         self.router.projects = ProjectsShell(self.router)
         self.handlers = Handlers(self.router)
         self.ready = trio.Event()
+        self.freeze_after_recovery = False  # serve() (the router process) sets it; tests share their process
 
     # ------------------------------------------------------------------ main
 
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         r = self.router
         await trio.to_thread.run_sync(r.recover)
+        if self.freeze_after_recovery:
+            # What start-up built (modules, the recovered state) lives as long as the process: out of
+            # the collector's full passes, which walked all of it again and again during a burst.
+            gc.freeze()
         sock_path = socket_path(self.state_dir)
         listeners = [await self._unix_listener(sock_path)]
         tcp_listeners = []
@@ -338,6 +344,7 @@ async def serve(config: Config, state_dir: Path, tcp_port: int | None = None) ->
         release_lock(fds)
         raise RouterUnavailable(f"cannot listen: {socket_problem(sock)}; remove it (the router creates its socket there)")
     server = RouterServer(config, state_dir, tcp_port=tcp_port)
+    server.freeze_after_recovery = True
     try:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
