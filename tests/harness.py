@@ -2,7 +2,8 @@
 
 It does what the router shell does, minus the I/O: `decide(input)` asks the core at `h.now`
 with deterministic ids, numbers each event, keeps the copy the log would keep (an orjson round
-trip) and reduces the live event into `h.state`. Liveness (the shell's non-durable
+trip), checks it against its declared shape (codeswarm/core/event_types: a mismatch fails the
+test at once) and reduces the live event into `h.state`. Liveness (the shell's non-durable
 `last_heard`) is kept here as the ingest keeps it. Nothing here reads a real clock.
 Used by tests/unit (through conftest.py fixtures) and tests/faults.
 """
@@ -19,6 +20,7 @@ import orjson
 from codeswarm import core
 from codeswarm.config import RouterSettings
 from codeswarm.core import steps
+from codeswarm.core.event_types import check_event
 from codeswarm.core.evidence import JobObservation
 from codeswarm.core.kernel import Decision, Event, InboxLine, Out
 from codeswarm.core.lifecycle import Inject, Launch, Terminated
@@ -32,7 +34,8 @@ T0 = 1_750_000_000.0  # an arbitrary epoch second: the fake clock's start
 
 
 class Harness:
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, *, check_events: bool = True, **settings: Any) -> None:
+        self.check_events = check_events  # off only for a test that emits a wrong event on purpose
         self.settings = CoreSettings.of(dataclasses.replace(RouterSettings(), **settings))
         self.state = CoreState(settings=self.settings)
         self.now = T0
@@ -63,7 +66,11 @@ class Harness:
     def record(self, events: list[Event]) -> None:
         for ev in events:
             self.seq += 1
-            self.log.append((self.seq, ev.name, orjson.loads(orjson.dumps(ev.data)), ev.ts))
+            logged = orjson.loads(orjson.dumps(ev.data))
+            problems = check_event(ev.name, logged)  # every event against codeswarm/core/event_types
+            if problems and self.check_events:
+                raise AssertionError(f"event {ev.name} does not match its declared shape: {problems}")
+            self.log.append((self.seq, ev.name, logged, ev.ts))
             core.reduce(self.state, Event(ev.name, ev.data, ev.ts, self.seq))
 
     def mark(self) -> int:

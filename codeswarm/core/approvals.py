@@ -139,6 +139,7 @@ def required(out: Out, swarm: Swarm, inj: Injection, data: dict[str, Any]) -> No
         approval_id = out.ids()
     out.emit("exec_approval_required", {
         **data, "approval_id": approval_id, "call_id": call_id, "kind": data.get("kind") or "command",
+        "reason": data.get("reason"), "cwd": data.get("cwd"),  # PROTOCOL.md 5.5 lists both, nullable
         "available_decisions": offered, "proposed_execpolicy_amendment": data.get("proposed_execpolicy_amendment"),
         "created_at": out.now,
     })

@@ -157,7 +157,8 @@ def test_a_repeated_request_is_not_announced_twice(h):
     assert h.names().count("exec_approval_required") == 1
     # ... unless it offers new decisions, which are merged into the same approval.
     h.runtime(swarm, 0, iids[0], ("exec_approval_required",
-                                  {"call_id": "c1", "available_decisions": ["accept", "approved_for_session"]}))
+                                  {"call_id": "c1", "command": ["git", "push"],
+                                   "available_decisions": ["accept", "approved_for_session"]}))
     req = [d for n, d in h.events() if n == "exec_approval_required"]
     assert len(req) == 2 and req[0]["approval_id"] == req[1]["approval_id"] and len(swarm.approvals) == 1
     assert "approved_for_session" in next(iter(swarm.approvals.values())).available_decisions
@@ -248,7 +249,7 @@ def test_answer_with_a_decision_the_node_did_not_offer(h):
 
 def test_runtime_command_start_resolves_the_approval(h):
     swarm, iids = with_pending(h)
-    h.runtime(swarm, 0, iids[0], ("command_started", {"call_id": "c1", "command": ["git", "push"]}))
+    h.runtime(swarm, 0, iids[0], ("command_started", {"call_id": "c1", "command": ["git", "push"], "cwd": "/w"}))
     resolved = [d for n, d in h.events() if n == "exec_approval_resolved"]
     assert len(resolved) == 1 and resolved[0]["source"] == "runtime" and resolved[0]["request_id"] is None
     assert h.names()[-2:] == ["exec_approval_resolved", "command_started"]

@@ -14,6 +14,7 @@ import trio
 from codeswarm.core.evidence import JobObservation, JobState
 from codeswarm.core.kernel import StartTerminate
 from codeswarm.core.views import list_record, status_data
+from codeswarm.router.normalize.base import usage_event
 
 # The harness's fake clock starts here (conftest.T0). Not imported: several non-package
 # conftest.py files share the module name "conftest", so importing it is unreliable.
@@ -158,7 +159,7 @@ def test_exactly_one_turn_complete_and_duplicates_dropped(h):
     # Bookkeeping may trail turn_complete (ordering rule 2) and is forwarded as is; a trailing usage
     # also corrects the turn's cost (turn_cost_updated, docs/SPEND.md).
     mark = h.mark()
-    h.runtime(swarm, 0, iid, ("usage", {"total_tokens": 10}), ("task_complete", {"last_agent_message": None}))
+    h.runtime(swarm, 0, iid, usage_event("codex/token_count", {"total_tokens": 10}, None), ("task_complete", {"last_agent_message": None}))
     assert h.names(after=mark) == ["usage", "turn_cost_updated", "task_complete"]
 
 
@@ -178,7 +179,7 @@ def test_output_for_no_turn_is_forwarded_but_cannot_open_or_close_turns(h):
     h.start(swarm)
     mark = h.mark()
     h.runtime(swarm, 0, None, ("thread_status", {"status": {"type": "idle"}}), ("turn_started", {}),
-              ("turn_complete", {}), ("agent_error", {"message": "x", "error_code": 1}))
+              ("turn_complete", {}), ("agent_error", {"message": "x", "error_code": 1, "fatal": False}))
     assert h.names(after=mark) == ["thread_status", "agent_error"]
     assert all(d["injection_id"] is None and d["node_id"] == 0 for _, d in h.events(after=mark))
 
@@ -587,7 +588,7 @@ def busy_history(h):
     h.accept(swarm, 1, sys_ids[1])
     h.runtime(swarm, 1, sys_ids[1], ("exec_approval_required",
                                      {"call_id": "c1", "command": ["ls"], "turn_id": "t1", "rpc_id": 7}))
-    h.runtime(swarm, 1, sys_ids[1], ("command_started", {"call_id": "c1", "command": ["ls"]}))
+    h.runtime(swarm, 1, sys_ids[1], ("command_started", {"call_id": "c1", "command": ["ls"], "cwd": "/w"}))
     iids = h.inject(swarm, [0, 1, 2], content="second")
     h.accept(swarm, 0, iids[0])
     h.runtime(swarm, 0, iids[0], ("exec_approval_required", {"call_id": "c2", "command": "rm -rf /"}))

@@ -28,6 +28,7 @@ from codeswarm.core.lifecycle import (
 )
 from codeswarm.core.queue import DispatchIdle, Enqueue, RouteAnswer
 from codeswarm.protocol import Command, Rejection
+from codeswarm.router.normalize.base import usage_event
 from tests.harness import Harness
 
 _EXPLORE = int(os.environ.get("CODESWARM_HYPOTHESIS_EXAMPLES") or 0)
@@ -123,13 +124,16 @@ def run(h: Harness, program: list[tuple[Any, ...]]) -> None:
                   "assistant_delta": ("assistant_delta", {"content": "x"}),
                   "final": ("assistant", {"content": ANSWERS[op[3] % len(ANSWERS)], "final_answer": True}),
                   "turn_complete": ("turn_complete", {"turn_id": "t2"}),
-                  "approval": ("exec_approval_required", {"call_id": f"c{op[3] % 3}", "command": ["ls"], "rpc_id": 5}),
-                  "command_started": ("command_started", {"call_id": f"c{op[3] % 3}"}),
+                  "approval": ("exec_approval_required", {"call_id": f"c{op[3] % 3}", "command": ["ls"], "rpc_id": 5,
+                                                          "reason": None, "cwd": "/w"}),
+                  "command_started": ("command_started", {"call_id": f"c{op[3] % 3}", "command": ["ls"], "cwd": "/w"}),
                   "thread_active": ("thread_status", {"status": {"type": "active"}}),
                   "thread_idle": ("thread_status", {"status": {"type": "idle"}}),
                   # a thread per pick parity; $1 per 400,000 input tokens at the mock's and gpt-5.4's 2.5/M
-                  "usage": ("usage", {"thread_id": f"th{op[3] % 2}", "input_tokens": 400_000 * (1 + op[3]),
-                                      "output_tokens": 3, "total_tokens": 400_003 + 400_000 * op[3]})}[what]
+                  # (as the normalizers make it: every counter, null when not reported)
+                  "usage": usage_event("codex/token_count", {"input_tokens": 400_000 * (1 + op[3]), "output_tokens": 3,
+                                                             "total_tokens": 400_003 + 400_000 * op[3]}, None,
+                                       thread_id=f"th{op[3] % 2}")}[what]
             seq = line_seq(sw, op[2])
             h.last_heard[(sw.swarm_id, op[2])] = h.now
             from codeswarm.core.turns import RuntimeOutput

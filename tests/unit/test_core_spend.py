@@ -13,13 +13,14 @@ from codeswarm.core import reduce
 from codeswarm.core.kernel import Event, InboxLine
 from codeswarm.core.spend import SetBudget
 from codeswarm.core.views import list_record, status_data, swarm_spend
+from codeswarm.router.normalize.base import usage_event
 
 
 def usage(thread: str, total_in: int, last_in: int) -> tuple[str, dict]:
-    return ("usage", {"thread_id": thread, "usage_source": "thread/tokenUsage/updated",
-                      "input_tokens": total_in, "cached_input_tokens": 0, "output_tokens": 0,
-                      "reasoning_output_tokens": 0, "total_tokens": total_in,
-                      "last_input_tokens": last_in, "last_output_tokens": 0, "last_total_tokens": last_in})
+    return usage_event("thread/tokenUsage/updated",
+                       {"input_tokens": total_in, "cached_input_tokens": 0, "output_tokens": 0,
+                        "reasoning_output_tokens": 0, "total_tokens": total_in},
+                       {"input_tokens": last_in, "output_tokens": 0, "total_tokens": last_in}, thread_id=thread)
 
 
 M = 1_000_000

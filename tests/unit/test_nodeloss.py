@@ -118,7 +118,7 @@ def test_lost_is_in_the_worker_transition_table(h: Harness) -> None:
     h.decide(NodeGone(swarm.swarm_id, 0, "x"))
     with pytest.raises(IllegalTransition):  # lost -> stale is not a move
         h.record([Event("node_status", {"swarm_id": swarm.swarm_id, "job_id": swarm.job_id, "node_id": 0,
-                                        "worker": "stale"})])
+                                        "injection_id": None, "worker": "stale", "last_heartbeat_at": None})])
 
 
 def test_redeliver_resends_only_acked_prompts_of_live_nodes(h: Harness) -> None:

@@ -18,14 +18,15 @@ from codeswarm.core import projects as D
 from codeswarm.core.kernel import Event, InboxLine
 from codeswarm.core.project_budget import SetProjectBudget, is_project_scoped, may_be_project_scoped
 from codeswarm.core.project_graph import parse_graph
+from codeswarm.router.normalize.base import usage_event
 
 M = 1_000_000
 
 
 def usage(total_in: int) -> tuple[str, dict]:
-    return ("usage", {"thread_id": "A", "usage_source": "thread/tokenUsage/updated", "input_tokens": total_in,
-                      "cached_input_tokens": 0, "output_tokens": 0, "reasoning_output_tokens": 0,
-                      "total_tokens": total_in})
+    return usage_event("thread/tokenUsage/updated", {"input_tokens": total_in, "cached_input_tokens": 0,
+                                                     "output_tokens": 0, "reasoning_output_tokens": 0,
+                                                     "total_tokens": total_in}, None, thread_id="A")
 
 
 def project(h, budget: float | None, tasks=("a", "b"), planner_usd: float = 0.0):

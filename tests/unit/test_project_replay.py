@@ -202,7 +202,8 @@ def test_an_illegal_project_event_is_refused_by_the_tables() -> None:
     from codeswarm.core import Event
 
     try:
-        h.record([Event("project_task_completed", {"project_id": pid, "task_id": "a1", "commit": "x"})])
+        h.record([Event("project_task_completed", {"project_id": pid, "task_id": "a1", "commit": "x", "attempt": 1,
+                                                   "injection_id": "i", "branch": "b", "finished_at": 0.0})])
     except IllegalTransition:
         return
     raise AssertionError("completing a pending task must raise IllegalTransition")

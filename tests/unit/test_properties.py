@@ -24,6 +24,7 @@ from codeswarm.mailbox import parse_chunk
 from codeswarm.protocol import COMMANDS, PROTOCOL, Command, Rejection, parse_command_line, parse_node_selector
 from codeswarm.router.connection import LineReader
 from codeswarm.router.store import EventLog
+from codeswarm.router.normalize.base import usage_event
 
 # CI runs a fixed set of examples (derandomized, no example database in the work tree), so a
 # landing is never blocked by luck. For a long exploratory run:
@@ -434,7 +435,10 @@ def _walk(h, ops) -> Any:
                 h.accept(swarm, op[1], iid)
                 accepted[op[1]].append(iid)
             elif kind == "runtime":
-                payload = {"call_id": "c"} if op[3] == "command_started" else {"content": "x"}
+                # each as the normalizers make it (its shape is checked: codeswarm/core/event_types)
+                payload = ({"call_id": "c", "command": "ls", "cwd": "/w"} if op[3] == "command_started"
+                           else usage_event("codex/token_count", {"total_tokens": 5}, None)[1] if op[3] == "usage"
+                           else {"content": "x"})
                 h.runtime(swarm, op[1], iid, (op[3], payload))
     if swarm.state != "terminated":
         h.terminated(swarm, "requested", "req-t")

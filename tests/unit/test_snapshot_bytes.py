@@ -9,6 +9,7 @@ import orjson
 from codeswarm.core.queue import Enqueue
 from codeswarm.core.records import Swarm
 from tests.harness import Harness
+from codeswarm.router.normalize.base import usage_event
 
 
 def test_a_swarm_snapshot_is_its_to_json_and_loads_back_equal(h: Harness) -> None:
@@ -16,8 +17,9 @@ def test_a_swarm_snapshot_is_its_to_json_and_loads_back_equal(h: Harness) -> Non
     h.start(swarm)
     iids = h.inject(swarm, [0, 1])
     h.turn(swarm, 0, iids[0])
-    h.runtime(swarm, 1, iids[1], ("usage", {"input_tokens": 100, "output_tokens": 5, "total_tokens": 105,
-                                            "last_input_tokens": 100, "last_output_tokens": 5}))
+    h.runtime(swarm, 1, iids[1], usage_event("codex/token_count", {"input_tokens": 100, "output_tokens": 5,
+                                                                   "total_tokens": 105},
+                                             {"input_tokens": 100, "output_tokens": 5}))
     h.runtime(swarm, 1, iids[1], ("exec_approval_required", {"call_id": "c1", "kind": "command", "command": ["ls"],
                                                               "available_decisions": ["accept"], "rpc_id": 3}))
     for i in range(3):  # nodes 0 and 2 take one each, the third waits in the queue
