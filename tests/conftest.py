@@ -234,3 +234,43 @@ def strict_normalizers() -> Any:
     ClaudeNormalizer.strict = CodexNormalizer.strict = True
     yield
     ClaudeNormalizer.strict = CodexNormalizer.strict = False
+
+
+# Every event an in-process router records (Router.decide and Router.emit both go through
+# Router._record) is checked against its declared shape (codeswarm/core/event_types); the test
+# that made a wrong one fails. Collected, not raised: the router catches errors of its own callers.
+EVENT_PROBLEMS: list[str] = []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def checked_router_events() -> Any:
+    from codeswarm.core.event_types import check_event
+    from codeswarm.router.app import Router
+
+    original = Router._record
+
+    def _record(self: Router, ev: Any) -> None:
+        problems = check_event(ev.name, ev.data)
+        if problems:
+            EVENT_PROBLEMS.append(f"{ev.name}: {problems}")
+        original(self, ev)
+
+    Router._record = _record  # type: ignore[method-assign]
+    yield
+    Router._record = original  # type: ignore[method-assign]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    EVENT_PROBLEMS.clear()
+    result = yield
+    if EVENT_PROBLEMS and not item.get_closest_marker("wrong_events"):
+        found = list(EVENT_PROBLEMS)
+        EVENT_PROBLEMS.clear()
+        raise AssertionError(f"the router recorded {len(found)} event(s) that do not match their declared shape "
+                             f"(codeswarm/core/event_types): {found[:5]}")
+    return result
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "wrong_events: the test records wrongly shaped events on purpose")

@@ -6,7 +6,7 @@ core (core/turns.py decide_runtime) adds the runtime fields and passes them on.
 
 from typing import Any, NotRequired, TypedDict
 
-from codeswarm.core.event_types.common import RuntimeFields
+from codeswarm.core.event_types.common import NodeFields, RuntimeFields
 from codeswarm.core.event_types.registry import EventType, declare
 
 
@@ -51,7 +51,7 @@ class InjectFailed(TypedDict):
     error: str
 
 
-class TurnStarted(RuntimeFields):
+class TurnStarted(NodeFields):
     """The node began the turn of an injection (core/steps.py start_turn)."""
 
     turn_id: str | None
@@ -71,7 +71,7 @@ class Assistant(RuntimeFields):
     final_answer: bool
 
 
-class TurnComplete(RuntimeFields):
+class TurnComplete(NodeFields):
     """The turn ended, exactly once per delivered injection (core/steps.py close_turn); `aborted`
     when the router closed it (worker gone, swarm terminated). `turn_cost_usd` is its cost so far
     (docs/SPEND.md)."""
