@@ -209,12 +209,39 @@ def _wait_gone(pid: int, timeout: float = 10) -> bool:
     return False
 
 
+def log_problems(home: Path) -> tuple[list[str], set[str]]:
+    """(problems, names seen) of every event in a router's log (home/events/*.jsonl) against its
+    declared shape (codeswarm/core/event_types). Lines that are no JSON object are the damage tests'
+    own (the router reports them itself) and are skipped."""
+    from codeswarm.core.event_types import check_event
+
+    problems: list[str] = []
+    names: set[str] = set()
+    for seg in sorted((home / "events").glob("*.jsonl")):
+        for n, raw in enumerate(seg.read_bytes().splitlines(), 1):
+            try:
+                env = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(env, dict):
+                continue
+            names.add(env.get("event"))
+            problems += [f"{seg.name}:{n} seq {env.get('seq')}: {p}"
+                         for p in check_event(env.get("event"), env.get("data"))]
+    return problems, names
+
+
 @pytest.fixture
-def cs(pyz: Path, tmp_path: Path) -> Any:
-    """A Codeswarm handle with a local mock config; its router autostarts on first use."""
+def cs(pyz: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    """A Codeswarm handle with a local mock config; its router autostarts on first use. At the end
+    every event its router logged is checked against its declared shape (a test that forges log
+    lines on purpose is marked `wrong_events`)."""
     handle = Codeswarm(pyz, tmp_path, local_config(tmp_path))
     yield handle
     handle.cleanup()
+    if not request.node.get_closest_marker("wrong_events"):
+        problems, _names = log_problems(handle.home)
+        assert problems == [], f"the router logged events that do not match their declared shape: {problems[:5]}"
 
 
 @pytest.fixture(scope="session")

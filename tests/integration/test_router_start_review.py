@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import Codeswarm
 
 
+@pytest.mark.wrong_events  # the forged lines are wrongly shaped on purpose
 @pytest.mark.parametrize(("line", "damaged"), [
     ({"event": "project_created", "data": [1, 2]}, True),
     ({"event": 7, "data": {"project_id": "p"}}, True),

@@ -15,6 +15,7 @@ and its checker reports what is wrong.
 from __future__ import annotations
 
 import ast
+import json
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -246,3 +247,18 @@ def test_an_in_process_router_reports_a_wrong_event(tmp_path: Path, monkeypatch:
     assert "router_warning.message: expected str, got int" in EVENT_PROBLEMS[0]
     EVENT_PROBLEMS.clear()
     r.log.close()
+
+
+def test_the_log_check_of_every_cli_test_reports_a_wrong_logged_line(tmp_path: Path) -> None:
+    """What the `cs` fixture runs at teardown (tests/conftest.py log_problems) over a router's log."""
+    from tests.conftest import log_problems
+
+    (tmp_path / "events").mkdir()
+    good = {"protocol": "codeswarm.router.v1", "type": "event", "seq": 1, "event": "inject_ack", "data": GOOD_ACK}
+    bad = {**good, "seq": 2, "data": {**GOOD_ACK, "node_id": "0"}}
+    lines = [json.dumps(good), "{torn", json.dumps(bad), json.dumps({**good, "seq": 3, "event": "inject_acked"})]
+    (tmp_path / "events" / "000000000001.jsonl").write_text("\n".join(lines) + "\n")
+    problems, names = log_problems(tmp_path)
+    assert problems == ["000000000001.jsonl:3 seq 2: inject_ack.node_id: expected int, got str",
+                        "000000000001.jsonl:4 seq 3: unknown event 'inject_acked'"]
+    assert names == {"inject_ack", "inject_acked"}

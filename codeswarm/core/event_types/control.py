@@ -5,16 +5,30 @@ from typing import NotRequired, TypedDict
 from codeswarm.core.event_types.registry import EventType, declare
 
 
+class ApprovalCandidate(TypedDict):
+    node_id: int
+    call_id: str
+
+
 class CommandRejected(TypedDict):
     """A command was refused (errors.Rejection.data; router/handlers.py, server.py; core/lifecycle.py
-    for a terminate the backend refused). Directed for lines that are no command at all."""
+    for a terminate the backend refused). Directed for lines that are no command at all. The
+    NotRequired keys are the `extra` of a Rejection: context a client can act on (the approval it
+    named and the pending ones, the idempotency key and until when unknown keys are refused, the
+    queue item)."""
 
     request_id: str | None
     reason: str
     code: str
     command: str | None
     swarm_id: NotRequired[str]
-    project_id: NotRequired[str]
+    job_id: NotRequired[str]
+    call_id: NotRequired[str]
+    node_id: NotRequired[int | None]
+    pending_candidates: NotRequired[list[ApprovalCandidate]]
+    idempotency_key: NotRequired[str]
+    refused_until: NotRequired[str]
+    queue_id: NotRequired[str]
 
 
 class Subscribed(TypedDict):

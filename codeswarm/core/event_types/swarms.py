@@ -199,6 +199,7 @@ class RouterWarning(TypedDict):
     loop: NotRequired[str]
     failures: NotRequired[int]
     count: NotRequired[int]
+    bytes: NotRequired[int]  # event_log_torn_line: the bytes cut
     resume_since: NotRequired[int]
     kept_as: NotRequired[str]
     known_keys: NotRequired[int]
