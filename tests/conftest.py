@@ -276,11 +276,12 @@ def checked_router_events() -> Any:
 
     original = Router._record
 
-    def _record(self: Router, ev: Any) -> None:
-        problems = check_event(ev.name, ev.data)
-        if problems:
-            EVENT_PROBLEMS.append(f"{ev.name}: {problems}")
-        original(self, ev)
+    def _record(self: Router, events: list[Any]) -> None:
+        for ev in events:
+            problems = check_event(ev.name, ev.data)
+            if problems:
+                EVENT_PROBLEMS.append(f"{ev.name}: {problems}")
+        original(self, events)
 
     Router._record = _record  # type: ignore[method-assign]
     yield

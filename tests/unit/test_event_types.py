@@ -49,7 +49,10 @@ DYNAMIC: dict[tuple[str, str], set[str] | str] = {
     ("codeswarm/core/spend.py", "check_budget"): BUDGET_MARKS,
     ("codeswarm/core/project_budget.py", "check"): BUDGET_MARKS,
     ("codeswarm/core/turns.py", "decide_runtime"): "normalizers",  # the normalized events, passed on
-    ("codeswarm/router/connection.py", "send_directed"): "its callers",  # they are scanned
+    # pass-through: the envelope of an event already emitted (its name is checked where it is emitted)
+    ("codeswarm/router/connection.py", "send_directed"): "its callers",
+    ("codeswarm/router/app.py", "_record"): "Router.decide / Router.emit",
+    ("codeswarm/router/app.py", "_private_lines"): "Router.decide / Router.emit",
 }
 EMITTERS = {"emit", "send_directed", "make_event"}
 
