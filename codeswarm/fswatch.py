@@ -51,6 +51,8 @@ IN_CLOEXEC = 0o2000000
 FILE_MASK = IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF
 DIR_MASK = IN_CREATE | IN_MOVED_TO
 _EVENT = struct.Struct("iIII")
+_READ_SIZE = 65536
+_MAX_EVENT = _EVENT.size + 256  # NAME_MAX + 1: a read returns whole events only
 
 _libc: ctypes.CDLL | None = None
 
@@ -124,7 +126,7 @@ class Inotify:
         out: list[tuple[int, int, str]] = []
         while True:
             try:
-                data = os.read(self.fd, 65536)
+                data = os.read(self.fd, _READ_SIZE)
             except BlockingIOError:
                 return out
             pos = 0
@@ -133,6 +135,8 @@ class Inotify:
                 raw = data[pos + _EVENT.size : pos + _EVENT.size + length]
                 out.append((wd, mask, raw.split(b"\0", 1)[0].decode(errors="surrogateescape")))
                 pos += _EVENT.size + length
+            if len(data) <= _READ_SIZE - _MAX_EVENT:  # the next event would have fit: the queue was empty
+                return out
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -2,16 +2,23 @@
 exactly-once by outbox seq.
 
 One task serves every node through a heap of due times. Where inotify sees every write (a local
-filesystem, codeswarm/fswatch.py; `router.mailbox_watch: poll` turns it off), a write schedules
-its node at once and a quiet node is only re-read every SAFETY_INTERVAL. Elsewhere (NFS, Lustre,
-GPFS: other hosts' writes raise no event) a node that produced lines is polled again soon and a
-quiet one backs off (to poll_interval while it has an open turn, 4x that when idle).
+filesystem, codeswarm/fswatch.py; `router.mailbox_watch: poll` turns it off), a write to a quiet
+outbox is read at once by the inotify task, a write to a streaming one NOTIFY_BATCH later (its next
+lines come in the same read), and a quiet node is only re-read every SAFETY_INTERVAL, on a grid so
+that one round re-reads many. Elsewhere (NFS, Lustre, GPFS: other hosts' writes raise no event) a
+node that produced lines is polled again soon and a quiet one backs off (to poll_interval while it
+has an open turn, 4x that when idle).
+
+Wake-ups are what an idle router pays for (bench_scale: 1,000 nodes, a heartbeat per node every
+10 s): each costs a trip through trio's scheduler, so a heartbeat is read in the wake-up inotify
+causes and the loop is woken only when something became due before the time it sleeps until.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+import math
 import os
 import os.path
 import stat
@@ -39,6 +46,9 @@ STREAMING_CAP = 0.04  # bench_scale: 1,000 nodes at 5 lines/s each, p99 149 ms w
 EXPECT_WINDOW = 0.5  # a worker normally answers a prompt (turn_accepted) well within this
 NOTIFY_BATCH = 0.002  # a written outbox is read this much later: the lines written meanwhile come in one read
 SAFETY_INTERVAL = 5.0  # a node inotify watches is still read this often: a missed event costs seconds
+SAFETY_GRID = 0.5  # those re-reads fall on multiples of this: 1,000 nodes cost 2 rounds a second, not 200
+QUIET_WINDOW = 1.0  # a write to an outbox with no data for this long is read at once (no NOTIFY_BATCH)
+IDLE_COALESCE = 0.1  # while no turn is open anywhere, inotify is read at most this often (heartbeats)
 # A backlog (a router restarted under 64 busy nodes: 256k lines) is read in slices: at most READ_SLICE
 # bytes of one outbox per poll, and the loop lets the committer and the connections in at least every
 # ROUND_BUDGET seconds, so the router answers while it catches up (issue 13).
@@ -85,6 +95,7 @@ class NodeWatch:
     normalizers: dict[str, Any] = field(default_factory=dict)
     notified: bool = False  # inotify reports this outbox's writes
     due_at: float = 0.0
+    more: bool = False  # the last read stopped before the end the file had when it started
 
 
 def make_normalizer(runtime: str) -> Any:
@@ -106,6 +117,11 @@ class OutboxIngest:
         self.watches: dict[tuple[str, int], NodeWatch] = {}
         self._heap: list[tuple[float, int, str, int]] = []
         self._wake = trio.Event()
+        self._sleeping_until = float("-inf")  # when run() wakes up by itself; -inf while it runs
+        self._synced_shape: list[tuple[str, bool, int]] | None = None  # the swarms sync() last saw
+        self._hurry = trio.Event()  # cuts notify_loop's idle pause short
+        self._expect_until = float("-inf")  # an inbox line was written: its answer is awaited until then
+        self._idle, self._idle_checked_at = False, float("-inf")  # _all_idle's last answer
         self.lines_read = 0
         self.stat_calls = 0
         self._busy_cache: dict[str, tuple[float, set[int]]] = {}
@@ -121,6 +137,12 @@ class OutboxIngest:
 
     def sync(self) -> None:
         """Watch every node of every swarm that is not terminated; forget the others."""
+        # Called every poll round (1 s for the local backend): nothing to do unless a swarm came,
+        # went or ended (a watch's path is fixed for the life of its swarm).
+        shape = [(sid, sw.state == "terminated", len(sw.nodes)) for sid, sw in self.router.state.swarms.items()]
+        if shape == self._synced_shape:
+            return
+        self._synced_shape = shape
         wanted = set()
         for swarm in self.router.state.swarms.values():
             if swarm.state == "terminated":
@@ -145,7 +167,9 @@ class OutboxIngest:
                 if self._notify is not None:
                     self._notify.discard(key)
         self._busy_cache.clear()
+        self._idle_checked_at = float("-inf")
         self._wake.set()
+        self._hurry.set()
 
     def _notify_add(self, key: tuple[str, int], path: str) -> bool:
         """Watch the outbox with inotify if its directory is on a local filesystem."""
@@ -161,26 +185,68 @@ class OutboxIngest:
         return choice.mode == "inotify" and self._notify.add(key, path)
 
     async def notify_loop(self) -> None:
-        """Schedule a node as soon as inotify says its outbox was written."""
+        """Read or schedule a node as soon as inotify says its outbox was written.
+
+        A quiet outbox (a heartbeat, the first line of a turn) is read here and now: one wake-up
+        per line instead of four (this task, then run() re-arming its timer, the timer, the
+        round). One that is streaming is read NOTIFY_BATCH later by run(), so that the lines
+        written meanwhile come in the same read. Reading here stops after ROUND_BUDGET (a queue
+        overflow names every node): the rest are run()'s."""
         if self._notify is None:
             return
         fd = self._notify.fileno()
         while True:
             await trio.lowlevel.wait_readable(fd)
-            soon = trio.current_time() + NOTIFY_BATCH
+            now = trio.current_time()
+            soon, stop_at = now + NOTIFY_BATCH, now + ROUND_BUDGET
+            all_quiet = True
             for key in self._notify.changed():
                 w = self.watches.get(key)  # type: ignore[call-overload]
-                if w is not None and w.due_at > soon:  # never later than already due
-                    self._schedule(w, NOTIFY_BATCH)
-            self._wake.set()
+                if w is None:
+                    continue
+                if now - w.last_data_at >= QUIET_WINDOW and trio.current_time() < stop_at:
+                    self._reschedule(w, self.poll_node(w))
+                else:
+                    all_quiet = False
+                    if w.due_at > soon:  # never later than already due
+                        self._schedule(w, NOTIFY_BATCH)
+            if self.effects:  # run() carries them out
+                self._wake.set()
+            if all_quiet and self._all_idle():
+                # Only heartbeats (or a rare exit) to expect: take the next ones together, after a
+                # pause that a prompt (expect_activity) or a new swarm (sync) cuts short.
+                self._hurry = trio.Event()
+                with trio.move_on_after(IDLE_COALESCE):
+                    await self._hurry.wait()
 
-    def _schedule(self, w: NodeWatch, delay: float) -> None:
+    def _all_idle(self) -> bool:
+        """No turn open in any swarm, no worker starting, no inbox line just written: every outbox
+        write now is a heartbeat or a worker's own notice, none of which a client waits for.
+        Recomputed at most every BUSY_CACHE_SECONDS (an inbox line cuts in: expect_activity)."""
+        now = trio.current_time()
+        if now < self._expect_until:
+            return False
+        if now - self._idle_checked_at > BUSY_CACHE_SECONDS:
+            self._idle_checked_at = now
+            self._idle = not any(
+                swarm.state == "pending" or self._busy_nodes(swarm) or any(n.worker == "not_started" for n in swarm.nodes)
+                for swarm in self.router.state.swarms.values() if swarm.state != "terminated")
+        return self._idle
+
+    def _schedule(self, w: NodeWatch, delay: float, grid: float = 0.0) -> None:
+        """Read `w` in `delay` seconds (rounded up to a multiple of `grid`: nodes due on the same
+        grid point are read in one round). Wakes run() only if that is before it would wake."""
         w.version += 1
-        w.due_at = trio.current_time() + delay
-        heapq.heappush(self._heap, (w.due_at, w.version, w.swarm_id, w.node_id))
+        due = trio.current_time() + delay
+        w.due_at = due = math.ceil(due / grid) * grid if grid else due
+        heapq.heappush(self._heap, (due, w.version, w.swarm_id, w.node_id))
+        if due < self._sleeping_until:
+            self._wake.set()
 
     def expect_activity(self, swarm_id: str, node_id: int) -> None:
         """A prompt was just sent: poll this node fast again."""
+        self._expect_until = trio.current_time() + EXPECT_WINDOW
+        self._hurry.set()
         w = self.watches.get((swarm_id, node_id))
         if w is not None and not w.notified:  # inotify will say when the worker answers
             w.interval = FAST_INTERVAL
@@ -215,9 +281,12 @@ class OutboxIngest:
                 await trio.sleep(0)  # let the committer and connections run between rounds
                 continue
             self._wake = trio.Event()
-            delay = (self._heap[0][0] - trio.current_time()) if self._heap else 3600
-            with trio.move_on_after(max(0.0, delay)):
-                await self._wake.wait()
+            self._sleeping_until = self._heap[0][0] if self._heap else math.inf
+            try:
+                with trio.move_on_at(self._sleeping_until):
+                    await self._wake.wait()
+            finally:
+                self._sleeping_until = float("-inf")
 
     def _reschedule(self, w: NodeWatch, got_lines: bool) -> None:
         swarm = self.router.state.swarms.get(w.swarm_id)
@@ -227,9 +296,13 @@ class OutboxIngest:
         now = trio.current_time()
         if got_lines:
             w.last_data_at = now
-        if w.notified:  # once more soon after data (a read stops at 8 MiB), else on the next event
-            w.interval = FAST_INTERVAL if got_lines else SAFETY_INTERVAL
-        elif got_lines or now < w.fast_until:
+        if w.notified:  # the next write raises an event: read again soon only if this read stopped short
+            if w.more:
+                self._schedule(w, FAST_INTERVAL)
+            else:
+                self._schedule(w, SAFETY_INTERVAL, SAFETY_GRID)
+            return
+        if got_lines or now < w.fast_until:
             w.interval = FAST_INTERVAL
         else:
             cap = settings.poll_interval_seconds
@@ -270,6 +343,7 @@ class OutboxIngest:
         if swarm is None:
             return False
         self.stat_calls += 1
+        w.more = False
         try:
             st = os.lstat(w.path)  # never stat through a link: a symlinked outbox goes on to be refused below
         except OSError:
@@ -301,6 +375,7 @@ class OutboxIngest:
         if heard:  # once per read, not per line: `now` is the same for all of them
             self.router.book.heard(w.swarm_id, w.node_id, now)
         w.offset = batch.offset
+        w.more = batch.offset < st.st_size  # a step's worth read: the rest raises no new event
         self.lines_read += len(batch.lines)
         return True
 

@@ -37,12 +37,12 @@ async def check_nodes_once(router: Router, backend: str, provider: ClusterProvid
         except ProviderError as exc:  # no evidence this time; the job poller reports scheduler trouble
             log.debug("node liveness of %s: %s", sw.swarm_id, exc)
             continue
-        for node_id, live in sorted(seen.items()):
-            if live.alive or not 0 <= node_id < sw.node_count or sw.nodes[node_id].worker not in LOSABLE:
+        for node_id in sorted(n for n, live in seen.items() if not live.alive):  # usually none
+            if not 0 <= node_id < sw.node_count or sw.nodes[node_id].worker not in LOSABLE:
                 continue
             router.ingest.drain_node(sw.swarm_id, node_id)  # a clean worker_exited is not a loss
             if sw.active and sw.nodes[node_id].worker in LOSABLE:
-                decision = router.decide(NodeGone(sw.swarm_id, node_id, live.detail or "the worker is gone"))
+                decision = router.decide(NodeGone(sw.swarm_id, node_id, seen[node_id].detail or "the worker is gone"))
                 await router.carry_out(decision.effects)
 
 

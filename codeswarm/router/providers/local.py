@@ -137,8 +137,7 @@ class LocalProvider(ClusterProvider):
         for job in jobs:
             procs = job.extra.get("procs", [])
             quiet = _no_child_exited()
-            alive = sum(1 for p in procs if self._alive(p, quiet))
-            if alive:
+            if any(self._alive(p, quiet) for p in procs):  # the job runs while one worker does
                 out[job.job_id] = JobObservation(JobState.RUNNING, "RUNNING")
             else:
                 out[job.job_id] = JobObservation(JobState.ENDED, "COMPLETED", reason="workers_exited")
@@ -165,9 +164,15 @@ class LocalProvider(ClusterProvider):
     node_liveness_interval = 0.5
 
     async def node_liveness(self, job: JobHandle) -> dict[int, NodeLiveness]:
-        out = {}
+        procs = job.extra.get("procs", [])
         quiet = _no_child_exited()
-        for node_id, p in enumerate(job.extra.get("procs", [])):
+        children = self._children
+        if quiet and all(isinstance(p, dict) and p.get("pid") in children for p in procs):
+            # All ours and none ended (one waitid said so): no per-node check, no per-node record
+            # (bench_scale: 1,000 nodes twice a second).
+            return dict.fromkeys(range(len(procs)), _ALIVE)
+        out = {}
+        for node_id, p in enumerate(procs):
             if isinstance(p, dict) and isinstance(p.get("pid"), int):
                 alive = self._alive(p, quiet)
                 out[node_id] = NodeLiveness(alive, "" if alive else f"worker pid {p['pid']} is gone")
@@ -189,6 +194,9 @@ class LocalProvider(ClusterProvider):
 
     async def adopt(self, job: JobHandle) -> None:
         """Nothing to reattach: liveness comes from pid + start time, output from the outboxes."""
+
+
+_ALIVE = NodeLiveness(True)
 
 
 def _no_child_exited() -> bool:
