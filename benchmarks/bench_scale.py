@@ -106,9 +106,13 @@ class Bench:
 
     def start_router(self) -> int:
         log = open(self.tmp / "router.log", "ab")
-        # cProfile cannot run a zipapp: the profiled router runs from the source tree
+        # cProfile cannot run a zipapp: the profiled router runs from the source tree. Otherwise the
+        # router is the .pyz's own code (before, the source tree on PYTHONPATH shadowed it: with
+        # PYTHONDONTWRITEBYTECODE every start compiled the router's modules, part of the ingest figure).
         prog = ["-m", "cProfile", "-o", self.args.profile, "-m", "codeswarm"] if self.args.profile else [str(PYZ)]
-        env = {**self.router_env, "PYTHONPATH": f"{self.router_env['PYTHONPATH']}{os.pathsep}{ROOT}"}
+        env = self.router_env
+        if self.args.profile:
+            env = {**env, "PYTHONPATH": f"{env['PYTHONPATH']}{os.pathsep}{ROOT}"}
         self.router = subprocess.Popen([sys.executable, *prog, "router", "run"], env=env,
                                        stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 60

@@ -105,6 +105,7 @@ class Inotify:
     """A non-blocking inotify descriptor."""
 
     def __init__(self) -> None:
+        self.fd = -1
         fd = _c().inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if fd < 0:
             err = ctypes.get_errno()
@@ -142,6 +143,9 @@ class Inotify:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    def __del__(self) -> None:  # a user has 128 instances (fs.inotify.max_user_instances): never leak one
+        self.close()
 
 
 class _Dir:

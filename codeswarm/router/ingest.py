@@ -94,7 +94,7 @@ class NodeWatch:
     refused: str | None = None  # why the outbox path is not read (a symlink, not a regular file), once said
     normalizers: dict[str, Any] = field(default_factory=dict)
     notified: bool = False  # inotify reports this outbox's writes
-    due_at: float = 0.0
+    due_at: float = float("-inf")  # when the pending read is due (-inf: none yet)
     more: bool = False  # the last read stopped before the end the file had when it started
 
 
@@ -131,6 +131,12 @@ class OutboxIngest:
             self._notify: AppendWatcher | None = AppendWatcher()
         except OSError as exc:  # no inotify (kernel, limits): every outbox is polled
             log.warning("inotify unavailable (%s): outboxes are polled", exc)
+            self._notify = None
+
+    def close(self) -> None:
+        """Give the inotify descriptor back (a user has 128 of them: fs.inotify.max_user_instances)."""
+        if self._notify is not None:
+            self._notify.close()
             self._notify = None
 
     # ------------------------------------------------------------------ registry
@@ -208,7 +214,7 @@ class OutboxIngest:
                     self._reschedule(w, self.poll_node(w))
                 else:
                     all_quiet = False
-                    if w.due_at > soon:  # never later than already due
+                    if not now <= w.due_at <= soon:  # never later than a read already due
                         self._schedule(w, NOTIFY_BATCH)
             if self.effects:  # run() carries them out
                 self._wake.set()
