@@ -122,3 +122,40 @@ async def test_a_sweep_over_live_workers_asks_the_kernel_once_and_still_sees_a_d
         if other is not None:
             other.wait()
         await p.cancel(job)
+
+
+@pytest.mark.trio
+async def test_adopted_workers_are_held_by_pidfds_and_a_death_or_a_reused_pid_is_seen(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a router restart the workers are not its children: /proc is read once per worker, then a
+    pidfd holds it, and one epoll_wait per sweep sees which ended (a zombie too: nobody reaps it here)."""
+    from codeswarm.router.providers import local
+    from codeswarm.router.providers.base import JobHandle
+
+    p = provider(tmp_path)
+    sleepers = [subprocess.Popen(["sleep", "600"]) for _ in range(3)]  # ours, not the provider's
+    try:
+        procs = [{"pid": s.pid, "start": local.process_start_time(s.pid)} for s in sleepers]
+        procs.append({"pid": sleepers[0].pid, "start": "1"})  # a reused pid: another process than recorded
+        job = JobHandle("j", tmp_path, "local", None, {"procs": procs})
+        reads: list[int] = []
+        real_read = local.process_start_time
+        monkeypatch.setattr(local, "process_start_time", lambda pid: (reads.append(pid), real_read(pid))[1])
+        live = await p.node_liveness(job)
+        assert [v.alive for v in live.values()] == [True, True, True, False]
+        reads.clear()
+        live = await p.node_liveness(job)
+        assert [v.alive for v in live.values()] == [True, True, True, False]
+        assert reads == [sleepers[0].pid], "only the process that is not the recorded one is read again"
+        sleepers[1].kill()  # not reaped: a zombie
+        with trio.fail_after(2):
+            while (await p.node_liveness(job))[1].alive:
+                await trio.sleep(0.01)
+        live = await p.node_liveness(job)
+        assert [v.alive for v in live.values()] == [True, False, True, False]
+        assert str(sleepers[1].pid) in live[1].detail
+        assert (await p.poll([job]))["j"].state.name == "RUNNING"
+    finally:
+        for s in sleepers:
+            s.kill()
+            s.wait()
