@@ -229,7 +229,7 @@ EVENTS: tuple[EventType, ...] = declare(
     EventType("providers_list", ProvidersList, "directed", "PROTOCOL.md 5.2"),
     EventType("node_status", NodeStatus, "broadcast", "PROTOCOL.md 5.2"),
     EventType("node_restarted", NodeRestarted, "broadcast", "docs/PROTOCOL.md Node liveness"),
-    EventType("scheduler_miss", SchedulerMiss, "broadcast", "docs/ARCHITECTURE.md (not in docs/PROTOCOL.md)"),
-    EventType("router_warning", RouterWarning, "both", "docs/RELIABILITY.md (not in docs/PROTOCOL.md)"),
-    EventType("provider_warning", ProviderWarning, "broadcast", "docs/SLURM.md (not in docs/PROTOCOL.md)"),
+    EventType("scheduler_miss", SchedulerMiss, "broadcast", "docs/PROTOCOL.md Event catalogue"),
+    EventType("router_warning", RouterWarning, "both", "docs/PROTOCOL.md Event catalogue"),
+    EventType("provider_warning", ProviderWarning, "broadcast", "docs/PROTOCOL.md Event catalogue"),
 )
