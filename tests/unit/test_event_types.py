@@ -265,3 +265,16 @@ def test_the_log_check_of_every_cli_test_reports_a_wrong_logged_line(tmp_path: P
     assert problems == ["000000000001.jsonl:3 seq 2: inject_ack.node_id: expected int, got str",
                         "000000000001.jsonl:4 seq 3: unknown event 'inject_acked'"]
     assert names == {"inject_ack", "inject_acked"}
+
+
+def test_an_approval_request_without_reason_or_cwd_still_carries_both_keys(h: Harness) -> None:
+    """Found by the checker: a runtime request with no reason/cwd made an exec_approval_required
+    without the keys PROTOCOL.md 5.5 lists; core/approvals.py now always sets them (null)."""
+    swarm, _ = h.launch(nodes=1)
+    h.start(swarm)
+    iid = h.inject(swarm, [0])[0]
+    h.accept(swarm, 0, iid)
+    h.runtime(swarm, 0, iid, ("exec_approval_required", {"call_id": "c1", "command": ["ls"]}))
+    (data,) = [d for n, d in h.events() if n == "exec_approval_required"]
+    assert data["reason"] is None and data["cwd"] is None
+    assert check_event("exec_approval_required", data) == []
