@@ -141,13 +141,7 @@ class LocalProvider(ClusterProvider):
         if not adopted_checked:
             self._adopted.check()
         held = self._adopted.alive(pid, start)
-        if held is not None:
-            return held
-        now_start = process_start_time(pid)
-        alive = now_start is not None and (start is None or now_start == start)
-        if alive:
-            self._adopted.hold(pid, start)
-        return alive
+        return held if held is not None else self._adopted.verify(pid, start)
 
     async def poll(self, jobs: list[JobHandle]) -> dict[str, JobObservation]:
         out = {}
@@ -250,21 +244,29 @@ class AdoptedProcesses:
             os.close(fd)
             self._ended.add(key)
 
-    def hold(self, pid: int, start: str | None) -> None:
-        if start is None or not hasattr(os, "pidfd_open"):
-            return
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError:  # gone meanwhile, or no descriptor to spare: /proc it is
-            return
-        if process_start_time(pid) != start:  # the pid was reused between the two looks
-            os.close(fd)
-            return
-        if self._epoll is None:
-            self._epoll = select.epoll()
-        self._epoll.register(fd, select.EPOLLIN)
-        self._fds[(pid, start)] = fd
-        self._keys[fd] = (pid, start)
+    def verify(self, pid: int, start: str | None) -> bool:
+        """Is `pid` the recorded process (its start time, not a zombie)? Held from now on if so:
+        the pidfd is taken first, so the /proc look that follows is about the process it holds."""
+        fd = -1
+        if start is not None and hasattr(os, "pidfd_open"):
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                return False
+            except OSError:  # no descriptor to spare: /proc only, this time
+                fd = -1
+        now_start = process_start_time(pid)
+        alive = now_start is not None and (start is None or now_start == start)
+        if fd >= 0:
+            if not alive:
+                os.close(fd)
+                return False
+            if self._epoll is None:
+                self._epoll = select.epoll()
+            self._epoll.register(fd, select.EPOLLIN)
+            self._fds[(pid, start)] = fd
+            self._keys[fd] = (pid, start)
+        return alive
 
 
 def _no_child_exited() -> bool:
