@@ -31,7 +31,7 @@ function query(command, payload = {}) {
 
 const projects = new Projects({ store, send: (command, payload) => query(command, payload), listEl: $('#project-list') });
 
-let pendingFocus = null; // {nodeId, block}: an approval to bring into view once it is drawn
+let pendingFocus = null; // {swarmId, nodeId, frames}: the node whose open approval to bring into view once drawn
 
 const actions = {
   select(id) {
@@ -42,8 +42,7 @@ const actions = {
   },
   /** From the approvals summary: open the node's transcript with its approval in view. */
   focus(swarm, nodeId) {
-    const a = store.openApprovals(swarm.id).find((x) => x.node.id === nodeId);
-    pendingFocus = a ? { nodeId, block: a.block } : null;
+    pendingFocus = { swarmId: swarm.id, nodeId, frames: 0 };
     const hash = `#/swarm/${swarm.id}/node/${nodeId}`;
     if (location.hash === hash) route();
     else location.hash = hash;
@@ -175,7 +174,7 @@ function flush() {
   renderer.flush();
   projects.flush();
   if (!perf.firstViewAt && renderer.view) perf.firstViewAt = performance.now();
-  if (pendingFocus && renderer.view && renderer.view.panes.focusApproval(pendingFocus.nodeId, pendingFocus.block)) pendingFocus = null;
+  if (pendingFocus) focusPending();
   perf.frames += 1;
   // How far the page is behind the router: emission time of the newest drawn event.
   if (store.stats.newestTs) {
@@ -186,6 +185,26 @@ function flush() {
     }
   }
   perf.eventsAtFrame = store.stats.applied;
+}
+
+/** Focus the approval the summary asked for, for the next 120 frames: its block appears a frame or
+ *  more after the route changes, and a redraw of the pane can drop the focus to <body>; the swarm is
+ *  usually idle (waiting for this very approval), so no event would ask for those frames. Looked up
+ *  again each frame (the node's page may draw its transcript from new block objects); the focus is
+ *  never taken back from where the user moved it. */
+function focusPending() {
+  const { swarmId, nodeId } = pendingFocus;
+  const a = store.openApprovals(swarmId).find((x) => x.node.id === nodeId);
+  if (!a || ++pendingFocus.frames > 120) {
+    pendingFocus = null;
+    return;
+  }
+  const active = document.activeElement;
+  const held = a.block.el && a.block.el.contains(active);
+  if (!held && (!pendingFocus.focused || !active || active === document.body)) {
+    if (renderer.view && renderer.view.panes.focusApproval(nodeId, a.block)) pendingFocus.focused = true;
+  }
+  schedule();
 }
 
 function schedule() {

@@ -6,6 +6,8 @@ downloaded archive.
 
 from __future__ import annotations
 
+import time
+
 import re
 import tarfile
 from pathlib import Path
@@ -120,7 +122,13 @@ def test_aliases_routing_persona_approvals_archive(web: Any, cs: Any, open_page:
     row.locator("button.focus").click()
     assert page.url.endswith(f"#/swarm/{gamma}/node/2")
     expect(page.locator(".pane")).to_have_count(1)
-    assert page.evaluate("document.activeElement.closest('.blk.approval') !== null")
+    # The page focuses the block in a frame after the pane is drawn: wait for it (5 s), do not read once.
+    # (`:focus` does not match in a headless window without focus, hence activeElement; wait_for_function
+    # would need eval, which the page's CSP refuses.)
+    deadline = time.monotonic() + 5
+    while not page.evaluate("document.activeElement.closest('.blk.approval') !== null"):
+        assert time.monotonic() < deadline, page.evaluate("document.activeElement.tagName")
+        page.wait_for_timeout(20)
     row.locator("button.accept").click()
     expect(dock.locator(".appr-row")).to_have_count(2)
     dock.locator("button.accept-all").click()
