@@ -8,22 +8,11 @@ import json
 import time
 
 from tests.conftest import Codeswarm, _alive  # _alive: a zombie counts as ended
-from tests.projects.helpers import git, named, project_events, user_repo, write_tasks
+from tests.projects.helpers import git, named, project_events, user_repo, worker_results, write_tasks
 
 
 def _launch(cs: Codeswarm, nodes: int = 2) -> str:
     return cs.json("launch", "--nodes", str(nodes))["swarm_id"]
-
-
-def _results(cs: Codeswarm) -> list[dict]:
-    """The project_task_result lines the workers wrote (what really happened on the nodes)."""
-    out = []
-    for path in cs.tmp.glob("runs/*/mailbox/outbox/*.jsonl"):
-        for raw in path.read_text(errors="replace").splitlines():
-            line = json.loads(raw)
-            if line.get("event") == "project_task_result":
-                out.append(line["data"])
-    return out
 
 
 def _create(cs: Codeswarm, repo, tasks, sid: str, *extra: str) -> str:
@@ -53,9 +42,9 @@ def test_cancel_interrupts_running_turns_and_a_running_verify(cs: Codeswarm) -> 
     [done] = [e for e in evs if e["event"] == "turn_complete" and e["data"].get("injection_id") == agent_iid]
     assert done["data"]["status"] == "interrupted" and time.monotonic() - t0 < 20
     deadline = time.monotonic() + 20
-    while len(_results(cs)) < 2 and time.monotonic() < deadline:
+    while len(worker_results(cs)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    results = {r["task_id"]: r for r in _results(cs)}
+    results = {r["task_id"]: r for r in worker_results(cs)}
     assert results["agent"]["ok"] is False and results["agent"]["stage"] == "agent"
     assert results["agent"]["stopped"] == "project_cancelled", results["agent"]
     assert results["verify"]["ok"] is False and results["verify"]["stage"] == "verify"

@@ -177,11 +177,8 @@ def test_a_read_cut_at_a_step_goes_on_soon_without_a_new_event(h: Harness, tmp_p
     assert len(errors(h)) == len(lines)
 
 
-def test_idle_heartbeats_are_taken_together_and_a_prompt_cuts_the_pause(h: Harness, tmp_path: Path) -> None:
-    """With no turn open anywhere, the inotify task pauses IDLE_COALESCE after a wake-up: the
-    heartbeats written meanwhile are read in one wake-up. An inbox line (expect_activity) ends
-    the pause at once, and while a turn is open there is no pause."""
-    swarm, ingest, watches, paths = notified(h, tmp_path, 3)
+def reads_timed(ingest: OutboxIngest) -> dict[int, float]:
+    """node_id -> trio time of its latest read that found lines (poll_node wrapped)."""
     read_at: dict[int, float] = {}
     real_poll = ingest.poll_node
 
@@ -192,6 +189,15 @@ def test_idle_heartbeats_are_taken_together_and_a_prompt_cuts_the_pause(h: Harne
         return got
 
     ingest.poll_node = poll  # type: ignore[method-assign]
+    return read_at
+
+
+def test_idle_heartbeats_are_taken_together_and_a_prompt_cuts_the_pause(h: Harness, tmp_path: Path) -> None:
+    """With no turn open anywhere, the inotify task pauses IDLE_COALESCE after a wake-up: the
+    heartbeats written meanwhile are read in one wake-up. An inbox line (expect_activity) ends
+    the pause at once, and while a turn is open there is no pause."""
+    swarm, ingest, watches, paths = notified(h, tmp_path, 3)
+    read_at = reads_timed(ingest)
     seq = {0: 0, 1: 0, 2: 0}
 
     def beat(node: int) -> None:
@@ -236,16 +242,7 @@ def test_idle_heartbeats_are_taken_together_and_a_prompt_cuts_the_pause(h: Harne
 def test_no_pause_while_a_turn_is_open(h: Harness, tmp_path: Path) -> None:
     swarm, ingest, watches, paths = notified(h, tmp_path, 2)
     h.inject(swarm, [0])  # node 0 has an open turn; node 1's writes must not wait behind a pause
-    read_at: dict[int, float] = {}
-    real_poll = ingest.poll_node
-
-    def poll(w: NodeWatch) -> bool:
-        got = real_poll(w)
-        if got:
-            read_at[w.node_id] = trio.current_time()
-        return got
-
-    ingest.poll_node = poll  # type: ignore[method-assign]
+    read_at = reads_timed(ingest)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
