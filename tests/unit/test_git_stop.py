@@ -6,7 +6,6 @@ over; an agent runtime whose interrupt fails is said in the result and as a warn
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -18,21 +17,17 @@ from codeswarm.errors import RuntimeFailure
 from codeswarm.projects import gitops, gitproc
 from codeswarm.worker.project_task import AttemptControl, checkout_dir, run_project_turn
 from tests.conftest import _alive
-from tests.projects.helpers import process_group
-
-
-def sh(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+from tests.projects.helpers import git, process_group
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
-    sh(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     (repo / "README").write_text("hello\n")
-    sh(repo, "add", "README")
-    sh(repo, "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "init")
+    git(repo, "add", "README")
+    git(repo, "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "init")
     return repo
 
 
