@@ -16,7 +16,7 @@ from random import Random
 from typing import Any
 
 from tests.conftest import Codeswarm, _alive
-from tests.faults.conftest import assert_log_consistent, fast_config, log_events
+from tests.faults.conftest import assert_log_consistent, fast_config, log_events, wait_settled
 from tests.integration.test_crash_recovery import actual_from_log, expected_from_outboxes
 
 
@@ -83,7 +83,7 @@ def test_kill_9_during_inject(cs: Codeswarm, rng: Random) -> None:
         ended = {e["data"]["injection_id"] for e in es if e["event"] in ("turn_complete", "inject_failed")}
         return bool(acked) and acked <= ended
 
-    evs = cs.wait_for(settled, "--swarm", sid, timeout=60)
+    evs = wait_settled(cs, settled, "--swarm", sid, timeout=60)
     assert_log_consistent(evs)
     for iid in {e["data"]["injection_id"] for e in evs if e["event"] == "inject_ack"}:
         names = [e["event"] for e in evs if e["data"].get("injection_id") == iid]
