@@ -151,7 +151,8 @@ def decide_inject(state: CoreState, inp: Inject, now: float, ids: Ids, out: Out)
 def decide_inbox_write_failed(state: CoreState, inp: InboxWriteFailed, now: float, ids: Ids, out: Out) -> None:
     swarm = _swarm(state, inp.swarm_id)
     inj = swarm.injections.get(inp.injection_id) if swarm is not None else None
-    if swarm is not None and inj is not None and inj.state == "acked":
+    if swarm is not None and inj is not None and inj.state == "acked" \
+            and not queue.requeue_blocked(out, state, swarm, inj, inp.error):
         fail_injection(out, swarm, inj.node_id, inj.injection_id, inj.request_id, "node_not_running",
                        f"cannot write the inbox: {inp.error}")
 

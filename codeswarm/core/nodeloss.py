@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codeswarm.core.kernel import Event, Feature, Ids, InboxLine, Out
+from codeswarm.core.queue import requeued_injections
 from codeswarm.core.records import CoreState, Swarm
 from codeswarm.core.steps import close_turn, fail_injection
 from codeswarm.core.views import runtime_fields
@@ -140,11 +141,15 @@ def decide_redeliver(state: CoreState, inp: RedeliverAcked, now: float, ids: Ids
     for swarm in state.swarms.values():
         if (inp.swarm_id is not None and swarm.swarm_id != inp.swarm_id) or not swarm.active:
             continue
+        requeued = requeued_injections(swarm) if swarm.queue else set()
         for inj in swarm.injections.values():
             if state.projects.task_of(inj.injection_id) is not None:
                 continue  # a project task: RecoverProjects re-sends it with its `project_task` (a line without
                 #           it, read first, would run the task as a plain turn that never reports a result)
-            if inj.state == "acked" and swarm.nodes[inj.node_id].worker not in ("exited", "lost"):
+            if inj.state == "acked" and inj.injection_id in requeued:  # its item is queued again: end it
+                fail_injection(out, swarm, inj.node_id, inj.injection_id, inj.request_id, "requeued",
+                               "its queue item was put back in the queue before the router restarted")
+            elif inj.state == "acked" and swarm.nodes[inj.node_id].worker not in ("exited", "lost"):
                 out.effect(InboxLine(swarm.swarm_id, inj.node_id, {
                     "type": "user", "injection_id": inj.injection_id, "content": inj.prompt, "ts": inj.acked_at}))
 

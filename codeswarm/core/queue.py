@@ -4,6 +4,12 @@ Items live on their target swarm (`Swarm.queue`), so they are snapshotted and re
 `inter_swarm_enqueued` appends an item, `inter_swarm_dispatched` / `inter_swarm_dropped` remove it.
 Only `idle` items wait in a queue; `all` and `nodes` items are dispatched at once.
 
+An `idle` item dispatched to a node whose inbox line then cannot be written (the shell's
+InboxWriteFailed) goes back to the head of the queue (`inter_swarm_blocked`, PROTOCOL.md 4.3):
+`Swarm.queue_inflight` keeps the dispatched item until its injection is taken, and the node is
+not given a queue item again until it has done something since (`activity`): no retry loop on an
+inbox that stays unwritable. The acked injection ends with `inject_failed` (`requeued`).
+
 A decision that changes several queues keeps them in `Out.queues` (the queue as this decision
 left it) and the nodes it gave work in `Out.claimed_nodes`: the records change only on reduce.
 """
@@ -15,7 +21,7 @@ from typing import Any
 
 from codeswarm.core import steps
 from codeswarm.core.kernel import Event, Feature, Ids, Out
-from codeswarm.core.records import CoreState, Swarm
+from codeswarm.core.records import CoreState, Injection, Node, Swarm
 from codeswarm.core.routing import directive_key, parse_directives
 from codeswarm.errors import SelectorError
 from codeswarm.protocol import Command, Rejection, parse_node_selector, require_str, resolve_nodes
@@ -112,14 +118,47 @@ def new_item(data: dict[str, Any], target_swarm_id: str) -> dict[str, Any]:
     }
 
 
+def activity(node: Node) -> list[Any]:
+    """What a node has done so far: its worker (state, start, restarts) and the last outbox line
+    turned into events. A change after an inbox write failed is the node's next transition."""
+    return [node.worker, node.started_at, node.restart_count, node.outbox_seq, node.outbox_offset]
+
+
 def idle_nodes(swarm: Swarm, claimed: set[tuple[str, int]] | frozenset[tuple[str, int]] = frozenset()) -> list[int]:
-    """Running workers with no open injection whose runtime thread is not active (4.3)."""
+    """Running workers with no open injection whose runtime thread is not active (4.3), except a
+    node whose inbox failed a queue item and that has done nothing since (inter_swarm_blocked)."""
     if swarm.state != "running":
         return []
     busy = {inj.node_id for inj in swarm.open_injections()}
     return [n.node_id for n in swarm.nodes
             if n.worker == "running" and n.node_id not in busy and n.thread_status != "active"
-            and (swarm.swarm_id, n.node_id) not in claimed]
+            and (swarm.swarm_id, n.node_id) not in claimed
+            and (n.inbox_blocked is None or n.inbox_blocked != activity(n))]
+
+
+def blocked_item(data: dict[str, Any]) -> dict[str, Any]:
+    """The item an inter_swarm_blocked event puts back: `blocked` (ext) says on which node and why;
+    `_blocked_injection` is the injection that failed `requeued` (see requeued_injections)."""
+    item = new_item(data, data["target_swarm_id"])
+    item["blocked"] = {"node_id": data["node_id"], "reason": data["reason"]}
+    item["_blocked_injection"] = data["injection_id"]
+    return item
+
+
+def _put_back(items: list[dict[str, Any]], item: dict[str, Any]) -> None:
+    """At the head, behind the items put back before it that are not younger: two items blocked in
+    one inbox round keep their FIFO order whichever failure is decided first."""
+    index = 0
+    while (index < len(items) and "_blocked_injection" in items[index]
+           and items[index]["created_at"] <= item["created_at"]):
+        index += 1
+    items.insert(index, item)
+
+
+def requeued_injections(swarm: Swarm) -> set[str]:
+    """Injections whose item is back in the queue: never to be written again (a crash between the
+    inter_swarm_blocked and inject_failed lines would otherwise let RedeliverAcked send them)."""
+    return {i["_blocked_injection"] for i in swarm.queue if "_blocked_injection" in i}
 
 
 # ---------------------------------------------------------------- decisions
@@ -163,6 +202,26 @@ def dispatch_idle(out: Out, state: CoreState, swarm: Swarm) -> None:
         changed = True
     if changed:
         _updated(out, state, swarm)
+
+
+def requeue_blocked(out: Out, state: CoreState, swarm: Swarm, inj: Injection, error: str) -> bool:
+    """The inbox line of an acked injection could not be written. If a dispatched idle item made it
+    and the swarm still takes work, the item goes back to the head of the queue
+    (inter_swarm_blocked, PROTOCOL.md 4.3) and the injection ends (inject_failed `requeued`), in
+    that order: a crash between the two lines leaves the item queued, never lost. False otherwise
+    (the caller fails the injection as for any prompt)."""
+    item = swarm.queue_inflight.get(inj.injection_id)
+    if item is None or not swarm.active:
+        return False
+    reason = f"cannot write node {inj.node_id}'s inbox: {error}"
+    data = {**_item_fields(item), "node_id": inj.node_id, "injection_id": inj.injection_id, "reason": reason,
+            "nodes": None, "content": inj.prompt, "created_at": item["created_at"], "origin": item.get("_origin")}
+    out.emit("inter_swarm_blocked", data)
+    _put_back(_queue(out, swarm), blocked_item(data))
+    steps.fail_injection(out, swarm, inj.node_id, inj.injection_id, inj.request_id, "requeued",
+                         f"{reason}; queue item {item['queue_id']} is back at the head of its queue")
+    _updated(out, state, swarm)
+    return True
 
 
 def drop_all(out: Out, state: CoreState, swarm: Swarm, reason: str) -> None:
@@ -322,6 +381,36 @@ def reduce_removed(state: CoreState, event: Event) -> None:
         swarm.queue = [i for i in swarm.queue if i["queue_id"] != event.data.get("queue_id")]
 
 
+def reduce_dispatched(state: CoreState, event: Event) -> None:
+    """Remove the item; an idle one (to one injection) is kept in `queue_inflight` while that
+    injection is acked, without its content (the injection holds it)."""
+    swarm = _target(state, event)
+    if swarm is None:
+        return
+    qid, iid = event.data.get("queue_id"), event.data.get("injection_id")
+    item = next((i for i in swarm.queue if i["queue_id"] == qid), None)
+    swarm.queue = [i for i in swarm.queue if i["queue_id"] != qid]
+    if item is None or not isinstance(iid, str):
+        return
+    inflight, injections = swarm.queue_inflight, swarm.injections
+    for done in [k for k in inflight if k not in injections or injections[k].state != "acked"]:
+        del inflight[done]  # taken or failed: at most one entry per idle node remains
+    inflight[iid] = {k: v for k, v in item.items() if k not in ("content", "blocked", "_blocked_injection")}
+
+
+def reduce_blocked(state: CoreState, event: Event) -> None:
+    swarm = _target(state, event)
+    if swarm is None:
+        return
+    data = event.data
+    swarm.queue_inflight.pop(data.get("injection_id"), None)
+    if all(i["queue_id"] != data.get("queue_id") for i in swarm.queue):
+        _put_back(swarm.queue, blocked_item(data))
+    node_id = data.get("node_id")
+    if isinstance(node_id, int) and 0 <= node_id < swarm.node_count:
+        swarm.nodes[node_id].inbox_blocked = activity(swarm.nodes[node_id])
+
+
 def reduce_routed(state: CoreState, event: Event) -> None:
     swarm = _target(state, event)
     key = event.data.get("directive_key")
@@ -333,7 +422,7 @@ FEATURE = Feature(
     name="queue",
     deciders={Enqueue: decide_enqueue, DispatchIdle: decide_dispatch, RouteAnswer: decide_route,
               QueueCancel: decide_cancel},
-    reducers={"inter_swarm_enqueued": reduce_enqueued, "inter_swarm_dispatched": reduce_removed,
-              "inter_swarm_dropped": reduce_removed, "auto_route_submitted": reduce_routed,
+    reducers={"inter_swarm_enqueued": reduce_enqueued, "inter_swarm_dispatched": reduce_dispatched,
+              "inter_swarm_blocked": reduce_blocked, "inter_swarm_dropped": reduce_removed, "auto_route_submitted": reduce_routed,
               "auto_route_ignored": reduce_routed},
 )

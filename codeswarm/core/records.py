@@ -81,6 +81,9 @@ class Node:
     thread_status: str | None = None
     spend: dict[str, Any] = field(default_factory=dict)  # spend.meter.NodeMeter.to_json()
     restart_count: int = 0  # restarts of this node's worker by the restart policy (node_restarted)
+    # What the node had done (core/queue.py activity) when a queue item's inbox line failed on it
+    # (inter_swarm_blocked): no queue item goes to it again until that changes (its next transition).
+    inbox_blocked: list[Any] | None = None
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Node":
@@ -115,6 +118,9 @@ class Swarm:
     auto_route: bool = False
     queue: list[dict[str, Any]] = field(default_factory=list)
     routed_keys: list[str] = field(default_factory=list)
+    # Idle items dispatched whose injection is not yet taken (injection_id -> the item without its
+    # content, which the injection holds): a failed inbox write puts it back (inter_swarm_blocked).
+    queue_inflight: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget_usd: float | None = None  # core/spend.py
     budget_warned: bool = False
     budget_exceeded: bool = False
@@ -131,6 +137,7 @@ class Swarm:
         d["injections"] = {k: Injection.from_json(v) for k, v in (d.get("injections") or {}).items()}
         d["approvals"] = {k: Approval.from_json(v) for k, v in (d.get("approvals") or {}).items()}
         d["queue"] = [dict(i) for i in d.get("queue") or []]
+        d["queue_inflight"] = {k: dict(v) for k, v in (d.get("queue_inflight") or {}).items()}
         return cls(**d)
 
     @property

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codeswarm.core.approvals import ApprovalDelivered, Approve
-from codeswarm.core.nodeloss import NodeGone, NodeRespawned
+from codeswarm.core.nodeloss import NodeGone, NodeRespawned, RedeliverAcked
 from codeswarm.core.evidence import JobObservation, JobState
 from codeswarm.core.lifecycle import (
     AnnounceTerminating,
@@ -58,6 +58,7 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("budget"), swarm_ix, st.sampled_from([None, 0.5, 2.0, 100.0])),
     st.tuples(st.just("lost"), swarm_ix, node_ix),  # issue 12 #9: node lost, restarted
     st.tuples(st.just("respawned"), swarm_ix, node_ix),
+    st.tuples(st.just("redeliver"), swarm_ix),  # a router restart re-sends acked prompts
 ), max_size=60)
 
 ANSWERS = ["done", "ok\n/swarm[s0]/idle check this", "/swarm[s1]/all everyone\n\n/reply thanks",
@@ -181,8 +182,11 @@ def run(h: Harness, program: list[tuple[Any, ...]]) -> None:
         elif kind == "respawned":
             attempt = sw.nodes[op[2]].restart_count + 1
             h.decide(NodeRespawned(sw.swarm_id, op[2], attempt, {"procs": [{"pid": 100 + attempt}]}))
-        elif kind == "inbox_failed" and injections:
-            h.decide(InboxWriteFailed(sw.swarm_id, injections[op[2] % len(injections)].injection_id, "EIO"))
+        elif kind == "inbox_failed" and injections:  # pick 7: the newest (a queue item's, when dispatched last)
+            inj = injections[-1] if op[2] == 7 else injections[op[2] % len(injections)]
+            h.decide(InboxWriteFailed(sw.swarm_id, inj.injection_id, "EIO"))
+        elif kind == "redeliver":
+            h.decide(RedeliverAcked())
 
 
 def snapshot(state: Any) -> dict[str, Any]:
@@ -215,7 +219,8 @@ def test_the_program_space_reaches_every_reducer() -> None:
                ("observe", 1, JobState.NOT_FOUND), ("observe", 1, JobState.RUNNING), ("terminate", 1, "announce"),
                ("terminate", 1, "refused"), ("terminate", 1, "done"), ("enqueue", 0, "all", {0}),
                ("runtime", 0, 1, 1, "usage"), ("runtime", 0, 1, 3, "usage"), ("budget", 0, 100.0), ("tick", 65),
-               ("lost", 0, 1), ("respawned", 0, 1), ("terminate", 0, "done"),
+               ("lost", 0, 1), ("respawned", 0, 1), ("runtime", 0, 0, 0, "thread_idle"), ("enqueue", 0, "idle", {0}),
+               ("inbox_failed", 0, 7), ("redeliver", 0), ("terminate", 0, "done"),
                ("tick", 4000)]
     run(h, program)
     seen = {name for _, name, _, _ in h.log}

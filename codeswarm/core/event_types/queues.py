@@ -5,6 +5,13 @@ from typing import Any, NotRequired, TypedDict
 from codeswarm.core.event_types.registry import EventType, declare
 
 
+class ItemBlocked(TypedDict):
+    """On an item put back by inter_swarm_blocked: the node whose inbox failed and the error."""
+
+    node_id: int
+    reason: str
+
+
 class QueueItem(TypedDict):
     """One queued prompt as clients see it (core/queue.py public_item)."""
 
@@ -16,6 +23,7 @@ class QueueItem(TypedDict):
     nodes: list[int] | None
     content: str
     created_at: float
+    blocked: NotRequired[ItemBlocked]
 
 
 class QueueList(TypedDict):
@@ -69,11 +77,18 @@ class InterSwarmDispatched(ItemFields):
 
 
 class InterSwarmBlocked(ItemFields):
-    """PROTOCOL.md 5.6: no injection could be made for the idle node, the item stays. This router
-    never emits it (an idle node always takes the item)."""
+    """PROTOCOL.md 4.3, 5.6: the inbox line of the item dispatched to `node_id` (as `injection_id`)
+    could not be written (`reason`: the error); the item is back at the head of its queue, with its
+    `content`, `created_at`, `nodes` and `origin` as enqueued (core/queue.py requeue_blocked), and
+    the injection ends with inject_failed `requeued`."""
 
     node_id: int
+    injection_id: str
     reason: str
+    nodes: list[int] | None
+    content: str
+    created_at: float
+    origin: list[Any] | None
 
 
 class InterSwarmDropped(ItemFields):

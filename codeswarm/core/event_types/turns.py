@@ -40,7 +40,8 @@ class InjectDelivered(TypedDict):
 
 class InjectFailed(TypedDict):
     """Terminal failure of an injection that was never delivered (core/steps.py fail_injection):
-    node_not_running, node_lost, timeout, swarm_terminated, budget_exceeded, project_cancelled..."""
+    node_not_running, node_lost, timeout, swarm_terminated, budget_exceeded, project_cancelled,
+    requeued (its queue item is back in the queue: inter_swarm_blocked)..."""
 
     request_id: str | None
     swarm_id: str
