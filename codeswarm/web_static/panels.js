@@ -86,6 +86,8 @@ export function queueRows(store, items, actions, { showTarget }) {
         target ? store.swarmName(target) : String(item.target_swarm_id).slice(0, 8)) : null,
       h('span', { class: 'sel' }, where),
       source ? h('span', { class: 'from' }, `from ${store.swarmName(source)}`) : null,
+      item.blocked ? h('span', { class: 'blocked', title: String(item.blocked.reason || '') },
+        `blocked on node ${item.blocked.node_id}: waits for its next idle turn`) : null,
       h('span', { class: 'content', title: item.content }, String(item.content || '').slice(0, 160)),
       h('span', { class: 'age' }, Number.isFinite(created) ? fmtAge(store.now() - created) : ''),
       h('button', { type: 'button', class: 'cancel', disabled: !!item._cancelling, onclick: () => actions.cancelQueued(item),

@@ -349,6 +349,19 @@ export class Store {
       case 'queue_cancelled':
         if (d.request_id && this.ops.has(d.request_id) && this.ops.get(d.request_id).kind !== 'inject') this.ops.delete(d.request_id);
         return;
+      case 'inter_swarm_blocked': {
+        // PROTOCOL.md 5.6: its inbox line could not be written; the item is back at the head of its
+        // queue (queue_updated follows with it, `blocked` set) until the node's next idle transition.
+        const item = this.queue.find((i) => i.queue_id === d.queue_id);
+        if (item) item.blocked = { node_id: d.node_id, reason: d.reason };
+        this.queueDirty = true;
+        if (live) {
+          const target = this.swarms.get(d.target_swarm_id);
+          this.notify('error', `Queued prompt for ${target ? this.swarmName(target) : String(d.target_swarm_id).slice(0, 8)} ` +
+            `blocked on node ${d.node_id} (${d.reason}): it waits at the head of the queue`);
+        }
+        return;
+      }
       case 'queue_list':
       case 'queue_updated':
         this.queue = Array.isArray(d.items) ? d.items : [];

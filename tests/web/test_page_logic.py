@@ -118,3 +118,39 @@ def test_spend_and_budget(stack: Stack, open_page: Any) -> None:
     expect(spend).to_contain_text("exceeded")
     expect(page.locator(".notice.error")).to_contain_text("102% of its $1 budget spent")
     assert not errors.items, errors.items
+
+
+def test_a_blocked_queue_item_shows_in_the_queue_and_as_a_notice(stack: Stack, open_page: Any) -> None:
+    """PROTOCOL.md 5.6 inter_swarm_blocked: the item back at the head of the queue says on which node
+    it is blocked and why, and the live event is an error notice."""
+    from playwright.sync_api import expect
+
+    r = stack.router
+    stack.call(lambda: r.append("swarm_launched", node_count=1, state="running", provider="local",
+                                provider_id="scripted", agent_runtime="mock"))
+    page, errors = open_page(f"{stack.web.url}#/swarm/{SWARM}")
+    expect(page.locator(".ov-win .cell")).to_have_count(1)
+    reason = "cannot write node 0's inbox: is not a regular file"
+    item = {"queue_id": "q-1", "request_id": "rq", "source_swarm_id": None, "target_swarm_id": SWARM,
+            "selector": "idle", "nodes": None, "content": "queued work", "created_at": 1_700_000_000.0,
+            "blocked": {"node_id": 0, "reason": reason}}
+
+    async def live(*events: tuple[str, dict[str, Any]]) -> None:
+        for name, data in events:
+            r.append(name, **data)
+            for s in list(r.streams):
+                await r._send(s, [r.log[-1]])
+
+    trio.from_thread.run(live, ("inter_swarm_blocked", {"queue_id": "q-1", "request_id": "rq", "source_swarm_id": None,
+                                                        "target_swarm_id": SWARM, "selector": "idle", "node_id": 0,
+                                                        "reason": reason, "content": "queued work"}),
+                         ("queue_updated", {"target_swarm_id": SWARM, "length": 1, "total": 1, "items": [item]}),
+                         trio_token=stack.token)
+    expect(page.locator(".notice.error")).to_contain_text("blocked on node 0")
+    dock = page.locator("#queue-dock")
+    dock.locator("summary").click()
+    blocked = dock.locator(".queue-row .blocked")
+    expect(blocked).to_have_text("blocked on node 0: waits for its next idle turn")
+    expect(blocked).to_have_attribute("title", reason)
+    expect(page.locator(".swarm-queue .queue-row .blocked")).to_have_count(1)  # the swarm's own view too
+    assert not errors.items, errors.items
