@@ -48,6 +48,9 @@ def command(swarm_id: str | None, cancel_id: str | None, config_path: str | None
         age = _age(max(0.0, now - created)) if created is not None else "?"
         click.echo(f"{str(i.get('queue_id')):36}  {str(i.get('target_swarm_id')):36}  {str(i.get('selector')):8}  "
                    f"{shown:9}  {age:>5}  {text}")
+        blocked = i.get("blocked")
+        if isinstance(blocked, dict):  # inter_swarm_blocked: back at the head until the node's next transition
+            click.echo(f"{'':38}blocked on node {blocked.get('node_id')}: {blocked.get('reason')}")
 
 
 def _epoch(value: object) -> float | None:

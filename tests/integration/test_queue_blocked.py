@@ -43,6 +43,8 @@ def test_an_unwritable_inbox_blocks_the_item_which_survives_a_restart_and_runs_o
     assert failed["data"]["reason"] == "requeued" and blocked["seq"] < failed["seq"]
     [item] = cs.json("queue")
     assert item["queue_id"] == qid and item["content"] == "queued work" and item["blocked"]["node_id"] == 0
+    table = cs.run("queue").stdout
+    assert qid in table and "blocked on node 0: cannot write node 0's inbox" in table
 
     # The queue (with the block) survives a kill -9 of the router.
     old = cs.router_pid()
