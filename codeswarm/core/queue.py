@@ -403,7 +403,7 @@ def reduce_blocked(state: CoreState, event: Event) -> None:
     if swarm is None:
         return
     data = event.data
-    swarm.queue_inflight.pop(data.get("injection_id"), None)
+    swarm.queue_inflight.pop(str(data.get("injection_id")), None)
     if all(i["queue_id"] != data.get("queue_id") for i in swarm.queue):
         _put_back(swarm.queue, blocked_item(data))
     node_id = data.get("node_id")
