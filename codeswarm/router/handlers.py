@@ -81,7 +81,9 @@ class Handlers:
             await fn(conn, cmd)
         except Rejection as rej:
             if cmd.command == "project_plan":  # the planning client waits for either answer
-                self.r.emit("project_plan_failed", {"request_id": cmd.request_id, "reason": rej.reason})
+                # the same keys as every project_plan_failed; no planner was asked (docs/PROJECTS.md)
+                self.r.emit("project_plan_failed", {"request_id": cmd.request_id, "planner": None,
+                                                    "injection_id": None, "reason": rej.reason})
             rej.request_id = rej.request_id or cmd.request_id
             rej.command = rej.command or cmd.command
             self.r.emit("command_rejected", rej.data())

@@ -420,7 +420,7 @@ class ProjectsShell:
         iid = next((e.data["injection_id"] for e in decision.events if e.name == "inject_ack"), None)
         if iid is None:
             failed = next((e.data for e in decision.events if e.name == "inject_failed"), {})
-            self.r.emit("project_plan_failed", {"request_id": cmd.request_id, "planner": planner,
+            self.r.emit("project_plan_failed", {"request_id": cmd.request_id, "planner": planner, "injection_id": None,
                                                 "reason": f"the planner could not be asked: {failed.get('error')}"})
             return
         # durable before the planner's inbox line is written: a restarted router picks the wait up again

@@ -41,8 +41,9 @@ class Session:
     def raw(self, line: bytes) -> None:
         self.s.sendall(line + b"\n")
 
-    def directed(self, name: str) -> dict[str, Any]:
-        """The next directed event called `name` (broadcast events in between are skipped)."""
+    def directed(self, name: str, *, broadcast: bool = False) -> dict[str, Any]:
+        """The next directed event called `name` (broadcast events in between are skipped), or with
+        `broadcast`, the next event called `name` of either class."""
         while True:
             while b"\n" not in self.buf:
                 chunk = self.s.recv(1 << 20)
@@ -50,7 +51,7 @@ class Session:
                 self.buf += chunk
             line, self.buf = self.buf.split(b"\n", 1)
             env = json.loads(line)
-            if env.get("directed") and env["event"] == name:
+            if (broadcast or env.get("directed")) and env["event"] == name:
                 return env
 
 
@@ -105,6 +106,10 @@ def test_every_logged_sent_and_answered_event_matches_its_declared_shape(cs: Cod
     answers.append(sess.directed("command_deduplicated"))
     sess.raw(b"{not json")
     answers.append(sess.directed("command_rejected"))
+    # a rejected project_plan (no planner) answers project_plan_failed with the keys of every other one
+    sess.send("project_plan", repo=str(repo), spec="plan it", swarms=[hub])
+    plan_failed = sess.directed("project_plan_failed", broadcast=True)["data"]
+    assert plan_failed["planner"] is None and plan_failed["injection_id"] is None and plan_failed["reason"]
 
     cs.run("terminate", router_sw, "--force", "--wait", "--timeout", "60")
     cs.run("terminate", asker, "--force", "--wait", "--timeout", "60")
@@ -123,6 +128,6 @@ def test_every_logged_sent_and_answered_event_matches_its_declared_shape(cs: Cod
                 "inter_swarm_dropped", "queue_updated", "budget_updated", "budget_warning", "budget_exceeded",
                 "exec_approval_required", "exec_approval_resolved", "project_created", "project_task_assigned",
                 "project_task_completed", "project_completed", "projects_updated", "swarm_status",
-                "workspace_archive_ready", "swarm_terminated", "command_rejected"}
+                "workspace_archive_ready", "swarm_terminated", "command_rejected", "project_plan_failed"}
     assert expected - logged == set()
     assert logged - set(EVENTS) == set()

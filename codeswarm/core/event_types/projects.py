@@ -219,12 +219,13 @@ class ProjectPlanStarted(TypedDict):
 
 class ProjectPlanFailed(TypedDict):
     """`project_plan` created nothing (router/projects_shell.py; router/handlers.py for a rejected
-    plan command, which knows no planner or injection)."""
+    plan command). `planner` / `injection_id` are null when no planner was asked (a rejected
+    command) or no injection was made for it."""
 
     request_id: str | None
     reason: str
-    planner: NotRequired[str]
-    injection_id: NotRequired[str]
+    planner: str | None
+    injection_id: str | None
 
 
 class ProjectsUpdated(TypedDict):

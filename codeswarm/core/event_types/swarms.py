@@ -190,7 +190,8 @@ class SchedulerMiss(TypedDict):
 class RouterWarning(TypedDict):
     """Something the router cannot fix went wrong and a user should know (recovery damage, a failing
     background loop, an unreadable outbox, an unwritable log...; router/app.py, server.py, ingest.py,
-    projects_shell.py, connection.py). Logged, or directed when the log itself is what fails."""
+    projects_shell.py, connection.py). Logged, or directed (docs/PROTOCOL.md "Directed warnings"):
+    `event_log_write_failed` (the log itself is what fails) and `slow_consumer` (one connection)."""
 
     message: str
     error_code: NotRequired[str]
