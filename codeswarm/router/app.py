@@ -559,7 +559,8 @@ class Router:
     async def carry_out(self, effects: list[Any]) -> None:
         """Carry out a decision's effects: queue the inbox lines (the delivery task writes them
         once their events are durable, many decisions per round: router/delivery.py; a prompt that
-        cannot be written fails its injection there) and start terminate procedures. Does not wait
+        cannot be written fails its injection there, or puts its queue item back: core/queue.py
+        requeue_blocked) and start terminate procedures. Does not wait
         for the write: a burst of commands on one connection is not serialized on fsync + write."""
         lines = [e for e in effects if isinstance(e, InboxLine)]
         if lines:
