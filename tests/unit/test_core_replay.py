@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from codeswarm.core.approvals import ApprovalDelivered, Approve
 from codeswarm.core.nodeloss import NodeGone, NodeRespawned, RedeliverAcked
 from codeswarm.core.evidence import JobObservation, JobState
+from codeswarm.core.kernel import InboxLine
 from codeswarm.core.lifecycle import (
     AnnounceTerminating,
     InboxWriteFailed,
@@ -40,7 +41,9 @@ pick = st.integers(0, 7)  # which of the known injections / approvals
 ops = st.lists(st.one_of(
     st.tuples(st.just("launch"), st.booleans(), st.booleans()),
     st.tuples(st.just("inject"), swarm_ix, st.sets(node_ix, min_size=1)),
-    st.tuples(st.just("enqueue"), swarm_ix, st.sampled_from(["idle", "all", "nodes"]), st.sets(node_ix, min_size=1)),
+    # the last flag: the decision's inbox lines cannot be written (InboxWriteFailed: inter_swarm_blocked)
+    st.tuples(st.just("enqueue"), swarm_ix, st.sampled_from(["idle", "all", "nodes"]), st.sets(node_ix, min_size=1),
+              st.booleans()),
     st.tuples(st.just("start"), swarm_ix, node_ix),
     st.tuples(st.just("heartbeat"), swarm_ix, node_ix),
     st.tuples(st.just("accept"), swarm_ix, node_ix, pick),
@@ -53,7 +56,8 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("tick"), st.sampled_from([0.5, 5, 31, 65, 400, 4000])),
     st.tuples(st.just("approve"), swarm_ix, pick, st.booleans(), st.booleans()),
     st.tuples(st.just("terminate"), swarm_ix, st.sampled_from(["announce", "shutdown", "refused", "done", "repeat"])),
-    st.tuples(st.just("dispatch"), swarm_ix),
+    st.tuples(st.just("dispatch"), swarm_ix, st.booleans()),
+    st.tuples(st.just("blocked"), swarm_ix, node_ix),  # a node starts, an idle item for it cannot be written
     st.tuples(st.just("inbox_failed"), swarm_ix, pick),
     st.tuples(st.just("budget"), swarm_ix, st.sampled_from([None, 0.5, 2.0, 100.0])),
     st.tuples(st.just("lost"), swarm_ix, node_ix),  # issue 12 #9: node lost, restarted
@@ -63,6 +67,13 @@ ops = st.lists(st.one_of(
 
 ANSWERS = ["done", "ok\n/swarm[s0]/idle check this", "/swarm[s1]/all everyone\n\n/reply thanks",
            "/swarm[s2]/node[0-1] pair up", "/swarm[nobody]/idle x"]
+
+
+def unwritable(h: Harness, d: Any) -> None:
+    """The delivery task could not write any of the decision's prompts (as router/app.py reports it)."""
+    for e in d.effects:
+        if isinstance(e, InboxLine) and e.line.get("type") == "user":
+            h.decide(InboxWriteFailed(e.swarm_id, e.line["injection_id"], "EIO"))
 
 
 def run(h: Harness, program: list[tuple[Any, ...]]) -> None:
@@ -98,7 +109,9 @@ def run(h: Harness, program: list[tuple[Any, ...]]) -> None:
         elif kind == "enqueue":
             if sw.active:
                 nodes = sorted(op[3]) if op[2] == "nodes" else (list(range(NODES)) if op[2] == "all" else None)
-                h.decide(Enqueue(sw.swarm_id, "rq", None, op[2], nodes, "queued work"))
+                d = h.decide(Enqueue(sw.swarm_id, "rq", None, op[2], nodes, "queued work"))
+                if len(op) > 4 and op[4]:
+                    unwritable(h, d)
         elif kind in ("start", "heartbeat", "worker_error", "exit"):
             event = {"start": "worker_started", "heartbeat": "heartbeat", "worker_error": "worker_error",
                      "exit": "worker_exited"}[kind]
@@ -171,8 +184,19 @@ def run(h: Harness, program: list[tuple[Any, ...]]) -> None:
                 h.terminated(sw, "requested", "rt")
             elif step == "repeat":
                 h.decide(RepeatTerminated(sw.swarm_id, "rt"))
+        elif kind == "blocked":
+            if sw.active and sw.nodes[op[2]].worker != "running":
+                from codeswarm.core.turns import LifecycleLine
+
+                h.last_heard[(sw.swarm_id, op[2])] = h.now
+                h.decide(LifecycleLine(sw.swarm_id, op[2], {"seq": line_seq(sw, op[2]), "type": "lifecycle",
+                                                            "event": "worker_started", "data": {"hostname": "h"}}))
+            if sw.active:
+                unwritable(h, h.decide(Enqueue(sw.swarm_id, "rq", None, "idle", None, "queued work")))
         elif kind == "dispatch":
-            h.decide(DispatchIdle(sw.swarm_id))
+            d = h.decide(DispatchIdle(sw.swarm_id))
+            if len(op) > 2 and op[2]:
+                unwritable(h, d)
         elif kind == "budget":
             from codeswarm.core.spend import SetBudget
 
