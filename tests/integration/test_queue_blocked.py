@@ -54,7 +54,8 @@ def test_an_unwritable_inbox_blocks_the_item_which_survives_a_restart_and_runs_o
     assert item["queue_id"] == qid and item["blocked"]["node_id"] == 0
 
     # The inbox works again; a direct prompt gives node 0 a turn, and at its end (the node's next
-    # idle transition) the queued prompt goes out again, to node 0, and runs.
+    # idle transition; or earlier, if a load-delayed heartbeat made the node stale and running again)
+    # the queued prompt goes out again, to node 0, and runs.
     inbox.rmdir()
     if had_inbox:
         aside.rename(inbox)
@@ -72,7 +73,7 @@ def test_an_unwritable_inbox_blocks_the_item_which_survives_a_restart_and_runs_o
     # every dispatch but the last was blocked, then put back once each; no retry without something
     # from node 0 in between (the worker's own "inbox: not a regular file" agent_error is one, so a
     # retry may come at the restart's dispatch): no loop on an inbox that stays unwritable
-    assert 2 <= len(dispatches) <= 6 and len(blocks) == len(dispatches) - 1
+    assert 2 <= len(dispatches) <= 10 and len(blocks) == len(dispatches) - 1
     for b, d in zip(blocks, dispatches[1:]):
         between = [e for e in evs if b["seq"] < e["seq"] < d["seq"] and e["data"].get("node_id") == 0
                    and ("outbox_seq" in e["data"] or e["event"] == "node_status")]
@@ -86,5 +87,3 @@ def test_an_unwritable_inbox_blocks_the_item_which_survives_a_restart_and_runs_o
     last = dispatches[-1]["data"]["injection_id"]
     started = [e for e in _named(evs, "turn_started", swarm_id=sid) if e["data"]["prompt"] == "queued work"]
     assert [e["data"]["injection_id"] for e in started] == [last]  # the prompt ran once
-    direct_done = next(e["seq"] for e in _named(evs, "turn_complete", injection_id=direct["nodes"][0]["injection_id"]))
-    assert dispatches[-1]["seq"] > direct_done
