@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,20 +297,26 @@ def _origin_is_local(checkout: Path) -> bool:
 
 
 def run_verify(command: str, cwd: Path, timeout: float) -> tuple[bool, str]:
-    """Run a verify command in the task's checkout; (passed, the tail of its combined output)."""
+    """Run a verify command in the task's checkout; (passed, the tail of its combined output). In its
+    own session, under the current GitStop like a git call (a stop kills it: GitStopped)."""
     (cwd / ".git" / "codeswarm-clean").unlink(missing_ok=True)  # verify may leave build output behind
     try:
-        proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+        proc, stop, mark = gitproc.spawn(["bash", "-c", command], {**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+                                         session=True, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
     except OSError as exc:
         return False, f"[cannot run verify: {exc}]"
     try:
         raw, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the whole group: a verify's children must not outlive it
+        gitproc.kill_group(proc.pid)  # the whole group: a verify's children must not outlive it
+        gitproc.kill_marked(gitproc.GIT_MARK, mark)  # and what left it (setsid) would hold the pipe open
         raw, _ = proc.communicate()
         return False, tail_text(raw or b"") + f"\n[verify timed out after {timeout:.0f} s]"
+    finally:
+        gitproc.release(proc, stop)
+    if stop is not None and stop.stopped and proc.returncode < 0:
+        raise GitStopped("verify was stopped (killed with its session)")
     out = tail_text(raw or b"")
     if proc.returncode != 0:
         out += f"\n[verify exited with {proc.returncode}]"

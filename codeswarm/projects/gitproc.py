@@ -8,7 +8,9 @@ setsid (found by the GIT_MARK in its environment), refuses any git after it, and
 thread to end, so nothing of the stage still writes the checkout when the caller moves on. Outside
 a stoppable call (the router's integration) git runs the same way, in its own group, and a git
 timeout kills the whole group too. (A new group with setpgid, not a new session: setsid made every
-git call ~1 ms slower here, a session leader's exit costs the kernel more.)
+git call ~1 ms slower here, a session leader's exit costs the kernel more.) A verify command runs
+through `spawn` too, in its own session. Every child also carries the process guard's mark
+(childguard.py), so that none outlives this process when it is SIGKILLed.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
 from codeswarm.errors import CodeswarmError
+from codeswarm.projects import childguard
 
 T = TypeVar("T")
 GIT_MARK = "CODESWARM_GIT"
@@ -56,8 +59,8 @@ class GitStop:
     def popen(self, cmd: list[str], **kwargs: object) -> subprocess.Popen[str]:
         with self._lock:  # under the lock: a stop cannot slip in between the start and the registration
             if self.stopped:
-                raise GitStopped(f"git {_verb(cmd)} not started: the attempt was stopped")
-            proc: subprocess.Popen[str] = subprocess.Popen(cmd, process_group=0, **kwargs)  # type: ignore[call-overload]
+                raise GitStopped(f"{_what(cmd)} not started: the attempt was stopped")
+            proc: subprocess.Popen[str] = subprocess.Popen(cmd, **kwargs)  # type: ignore[call-overload]
             self._running.add(proc)
             return proc
 
@@ -105,20 +108,32 @@ def kill_marked(name: str, mark: str) -> int:
     return killed
 
 
+def spawn(cmd: list[str], env: dict[str, str], session: bool = False,
+          **kwargs: object) -> tuple[subprocess.Popen[Any], GitStop | None, str]:
+    """Start cmd as the leader of a new process group (a new session with `session`: a verify), marked
+    for the current GitStop (if any, else a mark of its own) and the process guard; (proc, stop, mark).
+    OSError when it cannot start; GitStopped when the stop came first."""
+    stop = _CURRENT.get()
+    mark = stop.mark if stop is not None else f"{os.getpid()}-{time.monotonic_ns()}"
+    group: dict[str, object] = {"start_new_session": True} if session else {"process_group": 0}
+    kwargs.update(group, env={**env, GIT_MARK: mark, **childguard.env()})
+    if stop is not None:
+        return stop.popen(cmd, **kwargs), stop, mark
+    return subprocess.Popen(cmd, **kwargs), None, mark  # type: ignore[call-overload]
+
+
+def release(proc: subprocess.Popen[Any], stop: GitStop | None) -> None:
+    if stop is not None:
+        stop.release(proc)
+
+
 def run(cmd: list[str], cwd: Path | None, env: dict[str, str], timeout: float,
         input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run git in its own process group (under the current GitStop, if any); on a timeout the whole
     group is killed. GitStopped when the stop killed it."""
-    stop = _CURRENT.get()
-    mark = stop.mark if stop is not None else f"{os.getpid()}-{time.monotonic_ns()}"
-    kwargs: dict[str, object] = dict(cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                                     env={**env, GIT_MARK: mark})
     try:
-        if stop is None:
-            proc: subprocess.Popen[str] = subprocess.Popen(cmd, process_group=0, **kwargs)  # type: ignore[call-overload]
-        else:
-            proc = stop.popen(cmd, **kwargs)
+        proc, stop, mark = spawn(cmd, env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL)
     except OSError as exc:
         raise GitError(f"cannot run git: {exc}") from exc
     try:
@@ -129,11 +144,14 @@ def run(cmd: list[str], cwd: Path | None, env: dict[str, str], timeout: float,
         proc.communicate()
         raise GitError(f"git {_verb(cmd)}: no answer within {timeout:.0f} s") from None
     finally:
-        if stop is not None:
-            stop.release(proc)
+        release(proc, stop)
     if stop is not None and stop.stopped and proc.returncode < 0:
         raise GitStopped(f"git {_verb(cmd)} was stopped (killed with its process group)")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _what(cmd: list[str]) -> str:
+    return f"git {_verb(cmd)}" if cmd and cmd[0] == "git" else "verify"
 
 
 def _verb(cmd: list[str]) -> str:

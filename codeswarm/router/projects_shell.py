@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -21,7 +22,7 @@ from codeswarm.core import reduce as core_reduce
 from codeswarm.core.lifecycle import Inject
 from codeswarm.core.project_graph import GraphError, parse_graph
 from codeswarm.core.project_records import ACTIVE_TASK_STATES, Project, ProjectsState
-from codeswarm.projects import gitops
+from codeswarm.projects import gitops, gitproc
 from codeswarm.projects.plan import extract_plan
 from codeswarm.errors import InvalidParam
 from codeswarm.protocol import (
@@ -80,7 +81,7 @@ class ProjectsShell:
         self._due = True
         self._dirty = False
         self._starts: list[str] = []
-        self._integrations: set[str] = set()
+        self._integrations: dict[str, trio.CancelScope] = {}  # project -> its running integration pass
         self.nursery: trio.Nursery | None = None
         self.plan_waiters: dict[str, tuple[list[str], trio.Event]] = {}  # planner injection -> answers, done
 
@@ -213,29 +214,58 @@ class ProjectsShell:
         await self.r.carry_out(effects)
         for eff in effects:
             if isinstance(eff, D.Integrate) and eff.project_id not in self._integrations and self.nursery is not None:
-                self._integrations.add(eff.project_id)
+                self._integrations[eff.project_id] = trio.CancelScope()
                 self.nursery.start_soon(self._integrate, eff)
 
     async def _integrate(self, eff: D.Integrate) -> None:
+        """One integration pass, in a thread whose git and verify a project cancel or the router's
+        stop kill (gitproc.run_stoppable); a stopped pass decides nothing (a cancelled project
+        ignores it; a restarted router redoes it)."""
         workdir = self.r.state_dir / "projects" / eff.project_id / "integration"
+        stop = gitproc.GitStop()
+
+        def work() -> D.IntegrationDone:
+            step = gitops.integrate(eff.repo, workdir, eff.integration_branch, eff.start, eff.branches)
+            if step.conflict is not None:
+                return D.IntegrationDone(eff.project_id, step.merged, step.commit, step.conflict.branch,
+                                         step.conflict.files)
+            if eff.verify:
+                ok, output = gitops.run_verify(eff.verify, workdir, D.VERIFY_TIMEOUT)
+                if not ok:
+                    return D.IntegrationDone(eff.project_id, step.merged, step.commit,
+                                             error=f"verify of the integration branch failed: {output[-2000:]}")
+            return D.IntegrationDone(eff.project_id, step.merged, step.commit)
+
+        done: D.IntegrationDone | None = None
         try:
-            def work() -> D.IntegrationDone:
-                step = gitops.integrate(eff.repo, workdir, eff.integration_branch, eff.start, eff.branches)
-                if step.conflict is not None:
-                    return D.IntegrationDone(eff.project_id, step.merged, step.commit, step.conflict.branch,
-                                             step.conflict.files)
-                if eff.verify:
-                    ok, output = gitops.run_verify(eff.verify, workdir, D.VERIFY_TIMEOUT)
-                    if not ok:
-                        return D.IntegrationDone(eff.project_id, step.merged, step.commit,
-                                                 error=f"verify of the integration branch failed: {output[-2000:]}")
-                return D.IntegrationDone(eff.project_id, step.merged, step.commit)
-            done = await trio.to_thread.run_sync(work)
-        except (gitops.GitError, OSError) as exc:
-            done = D.IntegrationDone(eff.project_id, (), None, error=str(exc))
+            with self._integrations[eff.project_id]:
+                try:
+                    done = await gitproc.run_stoppable(stop, work)
+                except (gitops.GitError, OSError) as exc:
+                    done = D.IntegrationDone(eff.project_id, (), None, error=str(exc))
         finally:
-            self._integrations.discard(eff.project_id)
-        await self.carry_out(self.decide(done))
+            del self._integrations[eff.project_id]
+            if stop.stopped:
+                self._after_integration_stop(eff.project_id, stop, workdir)
+        if done is not None:
+            await self.carry_out(self.decide(done))
+
+    def _after_integration_stop(self, pid: str, stop: gitproc.GitStop, workdir: Path) -> None:
+        """Leave the integration clone usable for the next pass (a killed git leaves its locks)."""
+        if stop.unfinished:  # the thread still runs git: its locks are live
+            self.r.emit("router_warning", {"message": f"project {pid}: an integration git step still ran "
+                                                      f"{gitproc.STOP_WAIT:g} s after it was stopped"})
+            return
+        if (workdir / ".git").is_dir():
+            gitops.clear_locks(workdir)
+
+    def stop_integration(self, pid: str) -> bool:
+        """Stop the project's running integration pass (its git or verify is killed); whether one ran."""
+        scope = self._integrations.get(pid)
+        if scope is None:
+            return False
+        scope.cancel()
+        return True
 
     # ------------------------------------------------------------------ the dispatch loop
 
@@ -371,7 +401,10 @@ class ProjectsShell:
         await self.carry_out(self._run(cmd, D.StartProject(cmd.request_id, pid)))
 
     async def cmd_project_cancel(self, conn: Connection, cmd: Command) -> None:
-        await self.carry_out(self._run(cmd, D.Cancel(cmd.request_id, self._project_id(cmd))))
+        pid = self._project_id(cmd)
+        await self.carry_out(self._run(cmd, D.Cancel(cmd.request_id, pid)))
+        if self.state.projects[pid].state == "cancelled":
+            self.stop_integration(pid)
 
     async def cmd_project_status(self, conn: Connection, cmd: Command) -> None:
         p = self.state.projects[self._project_id(cmd)]

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import trio
 
 from codeswarm.errors import CodeswarmError
-from codeswarm.projects import gitops, gitproc
+from codeswarm.projects import childguard, gitops, gitproc
 
 T = TypeVar("T")
 
@@ -127,11 +127,11 @@ async def run_verify(command: str, cwd: Path, timeout: float) -> tuple[bool, str
     On a timeout or a cancel the whole process group is killed (a verify's children must not outlive it)."""
     (cwd / ".git" / "codeswarm-clean").unlink(missing_ok=True)  # verify may leave build output behind
     mark = f"{os.getpid()}-{time.monotonic_ns()}"
-    try:
+    try:  # childguard: the verify and its children die with the worker, even a SIGKILLed one
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", VERIFY_MARK: mark, **childguard.env()}
         proc = await trio.lowlevel.open_process(["bash", "-c", command], cwd=cwd, stdout=subprocess.PIPE,
                                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                start_new_session=True,
-                                                env={**os.environ, "GIT_TERMINAL_PROMPT": "0", VERIFY_MARK: mark})
+                                                start_new_session=True, env=env)
     except OSError as exc:
         return False, f"[cannot run verify: {exc}]"
     tail = bytearray()
