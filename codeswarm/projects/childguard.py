@@ -17,7 +17,8 @@ sweeps again until a pass finds nothing (a fork racing the first pass).
 Why not PR_SET_PDEATHSIG: it reaches only the direct child (git, bash), not git's helpers nor a
 verify's children (a SIGKILLed bash leaves its pipeline running); it needs subprocess's preexec_fn,
 documented unsafe with threads (git runs from trio's worker threads) and it turns off the vfork
-fast path for every git call. The guard costs nothing per call (one more environment variable) and
+fast path for every git call; and the signal comes when the forking *thread* ends, not the process
+(harmless here only because that thread waits for its git). The guard costs nothing per call (one more environment variable) and
 one Python start-up per worker that runs a project task.
 """
 
@@ -71,10 +72,11 @@ _state: dict[str, object] = {}   # "mark", "pid", "fd", "owner" (the pid that st
 def env() -> dict[str, str]:
     """The environment entry every child to guard must carry; starts the guard on the first call.
     OSError when the guard cannot be started."""
-    with _lock:
-        if _state.get("owner") != os.getpid():  # first call, or a forked copy of the process
-            _start()
-        return {OWNER_ENV: str(_state["mark"])}
+    if _state.get("owner") != os.getpid():  # first call, or a forked copy of the process
+        with _lock:
+            if _state.get("owner") != os.getpid():
+                _start()
+    return {OWNER_ENV: str(_state["mark"])}
 
 
 def guard_pid() -> int | None:

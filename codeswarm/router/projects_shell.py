@@ -82,6 +82,7 @@ class ProjectsShell:
         self._dirty = False
         self._starts: list[str] = []
         self._integrations: dict[str, trio.CancelScope] = {}  # project -> its running integration pass
+        self._live_git: set[str] = set()  # projects whose stopped pass's git outlived STOP_WAIT
         self.nursery: trio.Nursery | None = None
         self.plan_waiters: dict[str, tuple[list[str], trio.Event]] = {}  # planner injection -> answers, done
 
@@ -225,6 +226,8 @@ class ProjectsShell:
         stop = gitproc.GitStop()
 
         def work() -> D.IntegrationDone:
+            if eff.project_id not in self._live_git and (workdir / ".git").is_dir():
+                gitops.clear_locks(workdir)  # a git of a SIGKILLed router (killed by its guard) left them
             step = gitops.integrate(eff.repo, workdir, eff.integration_branch, eff.start, eff.branches)
             if step.conflict is not None:
                 return D.IntegrationDone(eff.project_id, step.merged, step.commit, step.conflict.branch,
@@ -253,6 +256,7 @@ class ProjectsShell:
     def _after_integration_stop(self, pid: str, stop: gitproc.GitStop, workdir: Path) -> None:
         """Leave the integration clone usable for the next pass (a killed git leaves its locks)."""
         if stop.unfinished:  # the thread still runs git: its locks are live
+            self._live_git.add(pid)
             self.r.emit("router_warning", {"message": f"project {pid}: an integration git step still ran "
                                                       f"{gitproc.STOP_WAIT:g} s after it was stopped"})
             return

@@ -120,6 +120,8 @@ class AttemptControl:
 
 
 VERIFY_MARK = "CODESWARM_VERIFY"
+# Checkouts where a stopped attempt's git outlived STOP_WAIT: its locks may be live, never cleared.
+LIVE_GIT: set[Path] = set()
 
 
 async def run_verify(command: str, cwd: Path, timeout: float) -> tuple[bool, str]:
@@ -202,6 +204,7 @@ def _after_git_stop(control: AttemptControl, checkout: Path, result: dict[str, A
     if stop.killed:
         result["git_killed"] = list(stop.killed)   # process groups (leader pids) killed by the stop
     if stop.unfinished:  # a git thread still runs: its locks are live, leave them
+        LIVE_GIT.add(checkout)
         result["warning"] = (f"a git step still ran {gitproc.STOP_WAIT:g} s after the stop killed its "
                              f"processes; the checkout {checkout} may be in use")
         if control.warn is not None:
@@ -241,6 +244,12 @@ async def _attempt(workspace: Path, spec: dict[str, Any], runtime: Any, run_turn
         return control.scope
 
     def prepare() -> tuple[gitops.MergeConflict | None, str | None]:
+        if checkout not in LIVE_GIT and (checkout / ".git").is_dir():
+            # a git of this node's previous worker, SIGKILLed with it (childguard), left its locks;
+            # nothing of this worker runs git here now (an attempt waits for its git to end)
+            stale = gitops.clear_locks(checkout)
+            if stale:
+                result["stale_locks"] = stale
         conflict = gitops.task_checkout(spec["repo"], checkout, spec["branch"], spec["start"],
                                         tuple(spec.get("merges") or ()), spec.get("start_commit"),
                                         tuple(spec.get("merge_commits") or ()), allow_conflicts=kind == "integration")

@@ -13,11 +13,12 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import Codeswarm, _alive
-from tests.projects.helpers import named, project_events, user_repo, write_tasks
+from tests.conftest import Codeswarm, _alive, local_config
+from tests.projects.helpers import named, project_events, tree, user_repo, worker_results, write_tasks
 
 DELAY = 6  # the hanging scripts write their markers this long after they start
 
@@ -102,7 +103,8 @@ def test_a_worker_sigkilled_during_a_git_call_leaves_no_git_process(cs: Codeswar
 def test_an_integration_git_call_is_stopped_by_a_cancel_or_the_router_stop(cs: Codeswarm, how: str) -> None:
     """A PATH `git` wrapper hangs in the router's integration merge (its DELAY would be 600 s'
     git timeout in real life). A project cancel kills it at once and the router goes on; the
-    router's SIGTERM stop kills it and the router exits within moments, not at the git timeout."""
+    router's SIGTERM stop kills it and the router exits within moments, not at the git timeout; a
+    SIGKILLed router: the last test."""
     wrapper_dir = cs.tmp / "slowgit"
     wrapper_dir.mkdir()
     (wrapper_dir / "git").write_text(
@@ -131,3 +133,90 @@ def test_an_integration_git_call_is_stopped_by_a_cancel_or_the_router_stop(cs: C
                    timeout=DELAY - 1)
     assert_gone_and_nothing_written(cs, "merge", pids, t0)
     assert not list((cs.home / "projects" / project / "integration" / ".git").glob("*.lock"))
+
+
+def worker_nodes(cs: Codeswarm, project: str) -> list[dict[str, Any]]:
+    """The project's project_task_assigned events (which node ran each attempt)."""
+    return [e["data"] for e in project_events(cs, project) if e["event"] == "project_task_assigned"]
+
+
+def finished(cs: Codeswarm, project: str) -> dict:  # type: ignore[type-arg]
+    cs.wait_for(lambda evs: any(e["event"] in ("project_completed", "project_failed")
+                                and e["data"].get("project_id") == project for e in evs), timeout=90)
+    return cs.json("project", "status", project)  # type: ignore[no-any-return]
+
+
+def ref_hook(cs: Codeswarm, verb: str, where: str, name: str) -> None:
+    """A reference-transaction hook that hangs (hang()) in `git <verb>` run in a directory matching
+    `where`, while git holds HEAD.lock and the branch's ref lock (a kill leaves both behind)."""
+    hooks = cs.tmp / "hooks"
+    hooks.mkdir()
+    hook = hooks / "reference-transaction"
+    hook.write_text(f'#!/bin/sh\ncase "$(tr \'\\0\' \' \' < /proc/$PPID/cmdline)" in *" {verb} "*) ;; *) exit 0;; esac\n'
+                    f'case "$(pwd -P)" in {where}) ;; *) exit 0;; esac\n[ "$1" = prepared ] || exit 0\n'
+                    + hang(cs.tmp, name) + "exit 0\n")
+    hook.chmod(0o755)
+    (cs.tmp / "gitconfig").write_text(f"[core]\n\thooksPath = {hooks}\n")
+    cs.env["GIT_CONFIG_GLOBAL"] = str(cs.tmp / "gitconfig")  # the router and its local workers inherit it
+
+
+def test_a_restarted_worker_clears_the_locks_its_killed_predecessor_left_and_completes(cs: Codeswarm) -> None:
+    """kill -9 of the worker while its commit hangs holding HEAD.lock and the branch's ref lock: the
+    commit and its hook die with it (no late write), and the node's restarted worker (restart:
+    on-failure, same workspace and clone) clears the stale locks and completes the task."""
+    cfg = local_config(cs.tmp)
+    cfg["launch_providers"][0]["defaults"].update(restart="on-failure", restart_max=1)
+    cs.write_config(cfg)
+    ref_hook(cs, "commit", "*", "commit")
+    repo = user_repo(cs.tmp)
+    # two nodes: with one, the local job can end (all its processes gone, swarm_terminated) before
+    # the node's loss is seen and the restart decided
+    sid = cs.json("launch", "--nodes", "2")["swarm_id"]
+    tasks = write_tasks(cs.tmp, [{"id": "a", "prompt": "[mock:write=a.txt] a", "verify": "test -s a.txt"}])
+    project = cs.run("project", "create", "--repo", str(repo), "--tasks", str(tasks), "--swarm", sid,
+                     "--start").stdout.strip()
+    pids, t0 = started(cs, "commit")
+    commit = ppid(pids[0])  # the hook's parent: the worker's `git commit`
+    kill_worker_of(cs, commit)
+    assert_gone_and_nothing_written(cs, "commit", [commit, *pids], t0)
+    [node] = {r["node_id"] for r in worker_nodes(cs, project)}
+
+    def back(evs: list[dict[str, Any]]) -> bool:  # restarted, and its new worker runs (free for the resume)
+        i = next((i for i, e in enumerate(evs) if e["event"] == "node_restarted"), None)
+        return i is not None and any(e["event"] == "node_status" and e["data"].get("node_id") == node
+                                     and e["data"].get("worker") == "running" for e in evs[i:])
+    cs.wait_for(back, timeout=60)
+    # The task waits for a result its dead worker will never send (its turn had ended: the node's
+    # loss does not requeue it); the user's way out is cancel + resume, on the same node and clone.
+    cs.run("project", "cancel", project)
+    run = cs.run("project", "resume", project, "--wait", "--timeout", "90", "--json", check=False, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    status = cs.json("project", "status", project)
+    assert status["state"] == "completed", status
+    assert "a.txt" in tree(repo, f"codeswarm/{project}/a")
+    assert {r["node_id"] for r in worker_nodes(cs, project)} == {node}, "the resumed attempt ran on another node"
+    [result] = [r for r in worker_results(cs) if r["ok"]]
+    assert sorted(result["stale_locks"]) == ["HEAD.lock", f"refs/heads/codeswarm/{project}/a.lock"], result
+
+
+def test_a_restarted_router_clears_the_locks_of_its_killed_integration_and_completes(cs: Codeswarm) -> None:
+    """kill -9 of the router while its integration merge hangs holding locks: the merge and its hook
+    die with the router (its guard), and the restarted router's recovery redoes the integration
+    pass in the same clone and completes the project."""
+    ref_hook(cs, "merge", "*/integration", "merge")
+    repo = user_repo(cs.tmp)
+    sid = cs.json("launch", "--nodes", "1")["swarm_id"]
+    tasks = write_tasks(cs.tmp, [{"id": "a", "prompt": "[mock:write=a.txt] a"}])
+    project = cs.run("project", "create", "--repo", str(repo), "--tasks", str(tasks), "--swarm", sid,
+                     "--start").stdout.strip()
+    pids, t0 = started(cs, "merge")
+    merge = ppid(pids[0])
+    router = cs.router_pid()
+    assert router is not None and ppid(merge) == router
+    locks = cs.home / "projects" / project / "integration" / ".git"
+    assert list(locks.glob("*.lock")), "the hanging merge holds no lock: the test shows nothing"
+    os.kill(router, signal.SIGKILL)
+    assert_gone_and_nothing_written(cs, "merge", [merge, *pids], t0)
+    status = finished(cs, project)
+    assert status["state"] == "completed", status
+    assert tree(repo, status["integration_branch"]) == ["README", "a.txt"]
