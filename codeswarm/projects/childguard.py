@@ -10,9 +10,11 @@ that a kill of the worker's group does not reach it, holding the read end of a p
 end is the worker's (O_CLOEXEC: no child inherits it). When the worker is gone - any death, or a
 normal exit - the read gets EOF and the guard SIGKILLs every process of this user whose environment
 carries the worker's mark (OWNER_ENV=<mark>, given to every git and verify; their helpers, hooks and
-a verify's pipeline inherit it, also what left the group with setsid) and the process group each
-marked group leader leads (a child that cleared its environment stays in its leader's group), then
-sweeps again until a pass finds nothing (a fork racing the first pass).
+a verify's pipeline inherit it, also what left the group with setsid), every descendant of a marked
+process that still lives (a child that cleared its environment: codex's shell_environment_policy)
+and the process group each marked group leader leads, then sweeps again until a pass finds nothing
+(a fork racing the first pass). The agent runtimes (the codex app-server, Claude Code) are marked
+too, with the commands they run: a SIGKILLed worker's agent does not go on spending tokens.
 
 Why not PR_SET_PDEATHSIG: it reaches only the direct child (git, bash), not git's helpers nor a
 verify's children (a SIGKILLed bash leaves its pipeline running); it needs subprocess's preexec_fn,
@@ -40,25 +42,40 @@ while os.read(0, 4096):  # EOF: the owner is gone
     pass
 
 def sweep():
-    found = 0
+    marked, children = [], {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
+            with open("/proc/" + name + "/stat", "rb") as fh:
+                state, ppid = fh.read().rsplit(b")", 1)[1].split()[:2]
+            if state == b"Z":  # dead already (its parent has not reaped it): nothing to kill
+                continue
             with open("/proc/" + name + "/environ", "rb") as fh:
-                if needle not in b"\0" + fh.read() + b"\0":
-                    continue
-        except OSError:
+                env = b"\0" + fh.read() + b"\0"
+        except (OSError, IndexError, ValueError):
             continue
-        found += 1
-        pid = int(name)
+        children.setdefault(int(ppid), []).append(int(name))
+        if needle in env:
+            marked.append(int(name))
+    # A marked process's descendants too, taken from the same snapshot before any kill (a killed
+    # parent's children are reparented): a runtime may start its commands with a cleared environment
+    # in sessions of their own (codex's shell_environment_policy, a PTY per command).
+    doomed, todo = set(marked), list(marked)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in doomed:
+                doomed.add(child)
+                todo.append(child)
+    doomed.discard(os.getpid())
+    for pid in doomed:
         try:
             if os.getpgid(pid) == pid:
                 os.killpg(pid, signal.SIGKILL)
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
-    return found
+    return len(doomed)
 
 deadline = time.monotonic() + 10.0
 while sweep() and time.monotonic() < deadline:

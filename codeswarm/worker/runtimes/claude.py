@@ -36,6 +36,7 @@ import orjson
 import trio
 
 from codeswarm.errors import RuntimeFailure
+from codeswarm.projects import childguard
 from codeswarm.worker.runtimes.base import Runtime, WorkerContext
 from codeswarm.worker.runtimes.claude_proc import drain, terminate
 
@@ -193,6 +194,7 @@ class ClaudeRuntime(Runtime):
         # (containers, CI); a batch worker has no one to prompt anyway. Only "1" is accepted.
         if os.geteuid() == 0:
             env["IS_SANDBOX"] = "1"
+        env.update(childguard.env())  # claude and its commands die with this worker, even a SIGKILLed one
         return env
 
     async def start(self) -> None:
@@ -202,6 +204,10 @@ class ClaudeRuntime(Runtime):
                 "claude runtime: Claude Code CLI not found (set provider param claude_cli_path or "
                 "CLAUDE_BIN, or put `claude` on PATH; scripts/install-claude.sh installs the pinned version)"
             )
+        try:  # the process guard starts now, not in the first turn
+            childguard.env()
+        except OSError as exc:
+            raise RuntimeFailure(f"claude runtime: {exc}") from exc
         if self.resume_thread:  # a restarted worker continues the node's session
             self.session_id = self.resume_thread
         if self.approvals:

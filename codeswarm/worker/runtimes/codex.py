@@ -24,6 +24,7 @@ import orjson
 import trio
 
 from codeswarm.errors import RuntimeFailure
+from codeswarm.projects import childguard
 from codeswarm.worker.runtimes.base import Runtime, WorkerContext
 
 if TYPE_CHECKING:
@@ -185,6 +186,10 @@ class CodexRuntime(Runtime):
             env["CODEX_HOME"] = str(home)
         env.setdefault("RUST_LOG", "warn")
         env.setdefault("NO_COLOR", "1")  # plain stderr log
+        try:  # the app-server and its commands die with this worker, even a SIGKILLed one
+            env.update(childguard.env())
+        except OSError as e:
+            raise CodexError(str(e)) from e
         log_path = self._log_path()
         log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
