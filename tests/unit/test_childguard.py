@@ -110,3 +110,54 @@ def test_the_guard_ends_with_its_owner_s_normal_exit_and_spares_other_marks(tmp_
     finally:
         other.kill()
         other.wait()
+
+
+# A runtime-like owner: its marked child (an app-server) lives on after the owner's death and runs a
+# command in a session of its own with a cleared environment (codex's shell_environment_policy):
+# neither the mark nor the leader's group reaches that command, only "a descendant of a marked process".
+RUNTIME_OWNER = r"""
+import os, subprocess, sys, time
+from pathlib import Path
+from codeswarm.projects import childguard
+tmp = Path(sys.argv[1])
+server = f'''
+setsid env -i /bin/sh -c 'echo $$ > {tmp}/cmd; sleep {DELAY}; touch {tmp}/cleared' &
+echo $$ > {tmp}/server
+wait
+'''
+subprocess.Popen(["sh", "-c", server], env={**os.environ, **childguard.env()}, start_new_session=True)
+print(childguard.guard_pid(), flush=True)
+time.sleep(600)
+""".replace("{DELAY}", str(DELAY))
+
+
+def test_a_cleared_environment_command_under_a_living_marked_process_dies_too(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("CODESWARM_OWNER", None)
+    owner = subprocess.Popen([sys.executable, "-c", RUNTIME_OWNER, str(tmp_path)], env=env,
+                             stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    guard = int(owner.stdout.readline())
+    pids: list[int] = []
+    try:
+        wait_until(lambda: all((tmp_path / f).exists() and (tmp_path / f).read_text().strip()
+                               for f in ("server", "cmd")), "the server never started its command")
+        t0 = time.monotonic()
+        server, cmd = (int((tmp_path / f).read_text()) for f in ("server", "cmd"))
+        pids = [server, cmd]
+        assert b"CODESWARM_OWNER=" not in Path(f"/proc/{cmd}/environ").read_bytes()
+        assert os.getsid(cmd) == cmd != os.getsid(server)
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait()
+        wait_until(lambda: not any(_alive(p) for p in pids),
+                   f"outlived their SIGKILLed owner: {[p for p in pids if _alive(p)]}")
+        wait_until(lambda: not _alive(guard), "the guard outlived its sweep")
+        time.sleep(max(0.0, t0 + DELAY + 1.0 - time.monotonic()))
+        assert not (tmp_path / "cleared").exists()
+    finally:
+        for pid in pids:
+            if _alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
