@@ -13,7 +13,8 @@ from typing import Any
 
 from tests.conftest import Codeswarm, _alive
 
-DELAY = 8  # the command's processes write their markers this long after they start
+DELAY = 12  # the command's processes write their markers this long after they start (a loaded CI
+# machine's terminate must come well within it)
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
@@ -100,9 +101,14 @@ def assert_all_gone_and_nothing_written(cs: Codeswarm, name: str, run: dict[str,
     assert len(run["guards"]) == 1, "one process guard per worker"
 
 
-def kill_leftovers(started: list[int]) -> None:
-    """After a failing run (an older build): what the test's turn left running, only that, by PID."""
+def kill_leftovers(started: list[int], tmp: Path) -> None:
+    """After a failing run (an older build): what the test's turn left running, only that, by PID (and
+    only while its environment still names the test's directory: not a reused pid)."""
     for pid in started:
-        if _alive(pid) and os.getsid(pid) != os.getsid(0):
+        try:
+            ours = str(tmp).encode() in Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if ours and _alive(pid) and os.getsid(pid) != os.getsid(0):
             os.kill(pid, signal.SIGKILL)
     started.clear()

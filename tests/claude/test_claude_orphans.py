@@ -34,7 +34,7 @@ def claude_cs(pyz: Path, tmp_path: Path, claude_bin: str, fake_anthropic: FakeAn
     try:
         yield cs
     finally:
-        kill_leftovers(STARTED)
+        kill_leftovers(STARTED, tmp_path)
         cs.cleanup()
 
 

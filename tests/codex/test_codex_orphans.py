@@ -24,9 +24,9 @@ STARTED: list[int] = []
 
 
 @pytest.fixture(autouse=True)
-def _kill_leftovers() -> Iterator[None]:
+def _kill_leftovers(cs: Codeswarm) -> Iterator[None]:
     yield
-    kill_leftovers(STARTED)
+    kill_leftovers(STARTED, cs.tmp)
 
 
 def codex_config(tmp: Path, codex_bin: str, fake: FakeResponses) -> dict[str, Any]:
