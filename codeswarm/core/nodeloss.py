@@ -81,11 +81,15 @@ def restart_policy(params: dict[str, Any]) -> tuple[bool, int, float]:
     return on, limit, backoff
 
 
-def restart_pending(swarm: Swarm, node_id: int) -> bool:
-    """True while a lost node may still come back (so the job is not over yet)."""
+def may_restart(swarm: Swarm, node_id: int) -> bool:
+    """True while a node may still come back: lost and restartable, or not yet known to be gone
+    (its worker is LOSABLE) with restarts left. A local job's check can see every worker process
+    gone before the node watch named the dead one lost (two loops, 1 s and 0.5 s apart): the
+    node's clean exit would have been read already (its outbox is drained first), so such a node
+    died, and the node watch will make it lost and restart it."""
     node = swarm.nodes[node_id]
     on, limit, _ = restart_policy(swarm.params)
-    return node.worker == "lost" and on and node.restart_count < limit
+    return on and node.restart_count < limit and (node.worker == "lost" or node.worker in LOSABLE)
 
 
 def decide_node_gone(state: CoreState, inp: NodeGone, now: float, ids: Ids, out: Out) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from codeswarm.core.evidence import JobObservation, JobState
 from codeswarm.core.kernel import Event, Feature, Ids, Out
 from codeswarm.core.lifecycle import terminated
-from codeswarm.core.nodeloss import restart_pending
+from codeswarm.core.nodeloss import may_restart
 from codeswarm.core.records import CoreState, Swarm
 from codeswarm.core.steps import set_state
 
@@ -52,8 +52,9 @@ def decide_observed(state: CoreState, inp: Observed, now: float, ids: Ids, out: 
     if obs.state == JobState.RUNNING and swarm.state == "pending":
         set_state(out, swarm, "running", None)
     elif obs.state == JobState.ENDED:
-        # Local jobs "end" when no worker process is left; not while a lost node is being restarted.
-        if obs.reason == "workers_exited" and any(restart_pending(swarm, n) for n in range(swarm.node_count)):
+        # Local jobs "end" when no worker process is left; not while a lost node is being restarted, nor
+        # while a dead node's loss is not yet seen (the node watch then restarts it: nodeloss.may_restart).
+        if obs.reason == "workers_exited" and any(may_restart(swarm, n) for n in range(swarm.node_count)):
             return
         _job_gone(out, state, swarm, obs)
 

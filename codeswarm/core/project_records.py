@@ -88,6 +88,8 @@ class Task:
     start: str | None = None              # integration task: the ref to start from
     conflict_files: list[str] = field(default_factory=list)
     timeout_seconds: float | None = None  # per attempt (the task's, else the project's default)
+    node_restarts: int | None = None      # the node's restart_count when the attempt was assigned (core/project_loss.py)
+    lost_attempt: dict[str, Any] | None = None  # the last attempt ended because its worker was gone (a late result)
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "kind": self.kind, "state": self.state,
@@ -253,6 +255,7 @@ def _task_assigned(st: ProjectsState, d: dict[str, Any]) -> None:
     t.swarm_id, t.node_id, t.injection_id = d["swarm_id"], d["node_id"], d["injection_id"]
     t.attempts = int(d["attempt"])
     t.error = None
+    t.node_restarts = d.get("node_restarts")
     st.by_injection[d["injection_id"]] = (p.project_id, t.id)
 
 
@@ -274,6 +277,8 @@ def _task_failed(st: ProjectsState, d: dict[str, Any]) -> None:
     t.error = d.get("error")
     t.last_output = d.get("output")
     t.finished_at = d.get("finished_at")
+    if d.get("ended_by"):  # the router ended it (its worker was gone): a late result of it is recognised
+        t.lost_attempt = {k: d.get(k) for k in ("injection_id", "swarm_id", "node_id", "attempt", "ended_by")}
     if d.get("final"):
         t.state = move("task", t.state, "failed")
     else:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from codeswarm.errors import CodeswarmError
 from codeswarm.core import steps
 from codeswarm.core.kernel import Event, Feature, InboxLine
+from codeswarm.core.project_loss import Ended, attempt_evidence, late_result
 from codeswarm.core.project_graph import TaskGraph
 from codeswarm.core.project_records import (
     ACTIVE_TASK_STATES,
@@ -75,6 +76,8 @@ class Dispatch:
     """Look at every open project: readiness, blocking, assignment to idle nodes, integration, the end."""
     idle: dict[str, tuple[int, ...]]          # swarm_id -> idle node ids (worker running, no open injection)
     gone: frozenset[str] = frozenset()        # injection ids of active tasks whose node or injection is gone
+    ended: dict[str, Ended] = field(default_factory=dict)  # attempts whose worker died after taking them
+    restarts: dict[tuple[str, int], int] = field(default_factory=dict)  # idle node -> its restart_count
 
 
 @dataclass(frozen=True)
@@ -274,8 +277,13 @@ def _dispatch_project(p: Project, inp: Dispatch, now: float, ids: Callable[[], s
     states = {tid: t.state for tid, t in p.tasks.items()}   # local view: emitted changes are not applied yet
     busy = {(t.swarm_id, t.node_id) for t in p.tasks.values() if t.state in ACTIVE_TASK_STATES}
     attempts = {tid: t.attempts for tid, t in p.tasks.items()}
+    ended: set[str] = set()  # retried from the next pass, whose prompt then says why this attempt failed
     for t in p.tasks.values():
-        if t.state in ACTIVE_TASK_STATES and t.injection_id in inp.gone:
+        if t.state in ACTIVE_TASK_STATES and t.injection_id in inp.ended:
+            states[t.id], attempts[t.id] = _end_attempt(p, t, inp.ended[t.injection_id], now, out)
+            busy.discard((t.swarm_id, t.node_id))
+            ended.add(t.id)
+        elif t.state in ACTIVE_TASK_STATES and t.injection_id in inp.gone:
             out.emit("project_task_ready", {"project_id": pid, "task_id": t.id, "requeued": True,
                                             "reason": "its node or injection is gone"})
             states[t.id] = "ready"
@@ -297,7 +305,7 @@ def _dispatch_project(p: Project, inp: Dispatch, now: float, ids: Callable[[], s
     free = [] if p.budget_exceeded else [(sid, n) for sid in p.swarms for n in inp.idle.get(sid, ())
                                          if (sid, n) not in claimed and (sid, n) not in busy]
     for t in p.tasks.values():
-        if states[t.id] != "ready" or not free:
+        if states[t.id] != "ready" or not free or t.id in ended:
             continue
         sid, node = free.pop(0)
         claimed.add((sid, node))
@@ -305,12 +313,27 @@ def _dispatch_project(p: Project, inp: Dispatch, now: float, ids: Callable[[], s
         iid = ids()
         content, spec = task_work(p, t, attempt)
         out.emit("project_task_assigned", {"project_id": pid, "task_id": t.id, "swarm_id": sid, "node_id": node,
-                                           "injection_id": iid, "attempt": attempt, "branch": t.branch})
+                                           "injection_id": iid, "attempt": attempt, "branch": t.branch,
+                                           "node_restarts": inp.restarts.get((sid, node), 0)})
         out.effect(SendTask(pid, t.id, sid, node, iid, content, spec))
         states[t.id] = "assigned"
     if any(s in OPEN_TASK_STATES for s in states.values()) or p.integrating:
         return
     _finish_or_integrate(p, states, now, out)
+
+
+def _end_attempt(p: Project, t: Task, why: Ended, now: float, out: Out) -> tuple[str, int]:
+    """An attempt whose worker died before reporting it fails like any failed attempt (it counts; retried
+    while attempts are left). Returns the task's (state, attempts) after it."""
+    base = {"project_id": p.project_id, "task_id": t.id, "attempt": t.attempts, "injection_id": t.injection_id,
+            "swarm_id": t.swarm_id, "node_id": t.node_id}
+    if p.budget_exceeded:  # as for a result: the budget stopped the project, no attempt is spent
+        out.emit("project_task_ready", {**base, "requeued": True, "reason": "budget_exceeded"})
+        return "ready", max(0, t.attempts - 1)
+    final = t.attempts >= p.max_attempts
+    out.emit("project_task_failed", {**base, "final": final, "finished_at": now, "stage": None, "error": why.error,
+                                     "output": None, "ended_by": why.ended_by})
+    return ("failed" if final else "ready"), t.attempts
 
 
 def _finish_or_integrate(p: Project, states: dict[str, str], now: float, out: Out) -> None:
@@ -499,7 +522,8 @@ class TaskResultLine:
 
 
 def dispatch_evidence(state: CoreState) -> Dispatch:
-    """Idle nodes of the swarms of open projects, and active tasks whose node or injection is gone."""
+    """Idle nodes of the swarms of open projects (with their restart counts), and the active attempts
+    whose node or injection is gone or whose worker died after taking them (core/project_loss.py)."""
     projects = state.projects
     idle: dict[str, tuple[int, ...]] = {}
     wanted = {sid for p in projects.projects.values() if p.state in ("running", "integrating") for sid in p.swarms}
@@ -507,17 +531,9 @@ def dispatch_evidence(state: CoreState) -> Dispatch:
         sw = state.swarms.get(sid)
         if sw is not None and sw.active:
             idle[sid] = tuple(n for n, node in enumerate(sw.nodes) if node.worker == "running" and not sw.node_busy(n))
-    gone = set()
-    for p in projects.projects.values():
-        for t in p.tasks.values():
-            if t.state not in ACTIVE_TASK_STATES or not t.injection_id:
-                continue
-            sw = state.swarms.get(t.swarm_id or "")
-            inj = sw.injections.get(t.injection_id) if sw else None
-            if sw is None or not sw.active or not 0 <= (t.node_id or 0) < sw.node_count \
-                    or sw.nodes[t.node_id or 0].worker == "exited" or (inj is not None and inj.state == "failed"):
-                gone.add(t.injection_id)
-    return Dispatch(idle=idle, gone=frozenset(gone))
+    restarts = {(sid, n): state.swarms[sid].nodes[n].restart_count for sid, nodes in idle.items() for n in nodes}
+    gone, ended = attempt_evidence(state)
+    return Dispatch(idle=idle, gone=gone, ended=ended, restarts=restarts)
 
 
 def _send_tasks(state: CoreState, out: Any, first: int) -> None:
@@ -584,7 +600,10 @@ def _decide_result(state: CoreState, inp: TaskResultLine, now: float, ids: Calla
     if not isinstance(iid, str) or not isinstance(data, dict):
         return
     found = state.projects.task_of(iid)
-    if not found or found[1].swarm_id != inp.swarm_id or found[1].node_id != inp.node_id:
+    if not found:
+        late_result(state, inp.swarm_id, inp.node_id, inp.line, out)  # its attempt was ended as lost: say so
+        return
+    if found[1].swarm_id != inp.swarm_id or found[1].node_id != inp.node_id:
         return  # only the node the attempt was sent to may report it
     first = len(out.events)
     if found[1].state == "assigned":

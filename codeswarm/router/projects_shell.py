@@ -428,7 +428,8 @@ class ProjectsShell:
             heads = await trio.to_thread.run_sync(gitops.remote_heads, p.repo, f"{gitops.BRANCH_PREFIX}/{pid}/")
         except gitops.GitError as exc:
             raise self._reject(cmd, "invalid_repo", str(exc)) from None
-        gone = D.dispatch_evidence(self.r.state).gone
+        evidence = D.dispatch_evidence(self.r.state)
+        gone = evidence.gone | frozenset(evidence.ended)
         live = frozenset(t.injection_id for t in p.tasks.values() if t.injection_id and t.state in ACTIVE_TASK_STATES
                          and t.injection_id not in gone)
         return D.Resume(cmd.request_id, pid, swarms, retry, heads, live)

@@ -113,6 +113,31 @@ def test_local_job_end_is_not_final_while_a_lost_node_may_restart(h: Harness) ->
     assert swarm.state == "terminated"
 
 
+def test_a_job_end_seen_before_the_node_loss_waits_for_the_restart(h: Harness) -> None:
+    """The race of a one-node local swarm: the job check (every 1 s) sees every worker process gone
+    before the node watch (every 0.5 s) named the dead node lost. With a restart policy that is not
+    the job's end: the node watch makes it lost and restarts it. Without one, or past the limit,
+    or when the worker exited cleanly (its outbox is drained before), the job has ended."""
+    ended = JobObservation(JobState.ENDED, "COMPLETED", reason="workers_exited")
+    swarm = running(h, 1, restart="on-failure", restart_max=1)
+    h.observe(swarm, ended)  # SIGKILLed; not yet seen lost
+    assert swarm.state == "running"
+    [effect] = h.decide(NodeGone(swarm.swarm_id, 0, "worker pid 9 is gone")).effects
+    assert isinstance(effect, RestartNode)
+    h.decide(NodeRespawned(swarm.swarm_id, 0, 1, {}))
+    h.start(swarm, 0)
+    h.observe(swarm, ended)  # killed again, restart_max reached: the job end is final
+    assert swarm.state == "terminated"
+    plain = running(h, 1)
+    h.observe(plain, ended)
+    assert plain.state == "terminated"
+    clean = running(h, 2, restart="on-failure")
+    h.exit(clean, 0, reason="shutdown", exit_code=0)
+    h.exit(clean, 1, reason="error", exit_code=1)
+    h.observe(clean, ended)
+    assert clean.state == "terminated"
+
+
 def test_lost_is_in_the_worker_transition_table(h: Harness) -> None:
     swarm = running(h, 1)
     h.decide(NodeGone(swarm.swarm_id, 0, "x"))

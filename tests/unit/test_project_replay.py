@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from codeswarm.core import projects as P
 from codeswarm.core.project_graph import parse_graph
+from codeswarm.core.nodeloss import NodeGone, NodeRespawned
+from codeswarm.core.project_loss import attempt_evidence
 from codeswarm.core.project_records import ACTIVE_TASK_STATES, REDUCERS
 from codeswarm.core.states import IllegalTransition
 from tests.harness import Harness
@@ -25,6 +27,9 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("turn"), st.integers(0, 7)),
     st.tuples(st.just("result"), st.integers(0, 7), st.booleans()),
     st.tuples(st.just("exit"), st.integers(0, 1), st.integers(0, 1)),
+    st.tuples(st.just("lost"), st.integers(0, 7)),     # kill -9 of an active task's worker (NodeGone)
+    st.tuples(st.just("respawn"), st.integers(0, 3)),  # a lost node's restart: a new worker runs
+    st.tuples(st.just("late"), st.integers(0, 7)),  # a result of an attempt ended as lost
     st.tuples(st.just("integrated"), st.booleans()),
     st.tuples(st.just("resume"), st.booleans(), st.booleans()),
     st.tuples(st.just("cancel")),
@@ -82,6 +87,24 @@ def run(h: Harness, swarms: list[Any], pid: str, program: list[tuple[Any, ...]])
             sw = swarms[op[1]]
             if sw.nodes[op[2]].worker == "running":
                 h.exit(sw, op[2])
+        elif kind == "lost" and tasks:
+            t = tasks[op[1] % len(tasks)]
+            h.decide(NodeGone(t.swarm_id, t.node_id, "killed"))
+        elif kind == "respawn":
+            sw, node = swarms[op[1] // 2], op[1] % 2
+            if sw.nodes[node].worker == "lost":
+                h.decide(NodeRespawned(sw.swarm_id, node, sw.nodes[node].restart_count + 1, {}))
+                h.start(sw, node)
+        elif kind == "late":
+            lost = [t for t in p.tasks.values() if t.lost_attempt]
+            if lost:
+                t = lost[op[1] % len(lost)]
+                la = t.lost_attempt
+                sw = h.state.swarms[la["swarm_id"]]
+                h.decide(P.TaskResultLine(sw.swarm_id, la["node_id"], {
+                    "seq": h._next_outbox_seq(sw, la["node_id"]), "type": "lifecycle", "event": "project_task_result",
+                    "injection_id": la["injection_id"], "data": {"project_id": pid, "task_id": t.id, "ok": True,
+                                                                 "commit": "f" * 40}}))
         elif kind == "integrated" and p.state == "integrating" and p.integrating:
             todo = tuple(t.branch for t in p.tasks.values() if t.kind == "task" and t.state == "completed"
                          and t.branch not in p.integrated)
@@ -116,6 +139,12 @@ def test_replaying_the_log_gives_exactly_the_live_projects(program: list[tuple[A
     assert projects_json(replayed) == projects_json(h.state)
     replayed.projects.reindex()
     assert replayed.projects.by_injection == h.state.projects.by_injection
+    # an attempt whose worker died ends once; after a dispatch none is left on a gone worker
+    ended = [d["injection_id"] for _s, n, d, _t in h.log if n == "project_task_failed" and d.get("ended_by")]
+    assert len(ended) == len(set(ended))
+    if h.state.projects.projects[pid].state in ("running", "integrating"):
+        h.decide(P.DispatchProjects())
+        assert attempt_evidence(h.state)[1] == {}
     completed = [d["task_id"] for _s, n, d, _t in h.log if n == "project_task_completed"]
     resets = [d["task_id"] for _s, n, d, _t in h.log if n == "project_task_reset"]
     for tid in set(completed):  # a task completes again only after a resume reset it

@@ -1,7 +1,7 @@
 """Project events (docs/PROJECTS.md "Protocol"; docs/PROTOCOL.md "Projects"). Every one carries
 `project_id`, task events `task_id`. Emitted by core/projects.py unless said otherwise."""
 
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from codeswarm.core.event_types.registry import EventType, declare
 
@@ -83,6 +83,7 @@ class ProjectTaskAssigned(TaskRef):
     injection_id: str
     attempt: int
     branch: str
+    node_restarts: NotRequired[int]  # the node's restart_count then (an attempt its restart ended: core/project_loss.py)
 
 
 class ProjectTaskStarted(TaskRef):
@@ -119,6 +120,9 @@ class ProjectTaskFailed(AttemptRef):
     stage: str | None
     error: str
     output: str | None
+    # the router ended the attempt: its worker was gone before it reported it (core/project_loss.py);
+    # then `swarm_id`/`node_id` name the attempt's node
+    ended_by: NotRequired[Literal["node_lost", "worker_exited", "node_restarted"]]
 
 
 class ProjectTaskBlocked(TaskRef):
