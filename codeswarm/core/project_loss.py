@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from codeswarm.core.project_records import ACTIVE_TASK_STATES, Task
+from codeswarm.core.project_records import ACTIVE_TASK_STATES, Project, Task
 from codeswarm.core.records import CoreState
 from codeswarm.core.views import runtime_fields
 
@@ -85,6 +85,20 @@ def attempt_evidence(state: CoreState) -> tuple[frozenset[str], dict[str, Ended]
     return frozenset(gone), ended
 
 
+def end_attempt(p: Project, t: Task, why: Ended, now: float, out: Out) -> tuple[str, int]:
+    """An attempt whose worker died before reporting it fails like any failed attempt (it counts; retried
+    while attempts are left). Returns the task's (state, attempts) after it."""
+    base = {"project_id": p.project_id, "task_id": t.id, "attempt": t.attempts, "injection_id": t.injection_id,
+            "swarm_id": t.swarm_id, "node_id": t.node_id}
+    if p.budget_exceeded:  # as for a result: the budget stopped the project, no attempt is spent
+        out.emit("project_task_ready", {**base, "requeued": True, "reason": "budget_exceeded"})
+        return "ready", max(0, t.attempts - 1)
+    final = t.attempts >= p.max_attempts
+    out.emit("project_task_failed", {**base, "final": final, "finished_at": now, "stage": None, "error": why.error,
+                                     "output": None, "ended_by": why.ended_by})
+    return ("failed" if final else "ready"), t.attempts
+
+
 def late_result(state: CoreState, swarm_id: str, node_id: int, line: dict[str, Any], out: Out) -> None:
     """A project_task_result for an attempt that was ended as lost: not applied (the task already
     moved on: retried, or failed for good); said as a non-fatal agent_error. It carries the line's
@@ -95,12 +109,12 @@ def late_result(state: CoreState, swarm_id: str, node_id: int, line: dict[str, A
         return
     p = state.projects.projects.get(str(data.get("project_id")))
     t = p.tasks.get(str(data.get("task_id"))) if p else None
-    lost = t.lost_attempt if t else None
     sw = state.swarms.get(swarm_id)
-    if not lost or sw is None or lost.get("injection_id") != iid or lost.get("swarm_id") != swarm_id \
-            or lost.get("node_id") != node_id or not 0 <= node_id < sw.node_count:
+    if p is None or t is None or not t.lost_attempt or sw is None or not 0 <= node_id < sw.node_count:
         return
-    assert p is not None and t is not None
+    lost = t.lost_attempt
+    if (lost.get("injection_id"), lost.get("swarm_id"), lost.get("node_id")) != (iid, swarm_id, node_id):
+        return  # only the node the ended attempt was sent to, naming its injection
     outcome = "ok" if data.get("ok") is True else f"failed: {str(data.get('error'))[:200]}"
     out.emit("agent_error", {
         **runtime_fields(sw, node_id, iid), "fatal": False, "error_code": "project_result_late",

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from codeswarm.errors import CodeswarmError
 from codeswarm.core import steps
 from codeswarm.core.kernel import Event, Feature, InboxLine
-from codeswarm.core.project_loss import Ended, attempt_evidence, late_result
+from codeswarm.core.project_loss import Ended, attempt_evidence, end_attempt, late_result
 from codeswarm.core.project_graph import TaskGraph
 from codeswarm.core.project_records import (
     ACTIVE_TASK_STATES,
@@ -280,7 +280,7 @@ def _dispatch_project(p: Project, inp: Dispatch, now: float, ids: Callable[[], s
     ended: set[str] = set()  # retried from the next pass, whose prompt then says why this attempt failed
     for t in p.tasks.values():
         if t.state in ACTIVE_TASK_STATES and t.injection_id in inp.ended:
-            states[t.id], attempts[t.id] = _end_attempt(p, t, inp.ended[t.injection_id], now, out)
+            states[t.id], attempts[t.id] = end_attempt(p, t, inp.ended[t.injection_id], now, out)
             busy.discard((t.swarm_id, t.node_id))
             ended.add(t.id)
         elif t.state in ACTIVE_TASK_STATES and t.injection_id in inp.gone:
@@ -320,20 +320,6 @@ def _dispatch_project(p: Project, inp: Dispatch, now: float, ids: Callable[[], s
     if any(s in OPEN_TASK_STATES for s in states.values()) or p.integrating:
         return
     _finish_or_integrate(p, states, now, out)
-
-
-def _end_attempt(p: Project, t: Task, why: Ended, now: float, out: Out) -> tuple[str, int]:
-    """An attempt whose worker died before reporting it fails like any failed attempt (it counts; retried
-    while attempts are left). Returns the task's (state, attempts) after it."""
-    base = {"project_id": p.project_id, "task_id": t.id, "attempt": t.attempts, "injection_id": t.injection_id,
-            "swarm_id": t.swarm_id, "node_id": t.node_id}
-    if p.budget_exceeded:  # as for a result: the budget stopped the project, no attempt is spent
-        out.emit("project_task_ready", {**base, "requeued": True, "reason": "budget_exceeded"})
-        return "ready", max(0, t.attempts - 1)
-    final = t.attempts >= p.max_attempts
-    out.emit("project_task_failed", {**base, "final": final, "finished_at": now, "stage": None, "error": why.error,
-                                     "output": None, "ended_by": why.ended_by})
-    return ("failed" if final else "ready"), t.attempts
 
 
 def _finish_or_integrate(p: Project, states: dict[str, str], now: float, out: Out) -> None:

@@ -320,3 +320,19 @@ def test_every_lost_attempt_ends_once_and_replay_gives_the_live_state(program: l
     assert not results & set(ended), "a late result was applied to an attempt ended as lost"
     completed = [d["task_id"] for _s, n, d, _t in h.log if n == "project_task_completed"]
     assert len(completed) == len(set(completed))
+
+
+def test_a_spent_budget_requeues_the_ended_attempt_without_spending_it() -> None:
+    """As a budget-stopped attempt's result does (core/project_budget.py): the task waits for a raise."""
+    h, swarm, pid = setup(max_attempts=1)
+    t = task(h, pid)
+    after_the_turn(h, swarm, t)
+    p = h.state.projects.projects[pid]
+    p.budget_exceeded = True  # what budget_exceeded's reducer sets (the usage that spends it is tested elsewhere)
+    h.decide(NodeGone(swarm.swarm_id, t.node_id, "killed"))
+    mark = h.mark()
+    h.decide(P.DispatchProjects())
+    assert failed_events(h, mark) == []
+    [(name, data)] = [(n, d) for n, d in h.events(after=mark) if n.startswith("project_")]
+    assert name == "project_task_ready" and data["reason"] == "budget_exceeded" and data["requeued"] is True
+    assert t.state == "ready" and t.attempts == 0
