@@ -104,7 +104,9 @@ class Codeswarm:
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def wait_for(self, predicate: Any, *args: str, timeout: float = 60) -> list[dict[str, Any]]:
-        """Follow the event stream (`events --follow --json`) until predicate(events) holds."""
+        """Follow the event stream (`events --follow --json`) until predicate(events) holds; returns the
+        events read so far: a prefix of the log that may stop at any event after the one that made the
+        predicate true. Use `wait_settled` when the test then needs the whole log or an exact count."""
         proc = subprocess.Popen([sys.executable, str(self.pyz), "events", "--since", "0", "--follow", "--json", *args],
                                 env=self.env, cwd=self.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         evs: list[dict[str, Any]] = []
@@ -136,6 +138,32 @@ class Codeswarm:
         finally:
             proc.kill()
             proc.wait()
+
+    def wait_settled(self, predicate: Any, *args: str, timeout: float = 60) -> list[dict[str, Any]]:
+        """The whole log (`events --since 0 --json *args`) once `predicate` holds for all of it.
+
+        `wait_for` checks its predicate on every prefix of the stream and returns that prefix: right
+        for "has X happened yet", wrong for "is it over" or "exactly N". "Every acked prompt has ended"
+        already holds on a prefix that stops between one round's last turn_complete and the next
+        round's acks (a CI run failed that way). So the stream only says when to look; the answer is
+        a whole replay up to the router's head, asked again until the predicate holds for it."""
+        deadline = time.monotonic() + timeout
+        self.wait_for(predicate, *args, timeout=timeout)
+        while True:
+            evs = self.events(*args)
+            if predicate(evs):
+                return evs
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met on the whole log in {timeout}s; last events: "
+                                     f"{[e['event'] for e in evs[-30:]]}")
+            self.wait_for(lambda es: len(es) > len(evs), *args, timeout=max(1.0, deadline - time.monotonic()))
+
+    def wait_running(self, swarm_id: str, nodes: int, timeout: float = 60) -> None:
+        """Until every node of the swarm has logged a running worker (`launch` returns before the
+        workers start; on a loaded machine that takes seconds)."""
+        self.wait_for(lambda es: {e["data"]["node_id"] for e in es if e["event"] == "node_status"
+                                  and e["data"].get("worker") == "running"} >= set(range(nodes)),
+                      "--swarm", swarm_id, timeout=timeout)
 
     def router_pid(self) -> int | None:
         try:

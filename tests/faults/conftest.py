@@ -10,8 +10,7 @@ import json
 import os
 import random
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,26 +42,6 @@ def log_events(cs: Codeswarm) -> list[dict[str, Any]]:
         for raw in seg.read_bytes().splitlines():
             out.append(json.loads(raw))
     return out
-
-
-def wait_settled(cs: Codeswarm, predicate: Callable[[list[dict[str, Any]]], bool], *args: str,
-                 timeout: float = 60) -> list[dict[str, Any]]:
-    """The events (`events --since 0 --json *args`) once `predicate` holds for all of them.
-
-    `cs.wait_for` checks its predicate on every prefix of the stream, and "every acked prompt has
-    ended" already holds on a prefix that stops between one round's last turn_complete and the
-    next round's acks (a CI run failed that way). So the stream only says when to look; the answer
-    is a whole replay up to the router's head, asked again until the predicate holds for it."""
-    deadline = time.monotonic() + timeout
-    cs.wait_for(predicate, *args, timeout=timeout)
-    while True:
-        evs = cs.events(*args)
-        if predicate(evs):
-            return evs
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met on the whole log in {timeout}s; last events: "
-                                 f"{[e['event'] for e in evs[-30:]]}")
-        cs.wait_for(lambda es: len(es) > len(evs), *args, timeout=max(1.0, deadline - time.monotonic()))
 
 
 def assert_log_consistent(events: list[dict[str, Any]]) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from codeswarm.client import Client
 from codeswarm.errors import RouterUnavailable
 from tests.conftest import Codeswarm
-from tests.faults.conftest import assert_log_consistent, fast_config, log_events, wait_settled
+from tests.faults.conftest import assert_log_consistent, fast_config, log_events
 
 INJECTS = 500
 NODES = 4
@@ -129,7 +129,7 @@ def test_router_kill_9_campaign_during_inject_burst(cs: Codeswarm, rng: Random) 
         return bool(acked) and acked <= delivered | failed and delivered <= done | failed
 
     try:
-        wait_settled(cs, settled, "--swarm", sid, timeout=SETTLE_SECONDS)
+        cs.wait_settled(settled, "--swarm", sid, timeout=SETTLE_SECONDS)
     except AssertionError:
         pass  # the checks below name the node-prompts that never settled
     cs.kill_router(signal.SIGTERM)  # read the log and outboxes at rest

@@ -154,6 +154,7 @@ def test_inject_wait_timeout_prints_each_node(cs: Codeswarm) -> None:
     cs.write_config(config(cs.tmp))
     launched = cs.json("launch", "--nodes", "2")
     sid = launched["swarm_id"]
+    cs.wait_running(sid, 2)  # else a worker still starting on a loaded machine leaves its node `acked` at 3 s
     proc = cs.run("inject", sid, "--prompt", "[mock:slow=30] slow", "--wait", "--timeout", "3", check=False)
     assert proc.returncode == 4, proc
     lines = proc.stdout.splitlines()

@@ -16,7 +16,7 @@ from random import Random
 from typing import Any
 
 from tests.conftest import Codeswarm, _alive
-from tests.faults.conftest import assert_log_consistent, fast_config, log_events, wait_settled
+from tests.faults.conftest import assert_log_consistent, fast_config, log_events
 from tests.integration.test_crash_recovery import actual_from_log, expected_from_outboxes
 
 
@@ -56,8 +56,9 @@ def test_kill_9_during_launch(cs: Codeswarm, rng: Random) -> None:
     assert len(launched) == len(set(launched)) <= 1
     if launched:  # the launch was recorded: the new router finishes it, the nodes start and answer
         sid = launched[0]
-        cs.wait_for(lambda es: sum(1 for e in es if e["event"] == "node_status"
-                                   and e["data"].get("worker") == "running") == 3, "--swarm", sid, timeout=30)
+        # every node, not "3 running events": a node that went stale (2 s heartbeat timeout, a loaded
+        # machine) logs `running` again, and a count that jumps past 3 in one read never equals 3
+        cs.wait_running(sid, 3, timeout=30)
         done = cs.json("inject", sid, "--prompt", "after the crash", "--wait", "--timeout", "60")
         assert [n["outcome"] for n in done["nodes"]] == ["completed"] * 3
         job = next(e["data"]["job_id"] for e in evs if e["event"] == "swarm_launched")
@@ -83,7 +84,7 @@ def test_kill_9_during_inject(cs: Codeswarm, rng: Random) -> None:
         ended = {e["data"]["injection_id"] for e in es if e["event"] in ("turn_complete", "inject_failed")}
         return bool(acked) and acked <= ended
 
-    evs = wait_settled(cs, settled, "--swarm", sid, timeout=60)
+    evs = cs.wait_settled(settled, "--swarm", sid, timeout=60)
     assert_log_consistent(evs)
     for iid in {e["data"]["injection_id"] for e in evs if e["event"] == "inject_ack"}:
         names = [e["event"] for e in evs if e["data"].get("injection_id") == iid]

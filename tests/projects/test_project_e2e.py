@@ -268,6 +268,7 @@ def test_wait_timeout_exits_4_and_status_json_has_the_documented_shape(cs: Codes
 
     repo = user_repo(cs.tmp)
     sid = _launch(cs, 1)
+    cs.wait_running(sid, 1)  # a task is assigned to a running worker only: not within 2 s of a slow start
     path = write_tasks(cs.tmp, [{"id": "slow", "prompt": "[mock:slow=30] [mock:write=s.txt] slow"}], "slow.json")
     proc = cs.run("project", "create", "--repo", str(repo), "--tasks", str(path), "--swarm", sid, "--wait",
                   "--timeout", "2", check=False, timeout=60)
