@@ -51,6 +51,14 @@ def five_tasks(slow: float = 1.0) -> list[dict[str, Any]]:
     return [task("a1", []), task("a2", ["a1"]), task("b1", []), task("b2", ["b1"]), task("join", ["a2", "b2"])]
 
 
+def held(tasks: list[dict[str, Any]], ids: set[str], gate: Path) -> list[dict[str, Any]]:
+    """The tasks, those named in `ids` held in their verify until the file `gate` exists (at most
+    120 s). A test that must stop a task while it runs holds it there: a turn of a few seconds ends
+    before the stop lands whenever a loaded machine delays the test's own commands that long."""
+    wait = f"for _ in $(seq 2400); do [ -e '{gate}' ] && break; sleep 0.05; done; "
+    return [{**t, "verify": wait + t["verify"]} if t["id"] in ids else t for t in tasks]
+
+
 def project_events(cs: Codeswarm, project_id: str) -> list[dict[str, Any]]:
     return [e for e in cs.events() if e["event"].startswith("project") and e["data"].get("project_id") == project_id]
 

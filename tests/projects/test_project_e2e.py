@@ -9,6 +9,7 @@ from tests.conftest import Codeswarm
 from tests.projects.helpers import (
     five_tasks,
     git,
+    held,
     named,
     project_events,
     repo_state,
@@ -157,13 +158,15 @@ def test_bad_input_is_rejected_and_nothing_is_created(cs: Codeswarm) -> None:
 def test_swarm_terminated_mid_project_then_resume_on_a_new_swarm(cs: Codeswarm) -> None:
     repo = user_repo(cs.tmp)
     old = _launch(cs, 2)
-    tasks = write_tasks(cs.tmp, five_tasks(slow=3), "resume.json")
+    gate = cs.tmp / "gate"  # a2 and b2 run until the terminate: the predicate below holds until then
+    tasks = write_tasks(cs.tmp, held(five_tasks(slow=0.5), {"a2", "b2"}, gate), "resume.json")
     pid = cs.run("project", "create", "--repo", str(repo), "--tasks", str(tasks), "--swarm", old,
                  "--start").stdout.strip()
     cs.wait_for(lambda evs: len(named(evs, "project_task_completed", project_id=pid)) == 2
                 and len(named(evs, "project_task_started", project_id=pid)) == 4, timeout=90)
     cs.run("terminate", old, "--wait")
     cs.wait_for(lambda evs: len(named(evs, "project_task_ready", project_id=pid, requeued=True)) == 2, timeout=60)
+    gate.touch()
     new = _launch(cs, 2)
     preview = cs.json("project", "resume-preview", pid)
     assert sorted(preview["will_run"]) == ["a2", "b2", "join"]
@@ -243,7 +246,8 @@ def test_plan_with_a_planner_swarm_and_malformed_plans(cs: Codeswarm) -> None:
 def test_cancel_stops_new_work_and_resume_finishes_it(cs: Codeswarm) -> None:
     repo = user_repo(cs.tmp)
     sid = _launch(cs, 2)
-    tasks = write_tasks(cs.tmp, five_tasks(slow=2), "cancel.json")
+    gate = cs.tmp / "gate"  # a1 and b1 run until the cancel: neither can complete before it lands
+    tasks = write_tasks(cs.tmp, held(five_tasks(slow=0.5), {"a1", "b1"}, gate), "cancel.json")
     pid = cs.run("project", "create", "--repo", str(repo), "--tasks", str(tasks), "--swarm", sid,
                  "--start").stdout.strip()
     cs.wait_for(lambda evs: len(named(evs, "project_task_started", project_id=pid)) == 2, timeout=60)
@@ -256,6 +260,7 @@ def test_cancel_stops_new_work_and_resume_finishes_it(cs: Codeswarm) -> None:
                                                                "join": "cancelled"}
     again = cs.run("project", "cancel", pid, check=False)
     assert again.returncode == 3 and "already cancelled" in again.stderr
+    gate.touch()
     proc = cs.run("project", "resume", pid, "--wait", "--timeout", "120", "--json", check=False, timeout=150)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     import json
