@@ -69,11 +69,17 @@ def test_every_logged_sent_and_answered_event_matches_its_declared_shape(cs: Cod
     assert cs.run("inject", "no-such-swarm", "--prompt", "x", check=False).returncode == 3  # a logged rejection
     # tokens past the budget: budget_warning / budget_exceeded, the turn interrupted
     cs.run("inject", router_sw, "--prompt", "[mock:tokens=20000] spend", "--wait", "--timeout", "90", check=False)
-    # queue: hold the hub's nodes, queue two items, cancel one
-    cs.json("inject", hub, "--prompt", "[mock:slow=3] hold")
+    # queue: hold the hub's nodes, queue two items, cancel one. The hold is a turn waiting for its
+    # approval, not a few seconds' turn: three commands on a loaded machine can outlast those, and
+    # an item dispatched before its cancel cannot be cancelled.
+    cs.json("inject", hub, "--prompt", "[mock:approval] hold")
+    cs.wait_for(lambda evs: len({e["data"]["node_id"] for e in evs if e["event"] == "exec_approval_required"}) == 2,
+                "--swarm", hub)
     cs.run("enqueue", hub, "--prompt", "queued one")
     cancel = cs.run("enqueue", hub, "--prompt", "queued two").stdout.strip()
     cs.run("queue", "--cancel", cancel)
+    for held in cs.json("approvals", "--swarm", hub):
+        cs.run("approve", hub, "accept", "--node", str(held["node_id"]), "--call", held["call_id"])
     # an approval, answered
     asker = cs.json("launch", "--provider", "local-mock-approvals", "--nodes", "1",
                     "--prompt", "[mock:approval] clean")["swarm_id"]
