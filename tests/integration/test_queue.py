@@ -16,15 +16,21 @@ def _named(evs: list[dict[str, Any]], name: str, **match: Any) -> list[dict[str,
 
 def test_idle_queue_runs_each_item_once_fifo_one_at_a_time_and_survives_kill_9(cs: Codeswarm) -> None:
     sid = cs.json("launch", "--nodes", "3")["swarm_id"]
-    # Keep every node busy while the items are queued, so they really wait in the queue.
-    hold = cs.json("inject", sid, "--prompt", "[mock:slow=4] hold")
+    # Keep every node busy while the items are queued, so they really wait in the queue: a turn that
+    # waits for its approval (ten enqueue commands can outlast a few seconds' turn on a loaded machine,
+    # and then the items went out as they came).
+    hold = cs.json("inject", sid, "--prompt", "[mock:approval] hold")
     # delivered, or already started: the lean worker starts a turn in the same outbox write batch
     assert all(n["outcome"] in ("delivered", "started") for n in hold["nodes"]) and len(hold["nodes"]) == 3
     prompts = [f"[mock:slow=2] item {i}" for i in range(ITEMS)]
     queue_ids = [cs.run("enqueue", sid, "--prompt", p).stdout.strip() for p in prompts]
     assert len(set(queue_ids)) == ITEMS and all(queue_ids)
+    cs.wait_for(lambda evs: len(_named(evs, "exec_approval_required", swarm_id=sid)) == 3, "--swarm", sid)
+    assert not _named(cs.events("--swarm", sid), "inter_swarm_dispatched"), "every item waited in the queue"
+    for held in cs.json("approvals", "--swarm", sid):
+        cs.run("approve", sid, "accept", "--node", str(held["node_id"]), "--call", held["call_id"])
 
-    # Kill the router once some items went out and others still wait (items go out in waves of
+    # Kill the router once some items went out and others still wait (items go out about
     # three every two seconds, so this state lasts long enough to be seen even on a loaded machine).
     def mid_way(evs: list[dict[str, Any]]) -> bool:
         out = len(_named(evs, "inter_swarm_dispatched", target_swarm_id=sid))
