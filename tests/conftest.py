@@ -159,8 +159,8 @@ class Codeswarm:
             self.wait_for(lambda es: len(es) > len(evs), *args, timeout=max(1.0, deadline - time.monotonic()))
 
     def wait_running(self, swarm_id: str, nodes: int, timeout: float = 60) -> None:
-        """Until every node of the swarm has logged a running worker (`launch` returns before the
-        workers start; on a loaded machine that takes seconds)."""
+        """Until every node of the swarm has logged a running worker (`launch` returns once the swarm
+        is logged, not once its workers run; on a loaded machine they can take seconds to start)."""
         self.wait_for(lambda es: {e["data"]["node_id"] for e in es if e["event"] == "node_status"
                                   and e["data"].get("worker") == "running"} >= set(range(nodes)),
                       "--swarm", swarm_id, timeout=timeout)
