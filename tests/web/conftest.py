@@ -115,9 +115,12 @@ WEB_OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "web"
 def browser() -> Any:
     """Headless Debian Chromium driven by Playwright (scripts/install-browser.sh installs both)."""
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         _missing("the playwright package (run scripts/install-browser.sh)")
+    # expect()'s 5 s default is short for a loaded machine; some modules raise it themselves, and
+    # it is global, so without this a module's waits would depend on which module ran first
+    expect.set_options(timeout=30_000)
     if not Path(CHROMIUM).exists():
         _missing(f"{CHROMIUM} (run scripts/install-browser.sh)")
     with sync_playwright() as pw:
