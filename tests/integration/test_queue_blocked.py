@@ -32,7 +32,12 @@ def test_an_unwritable_inbox_blocks_the_item_which_survives_a_restart_and_runs_o
     inbox.mkdir()  # the router refuses to append to it (mailbox.open_mailbox_file: OSError)
 
     qid = cs.run("enqueue", sid, "--prompt", "queued work", "--source", sid).stdout.strip()
-    evs = cs.wait_for(lambda evs: bool(_named(evs, "inter_swarm_blocked", queue_id=qid)), "--swarm", sid, timeout=60)
+    def put_back(evs: list[dict[str, Any]]) -> bool:  # blocked, then its injection failed `requeued`
+        # (not "blocked" alone: the stream may stop between the two lines, and the test reads both)
+        return any(_named(evs, "inject_failed", injection_id=b["data"]["injection_id"])
+                   for b in _named(evs, "inter_swarm_blocked", queue_id=qid))
+
+    evs = cs.wait_for(put_back, "--swarm", sid, timeout=60)
     [blocked] = _named(evs, "inter_swarm_blocked", queue_id=qid)
     assert blocked["data"]["node_id"] == 0 and "not a regular file" in blocked["data"]["reason"]
     assert blocked["data"]["source_swarm_id"] == sid and blocked["data"]["target_swarm_id"] == sid
