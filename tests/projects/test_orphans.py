@@ -18,20 +18,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import Codeswarm, _alive, local_config
+from tests.runtime_orphans import ppid, wait_until
 from tests.projects.helpers import named, project_events, tree, user_repo, worker_results, write_tasks
 
 DELAY = 6  # the hanging scripts write their markers this long after they start
-
-
-def wait_until(check, what: str, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
-def ppid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def hang(tmp: Path, name: str) -> str:
