@@ -112,3 +112,15 @@ def kill_leftovers(started: list[int], tmp: Path) -> None:
         if ours and _alive(pid) and os.getsid(pid) != os.getsid(0):
             os.kill(pid, signal.SIGKILL)
     started.clear()
+
+
+def terminate_and_check_clean_stop(cs: Codeswarm, name: str, run: dict[str, Any]) -> None:
+    """The normal stop of a node in the hang script's turn (terminate --force): everything is gone and
+    nothing written, no event reports an error, and the worker exited 0 (`shutdown`)."""
+    out = cs.json("terminate", run["sid"], "--force", "--wait", timeout=120)
+    assert out["state"] == "terminated"
+    assert_all_gone_and_nothing_written(cs, name, run)
+    events = cs.events("--swarm", run["sid"])
+    assert not [e for e in events if "error" in e["event"]], [e for e in events if "error" in e["event"]]
+    (exited,) = [e["data"] for e in events if e["event"] == "node_status" and e["data"].get("worker") == "exited"]
+    assert (exited["exit_code"], exited["exit_reason"]) == (0, "shutdown")

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from fake_anthropic import FakeAnthropic, offline_env
-from tests.conftest import Codeswarm, local_config
-from tests.runtime_orphans import assert_all_gone_and_nothing_written, kill_leftovers, sigkill_worker, start_turn
+from fake_anthropic import FakeAnthropic
+from test_claude_swarm import claude_config
+from tests.conftest import Codeswarm
+from tests.runtime_orphans import (assert_all_gone_and_nothing_written, kill_leftovers, sigkill_worker, start_turn,
+                                   terminate_and_check_clean_stop)
 
 pytestmark = pytest.mark.claude
 STARTED: list[int] = []
@@ -23,14 +25,7 @@ STARTED: list[int] = []
 
 @pytest.fixture
 def claude_cs(pyz: Path, tmp_path: Path, claude_bin: str, fake_anthropic: FakeAnthropic) -> Iterator[Codeswarm]:
-    config = local_config(tmp_path)
-    config["launch_providers"] = [{
-        "id": "local-claude", "label": "Local (Claude)", "backend": "local",
-        "defaults": {"worker_mode": "claude", "approval_policy": "never", "sandbox_mode": "workspace-write",
-                     "claude_cli_path": claude_bin},
-        "env": offline_env(tmp_path / "claude", fake_anthropic),
-    }]
-    cs = Codeswarm(pyz, tmp_path, config)
+    cs = Codeswarm(pyz, tmp_path, claude_config(tmp_path, claude_bin, fake_anthropic))
     try:
         yield cs
     finally:
@@ -46,10 +41,4 @@ def test_a_sigkilled_worker_s_claude_and_its_commands_die_with_it(claude_cs: Cod
 
 def test_a_worker_stopped_in_a_turn_stops_claude_itself_without_an_error(claude_cs: Codeswarm) -> None:
     run = start_turn(claude_cs, "stopped", STARTED)
-    out = claude_cs.json("terminate", run["sid"], "--force", "--wait", timeout=120)
-    assert out["state"] == "terminated"
-    assert_all_gone_and_nothing_written(claude_cs, "stopped", run)
-    events = claude_cs.events("--swarm", run["sid"])
-    assert not [e for e in events if "error" in e["event"]], [e for e in events if "error" in e["event"]]
-    (exited,) = [e["data"] for e in events if e["event"] == "node_status" and e["data"].get("worker") == "exited"]
-    assert (exited["exit_code"], exited["exit_reason"]) == (0, "shutdown")
+    terminate_and_check_clean_stop(claude_cs, "stopped", run)

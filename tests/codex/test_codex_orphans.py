@@ -18,7 +18,8 @@ import pytest
 from fake_responses import FakeResponses
 
 from tests.conftest import Codeswarm
-from tests.runtime_orphans import assert_all_gone_and_nothing_written, kill_leftovers, sigkill_worker, start_turn
+from tests.runtime_orphans import (assert_all_gone_and_nothing_written, kill_leftovers, sigkill_worker, start_turn,
+                                   terminate_and_check_clean_stop)
 
 STARTED: list[int] = []
 
@@ -64,12 +65,6 @@ def test_a_worker_stopped_in_a_turn_stops_its_app_server_itself_without_an_error
     (P12); the worker exits 0 with nothing reported as an error; the guard then ends with it (and
     kills the setsid grandchild, which the app-server's own teardown left running)."""
     run = start(cs, codex_bin, fake_model, "stopped")
-    out = cs.json("terminate", run["sid"], "--force", "--wait", timeout=120)
-    assert out["state"] == "terminated"
-    assert_all_gone_and_nothing_written(cs, "stopped", run)
-    events = cs.events("--swarm", run["sid"])
-    assert not [e for e in events if "error" in e["event"]], [e for e in events if "error" in e["event"]]
-    (exited,) = [e["data"] for e in events if e["event"] == "node_status" and e["data"].get("worker") == "exited"]
-    assert (exited["exit_code"], exited["exit_reason"]) == (0, "shutdown")
+    terminate_and_check_clean_stop(cs, "stopped", run)
     log = next((cs.tmp / "runs").rglob("codex_*.stderr.log")).read_text(errors="replace")
     assert "panicked" not in log and "Traceback" not in log

@@ -58,6 +58,15 @@ def kill_worker_of(cs: Codeswarm, child: int) -> int:
     return worker
 
 
+def start_one_task_project(cs: Codeswarm) -> tuple[str, Path]:
+    """A one-node swarm and a started project of one task (`a`, which writes a.txt): its id, its repo."""
+    repo = user_repo(cs.tmp)
+    sid = cs.json("launch", "--nodes", "1")["swarm_id"]
+    tasks = write_tasks(cs.tmp, [{"id": "a", "prompt": "[mock:write=a.txt] a"}])
+    return cs.run("project", "create", "--repo", str(repo), "--tasks", str(tasks), "--swarm", sid,
+                  "--start").stdout.strip(), repo
+
+
 def test_a_worker_sigkilled_during_verify_leaves_no_verify_process(cs: Codeswarm) -> None:
     script = cs.tmp / "verify.sh"
     script.write_text(hang(cs.tmp, "verify") + "exit 0\n")
@@ -80,10 +89,7 @@ def test_a_worker_sigkilled_during_a_git_call_leaves_no_git_process(cs: Codeswar
                                      f'exec /usr/bin/git "$@"\n')
     (wrapper_dir / "git").chmod(0o755)
     cs.env["PATH"] = f"{wrapper_dir}:{cs.env['PATH']}"  # the router and its local workers inherit it
-    repo = user_repo(cs.tmp)
-    sid = cs.json("launch", "--nodes", "1")["swarm_id"]
-    tasks = write_tasks(cs.tmp, [{"id": "a", "prompt": "[mock:write=a.txt] a"}])
-    cs.run("project", "create", "--repo", str(repo), "--tasks", str(tasks), "--swarm", sid, "--start")
+    start_one_task_project(cs)
     pids, t0 = started(cs, "push")
     kill_worker_of(cs, pids[0])  # the wrapper's shell is the git the worker started
     assert_gone_and_nothing_written(cs, "push", pids, t0)
@@ -102,11 +108,7 @@ def test_an_integration_git_call_is_stopped_by_a_cancel_or_the_router_stop(cs: C
         f'esac;; esac\nexec /usr/bin/git "$@"\n')
     (wrapper_dir / "git").chmod(0o755)
     cs.env["PATH"] = f"{wrapper_dir}:{cs.env['PATH']}"
-    repo = user_repo(cs.tmp)
-    sid = cs.json("launch", "--nodes", "1")["swarm_id"]
-    tasks = write_tasks(cs.tmp, [{"id": "a", "prompt": "[mock:write=a.txt] a"}])
-    project = cs.run("project", "create", "--repo", str(repo), "--tasks", str(tasks), "--swarm", sid,
-                     "--start").stdout.strip()
+    project, _ = start_one_task_project(cs)
     pids, t0 = started(cs, "merge")
     router = cs.router_pid()
     assert router is not None and ppid(pids[0]) == router, "the hanging merge is the router's integration"
@@ -185,11 +187,7 @@ def test_a_restarted_router_clears_the_locks_of_its_killed_integration_and_compl
     die with the router (its guard), and the restarted router's recovery redoes the integration
     pass in the same clone and completes the project."""
     ref_hook(cs, "merge", "*/integration", "merge")
-    repo = user_repo(cs.tmp)
-    sid = cs.json("launch", "--nodes", "1")["swarm_id"]
-    tasks = write_tasks(cs.tmp, [{"id": "a", "prompt": "[mock:write=a.txt] a"}])
-    project = cs.run("project", "create", "--repo", str(repo), "--tasks", str(tasks), "--swarm", sid,
-                     "--start").stdout.strip()
+    project, repo = start_one_task_project(cs)
     pids, t0 = started(cs, "merge")
     merge = ppid(pids[0])
     router = cs.router_pid()
